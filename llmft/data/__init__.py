@@ -1,0 +1,1 @@
+"""Data preparation: parse -> validate -> normalize -> clean -> split -> render -> tokenize -> pack."""

@@ -1,0 +1,36 @@
+"""Show what the model will learn: rendered examples with the trained spans marked.
+
+    llmft data preview FILE --model tiny-r1 [-n 3]
+
+The marks come from the labels of the real token ids (decoded run by run), so the preview is
+exactly the training signal, not a re-rendering of it.
+"""
+
+from llmft.data.tokenize import IGNORE, Tokenized
+
+GREEN, RESET = "\033[32m", "\033[0m"
+OPEN, CLOSE = "⟦", "⟧"
+
+
+def format_example(tokens: Tokenized, tokenizer, *, color: bool) -> str:
+    """The example's text, trained runs in green (color) or between ⟦ and ⟧ (plain)."""
+    pieces = []
+    for trained, ids in _runs(tokens):
+        text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if trained:
+            text = f"{GREEN}{text}{RESET}" if color else f"{OPEN}{text}{CLOSE}"
+        pieces.append(text)
+    return "".join(pieces)
+
+
+def _runs(tokens: Tokenized):
+    run, state = [], None
+    for token_id, label in zip(tokens.input_ids, tokens.labels):
+        trained = label != IGNORE
+        if run and trained != state:
+            yield state, run
+            run = []
+        run.append(token_id)
+        state = trained
+    if run:
+        yield state, run

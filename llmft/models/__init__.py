@@ -1,0 +1,1 @@
+"""Base models: the offline tiny model, name resolution, tokenizer loading."""
