@@ -210,7 +210,7 @@ def _check_messages(raw: list[dict], loc: Location, prefix) -> tuple[list[Messag
             issues.append(loc.issue("empty", f"the {role} message's content is empty", where("content")))
             continue
         message = Message(role=role, content=content, tool_calls=tool_calls)
-        if "weight" in item:
+        if item.get("weight") is not None:  # a Parquet struct gives absent fields as None
             weight = item["weight"]
             if role != "assistant" or isinstance(weight, str) or weight not in (0, 1):
                 issues.append(loc.issue("invalid_weight", f"weight {weight!r}: use 0 or 1 on assistant turns", where("weight")))

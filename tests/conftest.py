@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated $LLMFT_HOME, the tiny model, the real-vocabulary tokenizer,
+the reference fixtures in ../shared, and the Redis / PostgreSQL services.
+
+Set LLMFT_REQUIRE_SERVICES=1 (CI does) to turn a missing Redis or PostgreSQL into a failure
+instead of a skip.
+"""
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+SAMPLE_DATA = ROOT / "data" / "sample"
+_HOME = Path(tempfile.mkdtemp(prefix="llmft-test-home-"))
+os.environ["LLMFT_HOME"] = str(_HOME)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """The `tiny-r1` model, built once per test session under the test $LLMFT_HOME."""
+    from llmft.models.resolve import ensure_tiny_model
+
+    return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model_dir):
+    """The faithful DeepSeek-R1-Distill tokenizer (real 151,936-token vocabulary)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"reference fixtures absent ({SHARED_FIXTURES}); they exist beside the project in CI")
+    return SHARED_FIXTURES
+
+
+def _require_service(name: str, host: str, port: int) -> None:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as error:
+        message = f"{name} is not reachable at {host}:{port} ({error})"
+        if os.environ.get("LLMFT_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + "; LLMFT_REQUIRE_SERVICES=1 makes this a failure")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("LLMFT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    _require_service("Redis", host, int(port))
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("LLMFT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    _require_service("PostgreSQL", host, int(port))
+    return url
