@@ -1,0 +1,41 @@
+# The two set-up commands of the README:
+#   make run    create .venv if missing, install, and run the main flow
+#   make test   create .venv if missing, install the dev extras, run the tests
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LLMFT := $(VENV)/bin/llmft
+export LLMFT_HOME ?= $(CURDIR)/var
+
+.PHONY: run test test-fast install install-dev clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# The most complete flow that exists today: build the offline model, validate and prepare our sample data.
+run: install
+	$(LLMFT) data validate data/sample/brokerage_support.jsonl
+	$(LLMFT) data prepare data/sample/brokerage_support.jsonl --out $(LLMFT_HOME)/prepared/brokerage_support
+	$(LLMFT) data preview data/sample/brokerage_support.jsonl -n 2
+
+test: install-dev
+	$(PY) -m pytest
+
+test-fast: install-dev
+	$(PY) -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis
