@@ -5,8 +5,11 @@
     llmft data prepare FILE --out DIR [--model tiny-r1] [--validation-file F]
     llmft data preview FILE [--model tiny-r1] [-n 3]
 
+    llmft train --config FILE [--set key=value ...] [--resume]
+    llmft model init --config config.json --tokenizer tiny-r1 --out DIR
+
 Exit codes: 0 success, 1 the data has errors (the report says which), 2 bad arguments,
-config or model.
+config or model, 3 training stopped on request (checkpoint saved; resume with --resume).
 """
 
 import argparse
@@ -42,6 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", type=Path, required=True, help="folder to write")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_model_tiny)
+
+    init = model.add_parser("init", help="write a model of a given shape with random weights (fast)")
+    init.add_argument("--config", type=Path, required=True, help="a config.json (e.g. the 1.5B model's)")
+    init.add_argument("--tokenizer", required=True, help="folder or model name whose tokenizer to copy (tiny-r1 works)")
+    init.add_argument("--out", type=Path, required=True)
+    init.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(run=_model_init)
+
+    train = commands.add_parser("train", help="fine-tune from a config file")
+    train.add_argument("--config", type=Path, help="YAML config (see config/demo.yaml)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. training.max_steps=20 (repeatable)")
+    train.add_argument("--resume", action="store_true", help="continue from the last committed checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
 
     data = commands.add_parser("data", help="validate, prepare and preview data").add_subparsers(title="data commands")
     validate = data.add_parser("validate", help="report every problem and the statistics of a data file")
@@ -92,6 +111,38 @@ def _model_tiny(args) -> int:
     from llmft.models.tiny import build_tiny_model
 
     print(build_tiny_model(args.out, seed=args.seed))
+    return 0
+
+
+def _model_init(args) -> int:
+    from llmft.models.init import init_model
+
+    print(init_model(args.config, tokenizer=args.tokenizer, out=args.out, dtype=args.dtype, seed=args.seed))
+    return 0
+
+
+def _train(args) -> int:
+    from llmft.data.prepare import DataError
+    from llmft.data.report import format_report
+    from llmft.train.config import load_config
+    from llmft.train.run import EXIT_STOPPED, train
+
+    config = load_config(args.config, args.overrides)
+    try:
+        result = train(config, resume=args.resume, progress=not args.no_progress)
+    except DataError as error:
+        print(format_report(error.report))
+        print("llmft: the training data has errors; fix them or set data.on_invalid: drop", file=sys.stderr)
+        return EXIT_DATA_ERRORS
+    summary = result.summary
+    if result.status == "stopped":
+        print(f"stopped at step {summary['steps']}; checkpoint saved in {result.output_dir / 'checkpoints'}; "
+              f"continue with --resume")
+        return EXIT_STOPPED
+    print(f"trained {summary['steps']} steps in {summary['wall_time_s']:.0f} s "
+          f"({summary['tokens_per_second']:.0f} tokens/s); train loss {summary['first_train_loss']} -> "
+          f"{summary['final_train_loss']}; best validation loss {summary['best_eval_loss']}")
+    print(f"final model: {result.final_dir}")
     return 0
 
 

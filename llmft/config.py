@@ -62,7 +62,8 @@ def format_errors(error: ValidationError, model: type[BaseModel], where: str) ->
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
             lines.append(f"  {path}: unknown key{hint}")
         else:
-            lines.append(f"  {path}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {path}: {message}" if path else f"  {message}")
     return f"{where} has {len(lines)} problem{'s' if len(lines) > 1 else ''}:\n" + "\n".join(lines)
 
 

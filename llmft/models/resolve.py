@@ -46,6 +46,14 @@ def resolve_model(name: str) -> Path:
     return _fetch_from_hub(ALIASES.get(name, name))
 
 
+def weights_source(name: str) -> str:
+    """What `from_pretrained` should load the weights from: a local folder or a hub id."""
+    if name == TINY:
+        return str(ensure_tiny_model())
+    local = Path(name).expanduser()
+    return str(local.resolve()) if local.is_dir() else ALIASES.get(name, name)
+
+
 def ensure_tiny_model() -> Path:
     """`$LLMFT_HOME/models/tiny-r1`, built once (a lock keeps concurrent builders apart)."""
     folder = llmft_home() / "models" / TINY

@@ -1,0 +1,142 @@
+"""The training config: one typed object, grouped by topic, checked once on load.
+
+    llmft train --config config/demo.yaml --set training.learning_rate=1e-4
+
+Groups: model, data, method (with lora), training, output. Unknown keys are errors that name
+the closest valid key. The original system's flat `model:` section (max_length,
+learning_rate, batch_size, num_epochs, warmup_steps, weight_decay, save_steps, logging_steps,
+output_dir all under `model`) loads as written: those keys move to their groups.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from llmft.config import ConfigError, DataConfig, Strict, check
+
+LEGACY_MODEL_KEYS = {
+    "max_length": "data", "learning_rate": "training", "batch_size": "training", "num_epochs": "training",
+    "warmup_steps": "training", "weight_decay": "training", "save_steps": "training",
+    "logging_steps": "training", "output_dir": "output",
+}
+
+
+class ModelConfig(Strict):
+    base_model: str = Field("tiny-r1", description="tiny-r1, deepseek-r1-1.5b, a hub id or a local folder.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the base model.")
+    trust_remote_code: bool = Field(False, description="Run the model repository's own code; off unless you trust it.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype: auto follows training.precision (bf16/fp16 weights only for LoRA).")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel; sdpa and flash_attention_2 keep packed examples apart.")
+
+
+class TrainDataConfig(DataConfig):
+    train_file: str | None = Field(None, description="Training data (JSONL, JSON, CSV or Parquet); required to train.")
+
+
+class LoraSettings(Strict):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or all-linear (every linear layer but the output layer).")
+
+
+class MethodConfig(Strict):
+    type: Literal["lora", "full", "qlora"] = Field("lora", description="lora, full fine-tuning, or qlora (4-bit, CUDA).")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (lora and qlora).")
+
+
+class TrainingConfig(Strict):
+    num_epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides num_epochs).")
+    batch_size: int = Field(8, ge=1, description="Sequences per device per micro-step; a packed row is one sequence.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warmup.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps (wins over warmup_ratio when > 0).")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Warmup as a share of all steps.")
+    weight_decay: float = Field(0.0, ge=0.0, description="Decoupled weight decay (not on biases and norms).")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null: no clipping.")
+    optimizer: Literal["adamw", "adafactor", "lamb"] = Field("adamw", description="adamw (fused on CUDA), adafactor or lamb.")
+    adam_beta1: float = Field(0.9, gt=0, lt=1, description="First-moment decay (adamw, lamb).")
+    adam_beta2: float = Field(0.999, gt=0, lt=1, description="Second-moment decay (adamw, lamb).")
+    adam_epsilon: float = Field(1e-8, gt=0, description="Denominator epsilon (adamw, lamb).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision: auto is bf16 (or fp16) on a GPU that has it, fp32 on CPU.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    seed: int = Field(42, description="Seed of initialization, dropout and data order.")
+    logging_steps: int = Field(10, ge=1, description="Record metrics every N optimizer steps.")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps.")
+    eval_per_epoch: bool = Field(True, description="Evaluate at the end of every epoch.")
+    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps (and always at each epoch end).")
+    save_total_limit: int = Field(3, ge=1, description="Checkpoints kept (the best one is always kept).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without a better validation loss.")
+
+
+class OutputConfig(Strict):
+    output_dir: str = Field("./output", description="Checkpoints, final model, metrics.jsonl and summary.json.")
+    final_model: Literal["best", "last"] = Field(
+        "best", description="Which weights become the final model: best validation loss, or the last step.")
+
+
+class TrainConfig(Strict):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: TrainDataConfig = Field(default_factory=TrainDataConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_legacy_keys(cls, values):
+        """The original README's flat `model:` section: move each key to the group it belongs to."""
+        if not isinstance(values, dict) or not isinstance(values.get("model"), dict):
+            return values
+        model = dict(values["model"])
+        values = dict(values)
+        for key, group in LEGACY_MODEL_KEYS.items():
+            if key not in model:
+                continue
+            section = dict(values.get(group) or {})
+            if key in section and section[key] != model[key]:
+                raise ValueError(f"{key} is given as model.{key} and {group}.{key} with different values")
+            section[key] = model.pop(key)
+            values[group] = section
+        values["model"] = model
+        return values
+
+
+def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Read YAML (or start from defaults), apply `key.path=value` overrides, check everything once."""
+    values: dict = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as error:
+            raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections (model, data, method, training, output)")
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {override!r}: expected key.path=value, e.g. training.learning_rate=1e-4")
+        target = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set {override!r}: {part} is not a section")
+        target[parts[-1]] = yaml.safe_load(raw)
+    try:
+        return check(TrainConfig, values, where=where)
+    except ValueError as error:  # raised by the legacy-key move
+        raise ConfigError(f"{where}: {error}") from None

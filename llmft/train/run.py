@@ -1,0 +1,251 @@
+"""Train a model from a config: the whole run, top to bottom.
+
+    llmft train --config config/demo.yaml [--set training.max_steps=20] [--resume]
+    python -m llmft.train --config config/demo.yaml
+
+prepare data (cached) -> load model and method -> Trainer -> checkpoints (atomic) ->
+final model (best or last) -> summary.json. The service calls `train()` in a child process
+with `on_event` (progress) and `should_stop` (cancel); SIGTERM stops the same way: a
+checkpoint is saved and `train` returns status "stopped" (exit code 3 from the command).
+"""
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from llmft import __version__
+from llmft.config import ConfigError
+from llmft.data.prepare import prepare
+from llmft.models.resolve import load_tokenizer
+from llmft.train import checkpoints
+from llmft.train.config import TrainConfig
+from llmft.train.model import load_model, training_precision
+from llmft.train.optim import Lamb
+from llmft.train.trainer import EventHook, LlmftTrainer, PackedRows, ProgressBar, RunRecorder, collate_rows, memory_stats
+
+EXIT_STOPPED = 3  # stopped on request (SIGTERM, cancel): a checkpoint was saved, resume with --resume
+
+
+@dataclass
+class RunResult:
+    status: str  # "succeeded" or "stopped"
+    output_dir: Path
+    final_dir: Path | None
+    summary: dict
+
+
+def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | None = None,
+          should_stop=None, progress: bool = True) -> RunResult:
+    if config.data.train_file is None:
+        raise ConfigError("data.train_file is required to train (a JSONL, JSON, CSV or Parquet file)")
+    on_event = on_event or (lambda event: None)
+    output_dir = Path(config.output.output_dir).resolve()
+    resume_from = _resume_point(output_dir, resume)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints.clear_staging(output_dir)
+    _trim_metrics(output_dir, resume_from)
+    started = time.time()
+
+    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=_data_options(config))
+    train_rows = PackedRows(prepared.tokens("train"), max_length=config.data.max_length, pack=config.data.pack)
+    validation = prepared.tokens("validation")
+    eval_rows = PackedRows(validation, max_length=config.data.max_length, pack=config.data.pack) if validation else None
+    on_event({"type": "data_ready", "train_examples": len(train_rows.examples), "train_rows": len(train_rows),
+              "validation_examples": len(validation), "data_sha256": prepared.report["sha256"],
+              "cache_hit": prepared.cache_hit})
+
+    set_seed(config.training.seed)
+    tokenizer = load_tokenizer(config.model.base_model, trust_remote_code=config.model.trust_remote_code)
+    model = load_model(config)
+    stop = _StopFlag(should_stop)
+    recorder = RunRecorder(output_dir, on_event=on_event, should_stop=stop, patience=config.training.early_stopping_patience,
+                           save_total_limit=config.training.save_total_limit,
+                           eval_per_epoch=config.training.eval_per_epoch, has_validation=eval_rows is not None)
+    trainer = LlmftTrainer(
+        model=model,
+        args=_training_arguments(config, output_dir, has_validation=eval_rows is not None, progress=progress),
+        train_dataset=train_rows,
+        eval_dataset=eval_rows,
+        data_collator=collate_rows,
+        processing_class=tokenizer,
+        callbacks=[recorder] + ([ProgressBar()] if progress else []),
+        optimizer_cls_and_kwargs=_lamb(config) if config.training.optimizer == "lamb" else None,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    on_event({"type": "started", "resumed_from": str(resume_from) if resume_from else None,
+              "max_steps": trainer.args.max_steps})
+    with stop.on_sigterm():
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    checkpoints.clear_staging(output_dir)
+
+    if recorder.stopped_by == "stop_requested":
+        summary = _summary(config, prepared, trainer, output, started, status="stopped", final=None, recorder=recorder)
+        _write_json(output_dir / "summary.json", summary)
+        on_event({"type": "stopped", "step": trainer.state.global_step})
+        return RunResult("stopped", output_dir, None, summary)
+
+    best = recorder.best_checkpoint()
+    if config.output.final_model == "best" and best is not None:
+        trainer._load_from_checkpoint(str(best))  # the best validation loss becomes the final model
+    final = _save_final(trainer, output_dir)
+    summary = _summary(config, prepared, trainer, output, started, status="succeeded", final=final, recorder=recorder,
+                       best=best)
+    _write_json(output_dir / "summary.json", summary)
+    on_event({"type": "succeeded", "final_dir": str(final), "summary": summary})
+    return RunResult("succeeded", output_dir, final, summary)
+
+
+def _resume_point(output_dir: Path, resume: bool) -> Path | None:
+    latest = checkpoints.latest(output_dir)
+    if latest is not None and not resume:
+        raise ConfigError(f"{output_dir} already holds a run (last checkpoint {latest.name}); "
+                          "pass --resume to continue it, or choose another output.output_dir")
+    return latest if resume else None
+
+
+def _data_options(config: TrainConfig):
+    from llmft.config import DataConfig
+
+    return DataConfig(**config.data.model_dump(exclude={"train_file"}))
+
+
+def _training_arguments(config: TrainConfig, output_dir: Path, *, has_validation: bool, progress: bool):
+    t = config.training
+    precision = training_precision(config)
+    cuda = torch.cuda.is_available()
+    eval_strategy = "steps" if (t.eval_steps and has_validation) else "no"
+    optim = {"adamw": "adamw_torch_fused" if cuda else "adamw_torch", "adafactor": "adafactor", "lamb": "adamw_torch"}
+    return TrainingArguments(
+        output_dir=str(checkpoints.staging_dir(output_dir)),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
+        warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm or 0.0,
+        optim=optim[t.optimizer],
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        adam_epsilon=t.adam_epsilon,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not cuda,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps if eval_strategy == "steps" else None,
+        save_strategy="steps" if t.save_steps else "epoch",
+        save_steps=t.save_steps or 500,
+        save_total_limit=None,
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _lamb(config: TrainConfig):
+    t = config.training
+    return Lamb, {"betas": (t.adam_beta1, t.adam_beta2), "eps": t.adam_epsilon, "weight_decay": t.weight_decay}
+
+
+def _save_final(trainer: LlmftTrainer, output_dir: Path) -> Path:
+    """The final adapter (or full model) with tokenizer and config, published like a checkpoint."""
+    staging = checkpoints.staging_dir(output_dir) / "final"
+    trainer.save_model(str(staging))
+    trainer.processing_class.save_pretrained(str(staging))
+    final = output_dir / "final"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    checkpoints.clear_staging(output_dir)
+    return final
+
+
+def _summary(config, prepared, trainer, output, started, *, status, final, recorder, best=None) -> dict:
+    history = trainer.state.log_history
+    train_losses = [entry["loss"] for entry in history if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    elapsed = time.time() - started
+    return {
+        "status": status,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "first_train_loss": train_losses[0] if train_losses else None,
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_eval_loss": eval_losses[-1] if eval_losses else None,
+        "best_eval_loss": recorder.best[0] if recorder.best else None,
+        "best_checkpoint": best.name if best else None,
+        "stopped_by": recorder.stopped_by,
+        "tokens_seen": trainer.tokens_seen,
+        "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 3),
+        "tokens_per_second": round(trainer.tokens_seen / max(output.metrics.get("train_runtime", 0.0), 1e-9), 2),
+        "wall_time_s": round(elapsed, 3),
+        **memory_stats(),
+        "final_dir": str(final) if final else None,
+        "data": {"sha256": prepared.report["sha256"], "sources": prepared.manifest["sources"],
+                 "train_examples": prepared.report["split"]["train"],
+                 "validation_examples": prepared.report["split"]["validation"]},
+        "config": config.model_dump(),
+        "llmft_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def _trim_metrics(output_dir: Path, resume_from: Path | None) -> None:
+    """On resume, drop metrics logged after the checkpoint: those steps run again."""
+    path = output_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    if resume_from is None:
+        path.unlink()
+        return
+    step = checkpoints.info(resume_from)["step"]
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class _StopFlag:
+    """True once SIGTERM arrived or the caller's `should_stop()` says so."""
+
+    def __init__(self, should_stop):
+        self.should_stop = should_stop
+        self.signalled = False
+
+    def __call__(self) -> bool:
+        return self.signalled or bool(self.should_stop and self.should_stop())
+
+    @contextmanager
+    def on_sigterm(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach only the main thread; the caller's should_stop still works
+            return
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: setattr(self, "signalled", True))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,245 @@
+"""Hugging Face Trainer, with the loss computed only where it trains and metrics that matter.
+
+`LlmftTrainer` changes three things of `transformers.Trainer`:
+  compute_loss  runs the model with `logits_to_keep` = the trained positions and computes the
+                cross-entropy from their hidden states (train/loss.py), never all logits;
+  evaluate      token-weighted validation loss, perplexity and token accuracy;
+  log           adds useful tokens/s, token accuracy and memory to every training log.
+The callbacks publish checkpoints atomically, write metrics.jsonl, call the service's hooks,
+stop early, and show a progress bar.
+"""
+
+import json
+import math
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainerCallback
+
+from llmft.data.pack import PackedCollator, pack_best_fit
+from llmft.data.tokenize import Tokenized
+from llmft.train import checkpoints
+from llmft.train.loss import linear_cross_entropy, trained_positions
+
+EventHook = Callable[[dict], None]
+
+
+class PackedRows(Dataset):
+    """Rows of examples: best-fit packed into `max_length` tokens, or one example per row."""
+
+    def __init__(self, examples: list[Tokenized], *, max_length: int, pack: bool):
+        self.examples = examples
+        lengths = [len(e) for e in examples]
+        self.rows = pack_best_fit(lengths, max_length) if pack else [[i] for i in range(len(examples))]
+        self.tokens = sum(lengths)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> list[Tokenized]:
+        return [self.examples[i] for i in self.rows[index]]
+
+
+def collate_rows(rows: list[list[Tokenized]]) -> dict[str, torch.Tensor]:
+    """A batch of rows flattened into one padding-free sequence (position ids restart per example)."""
+    return PackedCollator()([example for row in rows for example in row])
+
+
+class _HiddenCapture:
+    """A pre-hook on the output layer: keep its input (the final hidden states at the kept
+    positions) and hand it an empty slice, so the model never computes the logits itself."""
+
+    def __init__(self, head: torch.nn.Module):
+        self.head = head
+        self.hidden: torch.Tensor | None = None
+        self.active = False  # only inside compute_loss: generation elsewhere sees a normal model
+        head.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _module, args):
+        if not self.active:
+            return None
+        self.hidden = args[0]
+        return (args[0][..., :0, :],)
+
+
+class LlmftTrainer(Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = True  # compute_loss divides by the tokens of the whole accumulated step
+        base = self.accelerator.unwrap_model(self.model)
+        base = base.get_base_model() if isinstance(base, PeftModel) else base
+        self._capture = _HiddenCapture(base.get_output_embeddings())
+        self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": time.perf_counter()}
+        self.tokens_seen = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        positions, targets = trained_positions(labels)
+        self._capture.active = True
+        try:
+            model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False,
+                  logits_to_keep=positions)
+        finally:
+            self._capture.active = False
+        hidden = self._capture.hidden.reshape(-1, self._capture.hidden.shape[-1])
+        self._capture.hidden = None
+        head = self._capture.head
+        loss_sum, correct = linear_cross_entropy(hidden, head.weight, targets.to(hidden.device), head.bias)
+        denominator = num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1)
+        loss = loss_sum / denominator
+        if model.training:
+            self._window["tokens"] += inputs["input_ids"].numel()
+            self._window["trained"] += len(targets)
+            self._window["correct"] += int(correct)
+            self.tokens_seen += inputs["input_ids"].numel()
+        if return_outputs:
+            return loss, {"loss_sum": loss_sum.detach(), "count": len(targets), "correct": correct}
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        model = self.model
+        was_training = model.training
+        model.eval()
+        loss_sum, count, correct, started = 0.0, 0, 0, time.perf_counter()
+        for batch in self.get_eval_dataloader(eval_dataset):
+            batch = self._prepare_inputs(batch)
+            with self.compute_loss_context_manager():
+                _, out = self.compute_loss(model, batch, return_outputs=True)
+            loss_sum, count, correct = loss_sum + float(out["loss_sum"]), count + out["count"], correct + int(out["correct"])
+        if was_training:
+            model.train()
+        loss = loss_sum / max(count, 1)
+        metrics = {
+            f"{metric_key_prefix}_loss": loss,
+            f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0)),
+            f"{metric_key_prefix}_token_accuracy": correct / max(count, 1),
+            f"{metric_key_prefix}_tokens": count,
+            f"{metric_key_prefix}_runtime": time.perf_counter() - started,
+        }
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            window, now = self._window, time.perf_counter()
+            logs["tokens_per_second"] = round(window["tokens"] / max(now - window["started"], 1e-9), 2)
+            logs["token_accuracy"] = round(window["correct"] / max(window["trained"], 1), 4)
+            logs["tokens_seen"] = self.tokens_seen
+            logs.update(memory_stats())
+            self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": now}
+        super().log(logs, start_time)
+
+
+def memory_stats() -> dict[str, float]:
+    stats = {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+    if torch.cuda.is_available():
+        stats["gpu_peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return stats
+
+
+class RunRecorder(TrainerCallback):
+    """metrics.jsonl, checkpoint publishing, the service's hooks, early stopping, epoch-end eval/save."""
+
+    def __init__(self, output_dir: Path, *, on_event: EventHook, should_stop: Callable[[], bool],
+                 save_total_limit: int, patience: int | None, eval_per_epoch: bool, has_validation: bool):
+        self.output_dir = Path(output_dir)
+        self.on_event = on_event
+        self.should_stop = should_stop
+        self.save_total_limit = save_total_limit
+        self.patience = patience
+        self.eval_per_epoch = eval_per_epoch and has_validation
+        self.best: tuple[float, int] | None = None  # (validation loss, step)
+        self.last_eval: dict | None = None
+        self.bad_evals = 0
+        self.stopped_by: str | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": round(time.time(), 3), **logs}
+        with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        kind = "eval" if any(key.startswith("eval_") for key in logs) else "metrics"
+        self.on_event({"type": kind, **record})
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = metrics["eval_loss"]
+        self.last_eval = {"step": state.global_step, "eval_loss": loss}
+        if not math.isfinite(loss):
+            return
+        if self.best is None or loss < self.best[0]:
+            self.best, self.bad_evals = (loss, state.global_step), 0
+        else:
+            self.bad_evals += 1
+            if self.patience and self.bad_evals >= self.patience:
+                self.stopped_by = "early_stopping"
+                control.should_training_stop = True
+                self.on_event({"type": "early_stopping", "step": state.global_step, "best_eval_loss": self.best[0]})
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stopped_by is None and self.should_stop():
+            self.stopped_by = "stop_requested"
+            control.should_save = True
+            control.should_training_stop = True
+            self.on_event({"type": "stopping", "step": state.global_step})
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_save = True
+        if self.eval_per_epoch:
+            control.should_evaluate = True
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        staged = checkpoints.staging_dir(self.output_dir) / f"{checkpoints.PREFIX}{state.global_step}"
+        evaluated = self.last_eval if self.last_eval and self.last_eval["step"] == state.global_step else None
+        info = {"step": state.global_step, "epoch": state.epoch,
+                "eval_loss": evaluated["eval_loss"] if evaluated else None,
+                "best_step": self.best[1] if self.best else None}
+        published = checkpoints.publish(staged, self.output_dir, info=info)
+        checkpoints.rotate(self.output_dir, keep=self.save_total_limit, protect=self.best_checkpoint())
+        self.on_event({"type": "checkpoint", "step": state.global_step, "path": str(published),
+                       "eval_loss": info["eval_loss"]})
+
+    def best_checkpoint(self) -> Path | None:
+        scored = [(checkpoints.info(p).get("eval_loss"), p) for p in checkpoints.committed(self.output_dir)]
+        scored = [(loss, p) for loss, p in scored if loss is not None and math.isfinite(loss)]
+        return min(scored, key=lambda item: item[0])[1] if scored else None
+
+
+class ProgressBar(TrainerCallback):
+    """One line on the terminal: steps, ETA, loss, tokens/s."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs:
+            return
+        if "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{logs.get('tokens_per_second', 0):.0f}",
+                                 refresh=False)
+        elif "eval_loss" in logs:
+            self.bar.write(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f} "
+                           f"(perplexity {logs['eval_perplexity']:.2f})")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
