@@ -219,9 +219,9 @@ def _check_messages(raw: list[dict], loc: Location, prefix) -> tuple[list[Messag
         if role == "assistant":
             issues += _split_reasoning(message, item.get("reasoning_content"), loc, where)
         messages.append(message)
-    if issues:
+    if any(issue.severity == "error" for issue in issues):
         return messages, issues
-    return messages, _check_order(messages, loc, lambda i: _field_name(prefix, i, "role"))
+    return messages, issues + _check_order(messages, loc, lambda i: _field_name(prefix, i, "role"))
 
 
 def _split_reasoning(message: Message, reasoning_content, loc: Location, where) -> list[Issue]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.utils import logging as hf_logging
 
 from llmft import __version__
 from llmft.config import ConfigError
@@ -65,8 +66,10 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
               "cache_hit": prepared.cache_hit})
 
     set_seed(config.training.seed)
+    hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(config.model.base_model, trust_remote_code=config.model.trust_remote_code)
     model = load_model(config)
+    model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     stop = _StopFlag(should_stop)
     recorder = RunRecorder(output_dir, on_event=on_event, should_stop=stop, patience=config.training.early_stopping_patience,
                            save_total_limit=config.training.save_total_limit,
@@ -81,6 +84,8 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         callbacks=[recorder] + ([ProgressBar()] if progress else []),
         optimizer_cls_and_kwargs=_lamb(config) if config.training.optimizer == "lamb" else None,
     )
+    if resume_from is not None:
+        recorder.restore(checkpoints.info(resume_from))
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     on_event({"type": "started", "resumed_from": str(resume_from) if resume_from else None,
@@ -145,8 +150,8 @@ def _training_arguments(config: TrainConfig, output_dir: Path, *, has_validation
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not cuda,
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,

@@ -159,7 +159,17 @@ class RunRecorder(TrainerCallback):
         self.best: tuple[float, int] | None = None  # (validation loss, step)
         self.last_eval: dict | None = None
         self.bad_evals = 0
+        self.saved_step: int | None = None
         self.stopped_by: str | None = None
+
+    def restore(self, info: dict) -> None:
+        """Pick up early-stopping state from the checkpoint a run resumes from."""
+        if info.get("best_eval_loss") is not None:
+            self.best = (info["best_eval_loss"], info["best_step"])
+        self.bad_evals = info.get("bad_evals", 0)
+        self.saved_step = info["step"]
+        if info.get("eval_loss") is not None:
+            self.last_eval = {"step": info["step"], "eval_loss": info["eval_loss"]}
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -192,9 +202,10 @@ class RunRecorder(TrainerCallback):
             self.on_event({"type": "stopping", "step": state.global_step})
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        control.should_save = True
-        if self.eval_per_epoch:
-            control.should_evaluate = True
+        """Evaluate and save at every epoch end (and when max_steps ends a run), unless done at this step."""
+        control.should_save = self.saved_step != state.global_step
+        evaluated = self.last_eval is not None and self.last_eval["step"] == state.global_step
+        control.should_evaluate = self.eval_per_epoch and not evaluated
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -203,8 +214,11 @@ class RunRecorder(TrainerCallback):
         evaluated = self.last_eval if self.last_eval and self.last_eval["step"] == state.global_step else None
         info = {"step": state.global_step, "epoch": state.epoch,
                 "eval_loss": evaluated["eval_loss"] if evaluated else None,
-                "best_step": self.best[1] if self.best else None}
+                "best_eval_loss": self.best[0] if self.best else None,
+                "best_step": self.best[1] if self.best else None,
+                "bad_evals": self.bad_evals}
         published = checkpoints.publish(staged, self.output_dir, info=info)
+        self.saved_step = state.global_step
         checkpoints.rotate(self.output_dir, keep=self.save_total_limit, protect=self.best_checkpoint())
         self.on_event({"type": "checkpoint", "step": state.global_step, "path": str(published),
                        "eval_loss": info["eval_loss"]})

@@ -300,6 +300,19 @@ def test_unknown_field_warning_keeps_the_example():
     assert example.extra == {"id": 3}
 
 
+def test_a_warning_does_not_hide_the_order_checks():
+    # Regression: a warning (unknown_field, empty_reasoning) used to skip the turn-order checks,
+    # so a conversation without an assistant turn was accepted.
+    example, issues = normalize({"messages": [{"role": "user", "content": "hi", "lang": "en"}]})
+    assert example is None
+    assert [(issue.code, issue.field) for issue in issues] == [("unknown_field", "messages[0].lang"),
+                                                               ("no_assistant_turn", None)]
+    example, issues = normalize({"messages": [user("q"), assistant("<think></think>a"), user("again")]})
+    assert example is None
+    assert [(issue.code, issue.field) for issue in issues] == [("empty_reasoning", "messages[1].content"),
+                                                               ("roles_not_alternating", "messages[2].role")]
+
+
 def test_every_bad_message_is_reported_not_only_the_first():
     _, issues = normalize({"messages": [{"role": "bot", "content": "x"}, user(" "), assistant(3)]})
     assert [(issue.code, issue.field) for issue in issues] == [

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from llmft.config import ConfigError
+from llmft.train.config import load_config
+from llmft.train.model import check_method
+
+ROOT = Path(__file__).resolve().parents[2]
+ORIGINAL_README_EXAMPLE = """\
+model:
+  base_model: "deepseek-r1-1.5b"
+  max_length: 512
+  learning_rate: 3e-5
+  batch_size: 16
+  num_epochs: 5
+  warmup_steps: 1000
+  weight_decay: 0.01
+  save_steps: 1000
+  logging_steps: 100
+  output_dir: "./output"
+"""
+
+
+def test_original_readme_example_loads_and_means_what_it_says(tmp_path):
+    path = tmp_path / "train_config.yaml"
+    path.write_text(ORIGINAL_README_EXAMPLE)
+    config = load_config(path)
+    assert config.model.base_model == "deepseek-r1-1.5b"
+    assert config.data.max_length == 512
+    t = config.training
+    assert (t.learning_rate, t.batch_size, t.num_epochs, t.warmup_steps) == (3e-5, 16, 5, 1000)
+    assert (t.weight_decay, t.save_steps, t.logging_steps) == (0.01, 1000, 100)
+    assert config.output.output_dir == "./output"
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "train_config.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(ROOT / "config" / name)
+    assert config.data.train_file and Path(ROOT / config.data.train_file).is_file()
+
+
+def test_unknown_keys_are_named_with_the_closest_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  learnig_rate: 1e-4\n  epochs: 3\nmethod:\n  lora:\n    rank: 8\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "3 problems" in message
+    assert "training.learnig_rate: unknown key; did you mean 'learning_rate'?" in message
+    assert "method.lora.rank: unknown key" in message
+
+
+def test_overrides_apply_with_yaml_types_and_are_checked():
+    config = load_config(None, ["training.max_steps=20", "method.type=full", "data.pack=false",
+                                "method.lora.target_modules=[q_proj, v_proj]"])
+    assert (config.training.max_steps, config.method.type, config.data.pack) == (20, "full", False)
+    assert config.method.lora.target_modules == ["q_proj", "v_proj"]
+    with pytest.raises(ConfigError, match="training.batch_size"):
+        load_config(None, ["training.batch_size=0"])
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(None, ["training.max_steps"])
+
+
+def test_a_key_given_twice_with_different_values_is_an_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  learning_rate: 1e-4\ntraining:\n  learning_rate: 2e-4\n")
+    with pytest.raises(ConfigError, match="learning_rate is given as model.learning_rate and training.learning_rate"):
+        load_config(path)
+
+
+def test_bad_yaml_and_missing_file_are_config_errors(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_qlora_on_cpu_is_refused_before_anything_loads():
+    config = load_config(None, ["method.type=qlora", "model.base_model=/nonexistent"])
+    with pytest.raises(ConfigError, match="qlora needs a CUDA GPU"):
+        check_method(config)
