@@ -44,13 +44,14 @@ def exact_key(example: Example) -> str:
 
 def normalized_key(example: Example) -> str:
     """Identity up to case and whitespace: catches copies that differ only cosmetically."""
-    return _digest(_ANY_SPACE.sub(" ", _canonical(example).casefold()))
+    return _digest(_canonical(example, fold=lambda text: _ANY_SPACE.sub(" ", text.casefold()).strip()))
 
 
-def _canonical(example: Example) -> str:
+def _canonical(example: Example, fold=lambda text: text) -> str:
     if example.text is not None:
-        return json.dumps(["text", example.text], ensure_ascii=False)
-    turns = [[m.role, m.content, m.reasoning, m.weight, m.tool_calls] for m in example.messages]
+        return json.dumps(["text", fold(example.text)], ensure_ascii=False)
+    turns = [[m.role, fold(m.content), m.reasoning and fold(m.reasoning), m.weight, m.tool_calls]
+             for m in example.messages]
     return json.dumps(turns, ensure_ascii=False, sort_keys=True)
 
 

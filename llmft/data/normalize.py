@@ -6,6 +6,7 @@ ShareGPT `conversations`, alpaca (`instruction`/`input`/`output`, or `response`)
 as `<think>...</think>` at the start of an assistant's content.
 """
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -61,6 +62,9 @@ def to_example(value: object, loc: Location) -> tuple[Example | None, list[Issue
     if not isinstance(value, dict):
         return None, [loc.issue("not_an_object", f"expected a JSON object, got {_kind(value)}")]
     value = {key: item for key, item in value.items() if item is not None}  # Parquet/CSV nulls mean absent
+    if not _is_valid_unicode(value):
+        return None, [loc.issue("undecodable_bytes", "the record holds a lone surrogate (\\ud800-\\udfff): "
+                                                     "not valid Unicode text")]
     formats = [name for name, keys in _FORMAT_KEYS.items() if keys & value.keys()]
     if not formats:
         keys = ", ".join(sorted(map(str, value))) or "none"
@@ -278,6 +282,16 @@ def _check_order(messages: list[Message], loc: Location, where) -> list[Issue]:
     if all(m.weight == 0 for m in turns if m.role == "assistant"):
         return [loc.issue("no_trained_tokens", "every assistant turn has weight 0")]
     return []
+
+
+def _is_valid_unicode(value: dict) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except (TypeError, ValueError, RecursionError):
+        return True  # not JSON-shaped (Parquet types); the field checks report what is wrong
+    return True
 
 
 def _kind(value: object) -> str:

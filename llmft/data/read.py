@@ -37,6 +37,9 @@ def read_records(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterato
     if fmt is None:
         yield Issue("file_unreadable", f"{path.name}: unsupported format; use .jsonl, .json, .csv or .parquet")
         return
+    if _is_utf16(path):
+        yield Issue("undecodable_bytes", f"{path.name} is UTF-16 encoded; save it as UTF-8", line=1)
+        return
     reader = {"jsonl": _read_jsonl, "json": _read_json_array, "csv": _read_csv, "parquet": _read_parquet}[fmt]
     seen_any = False
     for item in reader(path, max_line_bytes) if fmt == "jsonl" else reader(path):
@@ -144,9 +147,11 @@ def _read_csv(path: Path) -> Iterator[RawRecord | Issue]:
     text = yield from _read_text(path)
     if text is None:
         return
+    if not text.strip():
+        return
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     csv.field_size_limit(MAX_LINE_BYTES)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
     except csv.Error as error:
@@ -220,6 +225,11 @@ def _read_text(path: Path) -> Iterator[Issue]:
         hint = " (the file looks like UTF-16; save it as UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
         yield Issue("undecodable_bytes", f"byte {error.start + 1} is not UTF-8 ({error.reason}){hint}", line=line)
         return None
+
+
+def _is_utf16(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
 
 
 def _skip_ws(text: str, pos: int) -> int:

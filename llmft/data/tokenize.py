@@ -30,9 +30,11 @@ class Tokenized:
         return len(self.input_ids)
 
 
-def tokenize_rendered(rendered: Rendered, tokenizer) -> Tokenized:
+def tokenize_rendered(rendered: Rendered, tokenizer, *, max_tokens: int | None = None) -> Tokenized:
+    """Tokens and labels of `rendered`; with `max_tokens`, only the first that many (truncation)."""
     encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-    return label_tokens(rendered, encoding["input_ids"], encoding["offset_mapping"])
+    ids, offsets = encoding["input_ids"][:max_tokens], encoding["offset_mapping"][:max_tokens]
+    return label_tokens(rendered, ids, offsets)
 
 
 def tokenize_many(rendered: list[Rendered], tokenizer) -> list[Tokenized]:

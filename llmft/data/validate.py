@@ -16,7 +16,7 @@ from llmft.data.issues import Issue, Location
 from llmft.data.normalize import Example, to_example
 from llmft.data.read import RawRecord, read_records
 from llmft.data.render import is_r1_tokenizer, render
-from llmft.data.tokenize import IGNORE, Tokenized, tokenize_many
+from llmft.data.tokenize import Tokenized, tokenize_many, tokenize_rendered
 
 MAX_ISSUES_PER_CODE = 1000  # beyond this an issue is counted, not kept
 
@@ -101,14 +101,14 @@ def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, conf
     r1 = config.renderer == "r1" or (config.renderer == "auto" and is_r1_tokenizer(tokenizer))
     rendered = [render(e, r1=r1, tokenizer=tokenizer, think_mode=config.think_mode,
                        train_on_inputs=config.train_on_inputs) for e in examples]
-    for example, tokens in zip(examples, tokenize_many(rendered, tokenizer)):
+    for example, shown, tokens in zip(examples, rendered, tokenize_many(rendered, tokenizer)):
         if len(tokens) > config.max_length:
             checked.counts["too_long"] += 1
             loc = Location(record=example.record, line=example.line)
             checked.add(loc.issue("too_long", f"{len(tokens)} tokens > max_length {config.max_length}"
                                               f" (on_overlength={config.on_overlength})"))
             if config.on_overlength == "truncate":
-                tokens = _truncate(tokens, config.max_length)
+                tokens = tokenize_rendered(shown, tokenizer, max_tokens=config.max_length)
                 if tokens.trained_tokens == 0:
                     checked.counts["dropped_overlength"] += 1
                     continue
@@ -120,9 +120,3 @@ def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, conf
         checked.tokenized.append(tokens)
     checked.counts["renderer_r1"] = int(r1)
 
-
-def _truncate(tokens: Tokenized, length: int) -> Tokenized:
-    labels = tokens.labels[:length]
-    prompt = sum(1 for label in labels if label == IGNORE)
-    return Tokenized(tokens.input_ids[:length], labels, min(prompt, tokens.prompt_tokens),
-                     tokens.reasoning_tokens, max(length - prompt - tokens.reasoning_tokens, 0))

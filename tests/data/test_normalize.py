@@ -447,3 +447,31 @@ def test_every_code_is_produced_by_a_literal_input(tmp_path, tokenizer):
         assert [issue.code for issue in checked.issues] == [code]
         seen.add(code)
     assert seen == set(CODES)
+
+
+def test_normalized_duplicates_ignore_newlines_and_tabs(tmp_path, tokenizer):
+    rows = [{"prompt": "Fee?", "completion": "hi there"}, {"prompt": "fee?", "completion": "Hi\n\tthere"}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    checked = check_file(path, tokenizer=tokenizer, config=DataConfig())
+    assert checked.counts["duplicates_normalized"] == 1 and len(checked.examples) == 1
+
+
+def test_a_lone_surrogate_is_an_issue_not_a_crash(tmp_path, tokenizer):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "\\ud800"}\n{"text": "fine"}\n')
+    checked = check_file(path, tokenizer=tokenizer, config=DataConfig())
+    assert [(i.code, i.line) for i in checked.issues] == [("undecodable_bytes", 1)]
+    assert len(checked.examples) == 1
+
+
+def test_truncation_recounts_prompt_reasoning_and_answer(tmp_path, tokenizer):
+    record = {"messages": [{"role": "user", "content": "Why?"},
+                           {"role": "assistant", "content": "Because.", "reasoning_content": "word " * 60}]}
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    checked = check_file(path, tokenizer=tokenizer, config=DataConfig(max_length=16, on_overlength="truncate"))
+    tokens = checked.tokenized[0]
+    assert len(tokens) == 16
+    assert tokens.prompt_tokens + tokens.reasoning_tokens + tokens.answer_tokens == 16
+    assert tokens.answer_tokens == 0

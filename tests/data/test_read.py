@@ -359,17 +359,11 @@ def test_latin1_bytes_in_a_csv_report_the_line(tmp_path):
     assert issues(items) == [("undecodable_bytes", 3, None)]
 
 
-def test_utf16_csv_is_undecodable_with_a_hint(tmp_path):
-    items = read(write(tmp_path, "d.csv", "prompt,completion\nhi,yo\n".encode("utf-16")))
+@pytest.mark.parametrize("name", ["d.jsonl", "d.json", "d.csv"])
+def test_a_utf16_file_is_one_issue_that_says_to_save_as_utf8(tmp_path, name):
+    items = read(write(tmp_path, name, '{"text": "a"}\n{"text": "b"}\n'.encode("utf-16")))
     assert issues(items) == [("undecodable_bytes", 1, None)]
-    assert "UTF-16" in items[0].message
-
-
-@pytest.mark.parametrize("name", ["d.jsonl", "d.json"])
-def test_utf16_json_is_undecodable_at_line_1(tmp_path, name):
-    items = read(write(tmp_path, name, '{"text": "a"}\n'.encode("utf-16")))
-    assert records(items) == []
-    assert issues(items)[0] == ("undecodable_bytes", 1, 1)
+    assert "UTF-16" in items[0].message and "UTF-8" in items[0].message
 
 
 # --- line_too_large ----------------------------------------------------------------------
@@ -413,10 +407,15 @@ def test_bad_csv_header_stops_the_file(tmp_path, header, detail):
     assert records(items) == []
 
 
-def test_empty_csv_has_no_header(tmp_path):
+def test_empty_csv_is_an_empty_file(tmp_path):
     items = read(write(tmp_path, "d.csv", ""))
-    assert issues(items) == [("csv_header", 1, None)]
-    assert "no header" in items[0].message
+    assert issues(items) == [("file_empty", None, None)]
+
+
+def test_unterminated_quote_in_csv_is_reported_not_swallowed(tmp_path):
+    items = read(write(tmp_path, "d.csv", 'prompt,completion\nhi,yo\n"open,x\nlater,row\n'))
+    assert len(records(items)) == 1
+    assert issues(items) == [("csv_row", 3, 2)]
 
 
 def test_duplicate_tsv_column(tmp_path):
