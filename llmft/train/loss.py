@@ -27,6 +27,18 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     return _LinearCrossEntropy.apply(hidden, weight, targets, bias)
 
 
+_BUFFERS: dict[torch.device, torch.Tensor] = {}
+
+
+def _buffer(rows: int, vocab: int, device: torch.device) -> torch.Tensor:
+    """A reused fp32 [rows, vocab] scratch: allocating ~300 MB per chunk costs more in page
+    faults than the softmax itself on CPU."""
+    buffer = _BUFFERS.get(device)
+    if buffer is None or buffer.numel() < CHUNK_ROWS * vocab:
+        buffer = _BUFFERS[device] = torch.empty(CHUNK_ROWS * vocab, dtype=torch.float32, device=device)
+    return buffer[: rows * vocab].view(rows, vocab)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, bias):
@@ -37,7 +49,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], CHUNK_ROWS):
             rows = hidden[start:start + CHUNK_ROWS]
             target = targets[start:start + CHUNK_ROWS]
-            logits = (rows @ weight.T).float()
+            logits = _buffer(len(rows), weight.shape[0], hidden.device)
+            torch.mm(rows.float(), weight.T.float(), out=logits) if weight.dtype != torch.float32 else \
+                torch.mm(rows, weight.T, out=logits)
             if bias is not None:
                 logits += bias.float()
             picked = logits.gather(1, target[:, None]).squeeze(1)
