@@ -25,11 +25,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# The most complete flow that exists today: build the offline model, validate and prepare our sample data.
+# The most complete flow that exists today: validate our sample data, then fine-tune the offline
+# demo model on it (a fresh run each time; the previous one is moved aside).
 run: install
 	$(LLMFT) data validate data/sample/brokerage_support.jsonl
-	$(LLMFT) data prepare data/sample/brokerage_support.jsonl --out $(LLMFT_HOME)/prepared/brokerage_support
-	$(LLMFT) data preview data/sample/brokerage_support.jsonl -n 2
+	$(LLMFT) data preview data/sample/brokerage_support.jsonl -n 1
+	@if [ -d $(LLMFT_HOME)/runs/demo ]; then rm -rf $(LLMFT_HOME)/runs/demo.previous; \
+		mv $(LLMFT_HOME)/runs/demo $(LLMFT_HOME)/runs/demo.previous; fi
+	$(LLMFT) train --config config/demo.yaml --set output.output_dir=$(LLMFT_HOME)/runs/demo
 
 test: install-dev
 	$(PY) -m pytest

@@ -80,3 +80,13 @@ def test_console_script_runs_without_traceback_on_garbage(tmp_path, tiny_model_d
     assert result.returncode == EXIT_DATA_ERRORS
     assert "undecodable_bytes" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_train_without_data_is_a_usage_error(tmp_path, capsys):
+    assert main(["train", "--set", f"output.output_dir={tmp_path}"]) == EXIT_USAGE
+    assert "data.train_file is required" in capsys.readouterr().err
+
+
+def test_train_with_an_unknown_key_names_the_closest(capsys):
+    assert main(["train", "--set", "training.learnig_rate=1"]) == EXIT_USAGE
+    assert "did you mean 'learning_rate'" in capsys.readouterr().err
