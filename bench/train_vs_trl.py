@@ -129,8 +129,6 @@ def _run_llmft(args, prepared, train, output):
         f"training.max_grad_norm={COMMON['max_grad_norm']}", "training.logging_steps=10",
         "training.eval_per_epoch=false", "output.final_model=last", f"output.output_dir={output}"])
     result = run_train(config, progress=False)
-    from llmft.train.trainer import LlmftTrainer  # noqa: F401  (the model object lives in the run)
-
     return result.summary["train_runtime_s"], result.summary["steps"], _load_final(result.final_dir, args.method)
 
 
@@ -197,8 +195,9 @@ def validation_loss(model, examples) -> float:
 def matmul_params(model) -> int:
     """Parameters that take part in a matmul per token: every Linear, plus the output layer."""
     import torch
+    from peft import PeftModel
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
     linear = sum(m.weight.numel() for n, m in base.named_modules()
                  if isinstance(m, torch.nn.Linear) and "lora_" not in n and n != "lm_head")
     return linear + base.get_output_embeddings().weight.numel()
