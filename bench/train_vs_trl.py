@@ -70,7 +70,7 @@ def _prepare(name: str, scratch: Path) -> Path:
     return prepare(source, model="tiny-r1", config=config, out=scratch / f"prepared-{name}").folder
 
 
-def _longtail(path: Path, count: int = 256, seed: int = 0) -> Path:
+def _longtail(path: Path, count: int = 96, seed: int = 0) -> Path:
     """Chats whose lengths follow a long-tailed (log-normal) distribution, built from our sample answers."""
     rng = random.Random(seed)
     chats = [json.loads(line)["messages"] for line in SAMPLE.read_text(encoding="utf-8").splitlines()]

@@ -62,6 +62,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
+    serve = commands.add_parser("serve", help="start the API (embedded defaults: SQLite under $LLMFT_HOME)")
+    serve.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    serve.set_defaults(run=_serve)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
+    create_key = keys.add_parser("create", help="create a key (printed once) for a tenant, creating the tenant")
+    create_key.add_argument("--tenant", required=True)
+    create_key.add_argument("--role", choices=["admin", "member", "viewer"], default="member")
+    create_key.add_argument("--name", help="a label for the key")
+    create_key.set_defaults(run=_keys_create)
+    revoke = keys.add_parser("revoke", help="revoke a key by its prefix (llmft_xxxxxxxx) or id")
+    revoke.add_argument("key")
+    revoke.set_defaults(run=_keys_revoke)
+
     data = commands.add_parser("data", help="validate, prepare and preview data").add_subparsers(title="data commands")
     validate = data.add_parser("validate", help="report every problem and the statistics of a data file")
     _data_arguments(validate)
@@ -105,6 +122,42 @@ def _data_config(args):
              "on_invalid": "on_invalid", "on_overlength": "on_overlength"}
     values = {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr, None) is not None}
     return check(DataConfig, values, where="options")
+
+
+def _serve(args) -> int:
+    from llmft.api.serve import serve
+    from llmft.settings import load_settings
+
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    serve(load_settings(**overrides), workers=args.workers, threads=args.threads)
+    return 0
+
+
+def _keys_create(args) -> int:
+    from llmft.auth.keys import create_key
+    from llmft.db.session import create_schema, session_scope
+    from llmft.settings import load_settings
+
+    settings = load_settings()
+    create_schema(settings.sqlalchemy_url)
+    with session_scope(settings.sqlalchemy_url) as session:
+        key, row = create_key(session, tenant=args.tenant, role=args.role, name=args.name)
+    print(key)
+    print(f"{row.prefix} ({args.role} of tenant {args.tenant}); shown once, stored hashed", file=sys.stderr)
+    return 0
+
+
+def _keys_revoke(args) -> int:
+    from llmft.auth.keys import revoke_key
+    from llmft.db.session import create_schema, session_scope
+    from llmft.settings import load_settings
+
+    settings = load_settings()
+    create_schema(settings.sqlalchemy_url)
+    with session_scope(settings.sqlalchemy_url) as session:
+        revoked = revoke_key(session, args.key)
+    print(f"revoked {args.key}" if revoked else f"llmft: no active key {args.key}", file=sys.stderr)
+    return 0 if revoked else EXIT_USAGE
 
 
 def _model_tiny(args) -> int:

@@ -15,7 +15,7 @@ OPEN, CLOSE = "⟦", "⟧"
 def format_example(tokens: Tokenized, tokenizer, *, color: bool) -> str:
     """The example's text, trained runs in green (color) or between ⟦ and ⟧ (plain)."""
     pieces = []
-    for trained, ids in _runs(tokens):
+    for trained, ids in runs(tokens):
         text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         if trained:
             text = f"{GREEN}{text}{RESET}" if color else f"{OPEN}{text}{CLOSE}"
@@ -23,7 +23,8 @@ def format_example(tokens: Tokenized, tokenizer, *, color: bool) -> str:
     return "".join(pieces)
 
 
-def _runs(tokens: Tokenized):
+def runs(tokens: Tokenized):
+    """(trained, token ids) for each run of tokens with the same label state."""
     run, state = [], None
     for token_id, label in zip(tokens.input_ids, tokens.labels):
         trained = label != IGNORE

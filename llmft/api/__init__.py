@@ -1,0 +1,1 @@
+"""The REST API: a thin HTTP layer over the service functions."""

@@ -1,0 +1,69 @@
+"""The application factory.
+
+    from llmft.api.app import create_app
+    app = create_app()            # settings from the environment and .env
+    app = create_app(settings)    # tests pass their own
+
+OpenAPI at /openapi.json, Swagger UI at /docs. Nothing heavy happens at import time.
+"""
+
+import hashlib
+import logging
+import time
+
+from apiflask import APIFlask
+from flask import request
+from flask_limiter import Limiter
+
+from llmft import __version__
+from llmft.api.errors import error_body, install_error_handlers
+from llmft.db.session import create_schema
+from llmft.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> APIFlask:
+    settings = settings or load_settings()
+    app = APIFlask("llmft", title="llmft API", version=__version__, docs_path="/docs", spec_path="/openapi.json",
+                   docs_ui="swagger-ui")
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        VALIDATION_ERROR_STATUS_CODE=422,
+        AUTO_404_RESPONSE=True,
+        INFO={"description": "Fine-tune, evaluate, version and serve causal LMs on your own data."},
+        SECURITY_SCHEMES={"ApiKeyAuth": {"type": "http", "scheme": "bearer"}},
+    )
+    settings.llmft_home.mkdir(parents=True, exist_ok=True)
+    create_schema(settings.sqlalchemy_url)
+    install_error_handlers(app)
+    _install_rate_limits(app, settings)
+
+    from llmft.api import datasets, health
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(datasets.bp, url_prefix="/api/v1")
+    logging.getLogger("llmft").setLevel(logging.INFO)
+    return app
+
+
+def _install_rate_limits(app: APIFlask, settings: Settings) -> None:
+    def key() -> str:
+        header = request.headers.get("Authorization", "")
+        # Keyed by the key's hash prefix, never the key itself (it must not reach logs or Redis in clear).
+        if header.startswith("Bearer "):
+            return "key:" + hashlib.sha256(header[7:].encode()).hexdigest()[:16]
+        return "ip:" + (request.remote_addr or "unknown")
+
+    limiter = Limiter(key, app=app, default_limits=[settings.rate_limit],
+                      storage_uri=settings.redis_url or "memory://", headers_enabled=True,
+                      strategy="fixed-window")
+
+    @app.errorhandler(429)
+    def _too_many(error):
+        window = limiter.current_limit
+        retry_after = max(1, int(window.reset_at - time.time())) if window else 60
+        body = error_body("rate_limited", f"rate limit exceeded ({settings.rate_limit}); retry later",
+                          {"limit": settings.rate_limit, "retry_after": retry_after})
+        return body, 429, {"Retry-After": str(retry_after)}
+
+    app.extensions["llmft_limiter"] = limiter

@@ -1,0 +1,110 @@
+"""/api/v1/datasets: upload (validated), list, get, delete, preview."""
+
+from apiflask import APIBlueprint, FileSchema, Schema, fields, validators
+from flask import current_app
+
+from llmft.api.auth import auth, principal, require_write
+from llmft.datasets import service
+from llmft.db.session import session_scope
+
+bp = APIBlueprint("datasets", __name__, tag="datasets")
+
+
+class UploadIn(Schema):
+    file = fields.File(required=True, metadata={"description": "JSONL, JSON, CSV, TSV or Parquet"})
+    model = fields.String(load_default="tiny-r1", validate=validators.Length(1, 255),
+                          metadata={"description": "base model whose tokenizer counts the tokens"})
+    max_length = fields.Integer(load_default=4096, validate=validators.Range(16, 1_048_576))
+
+
+class DatasetOut(Schema):
+    id = fields.String()
+    object = fields.String(dump_default="dataset")
+    filename = fields.String()
+    bytes = fields.Integer()
+    sha256 = fields.String()
+    examples = fields.Integer()
+    created_at = fields.DateTime()
+    report = fields.Dict()
+
+
+class DatasetListOut(Schema):
+    data = fields.List(fields.Nested(DatasetOut))
+    has_more = fields.Boolean()
+
+
+class ListQuery(Schema):
+    limit = fields.Integer(load_default=20, validate=validators.Range(1, 100))
+    after = fields.String(load_default=None)
+
+
+class PreviewQuery(Schema):
+    n = fields.Integer(load_default=3, validate=validators.Range(1, 50))
+
+
+class PreviewOut(Schema):
+    data = fields.List(fields.Dict())
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+@bp.post("/datasets")
+@bp.post("/datasets/upload")
+@bp.auth_required(auth)
+@bp.input(UploadIn, location="form_and_files", arg_name="form")
+@bp.output(DatasetOut, status_code=201)
+@bp.doc(summary="Upload and validate a dataset", responses={413: "larger than MAX_UPLOAD_MB",
+                                                            422: "the file has errors (the report says which)"})
+def create(form):
+    caller = require_write()
+    upload = form["file"]
+    with session_scope(_settings().sqlalchemy_url) as session:
+        dataset, _ = service.upload_dataset(session, principal=caller, uploads_dir=_settings().uploads_dir,
+                                            filename=upload.filename or "", stream=upload.stream,
+                                            model=form["model"], max_length=form["max_length"])
+    return dataset
+
+
+@bp.get("/datasets")
+@bp.auth_required(auth)
+@bp.input(ListQuery, location="query", arg_name="query")
+@bp.output(DatasetListOut)
+@bp.doc(summary="List the tenant's datasets, newest first")
+def index(query):
+    with session_scope(_settings().sqlalchemy_url) as session:
+        rows = service.list_datasets(session, principal=principal(), limit=query["limit"] + 1, after=query["after"])
+    return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
+
+
+@bp.get("/datasets/<dataset_id>")
+@bp.auth_required(auth)
+@bp.output(DatasetOut)
+@bp.doc(summary="One dataset with its validation report")
+def show(dataset_id):
+    with session_scope(_settings().sqlalchemy_url) as session:
+        return service.get_dataset(session, principal=principal(), dataset_id=dataset_id)
+
+
+@bp.delete("/datasets/<dataset_id>")
+@bp.auth_required(auth)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a dataset and its file")
+def delete(dataset_id):
+    caller = require_write()
+    with session_scope(_settings().sqlalchemy_url) as session:
+        service.delete_dataset(session, principal=caller, dataset_id=dataset_id, uploads_dir=_settings().uploads_dir)
+    return ""
+
+
+@bp.get("/datasets/<dataset_id>/preview")
+@bp.auth_required(auth)
+@bp.input(PreviewQuery, location="query", arg_name="query")
+@bp.output(PreviewOut)
+@bp.doc(summary="Rendered examples with the trained spans marked")
+def preview(dataset_id, query):
+    with session_scope(_settings().sqlalchemy_url) as session:
+        data = service.preview_dataset(session, principal=principal(), dataset_id=dataset_id,
+                                       uploads_dir=_settings().uploads_dir, limit=query["n"])
+    return {"data": data}

@@ -1,0 +1,1 @@
+"""Uploaded datasets: validated on arrival, stored under the tenant, previewed, deleted."""

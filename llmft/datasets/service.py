@@ -1,0 +1,110 @@
+"""Dataset service functions (the HTTP layer in api/datasets.py is a thin wrapper).
+
+An upload is written to a temporary file under `uploads/<tenant>/`, validated with the data
+pipeline, and kept only when it has no errors; its stored name comes from the dataset id and
+an allowed extension, never from the client's filename.
+"""
+
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from llmft.auth.keys import Principal
+from llmft.config import DataConfig
+from llmft.data.preview import runs
+from llmft.data.report import build_report
+from llmft.data.store import sha256_file
+from llmft.data.validate import check_file
+from llmft.db.models import Dataset, new_id
+from llmft.errors import Invalid, NotFound
+from llmft.models.resolve import load_tokenizer
+
+EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+
+
+@lru_cache(maxsize=4)
+def tokenizer_for(model: str):
+    return load_tokenizer(model)
+
+
+def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path, filename: str, stream: BinaryIO,
+                   model: str = "tiny-r1", max_length: int = 4096) -> tuple[Dataset, dict]:
+    """Validate and store an upload; Invalid (422, with the report) and nothing stored on errors."""
+    extension = Path(filename or "").suffix.lower()
+    if extension not in EXTENSIONS:
+        raise Invalid(f"file {filename!r}: the extension must be one of {', '.join(EXTENSIONS)}",
+                      details={"field": "file"}, code="unsupported_format")
+    folder = uploads_dir / principal.tenant_id
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".incoming-", suffix=extension, dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            shutil.copyfileobj(stream, out, 1024 * 1024)
+        checked = check_file(Path(temporary), tokenizer=tokenizer_for(model), config=DataConfig(max_length=max_length))
+        report = build_report(checked, source=Path(filename).name, model=model, max_length=max_length)
+        if report["errors"] or not report["examples"]:
+            raise Invalid(f"{Path(filename).name}: {report['errors']} errors; nothing was stored",
+                          details={"report": report}, code="invalid_dataset")
+        dataset_id = new_id("ds")
+        stored_name = f"{dataset_id}{extension}"
+        os.replace(temporary, folder / stored_name)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    dataset = Dataset(id=dataset_id, tenant_id=principal.tenant_id, filename=Path(filename).name[:255],
+                      stored_name=stored_name, bytes=(folder / stored_name).stat().st_size,
+                      sha256=sha256_file(folder / stored_name), examples=report["examples"], report=report)
+    session.add(dataset)
+    session.flush()
+    return dataset, report
+
+
+def list_datasets(session: Session, *, principal: Principal, limit: int = 20, after: str | None = None) -> list[Dataset]:
+    query = select(Dataset).where(Dataset.tenant_id == principal.tenant_id).order_by(Dataset.created_at.desc(),
+                                                                                     Dataset.id.desc())
+    if after:
+        anchor = get_dataset(session, principal=principal, dataset_id=after)
+        query = query.where((Dataset.created_at < anchor.created_at) |
+                            ((Dataset.created_at == anchor.created_at) & (Dataset.id < anchor.id)))
+    return list(session.scalars(query.limit(limit)))
+
+
+def get_dataset(session: Session, *, principal: Principal, dataset_id: str) -> Dataset:
+    """The tenant's dataset; another tenant's id is NotFound exactly like an unknown one."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.tenant_id != principal.tenant_id:
+        raise NotFound(f"no dataset {dataset_id!r}", details={"id": dataset_id})
+    return dataset
+
+
+def dataset_path(dataset: Dataset, uploads_dir: Path) -> Path:
+    return uploads_dir / dataset.tenant_id / dataset.stored_name
+
+
+def delete_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path) -> None:
+    dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
+    session.delete(dataset)
+    session.flush()
+    dataset_path(dataset, uploads_dir).unlink(missing_ok=True)
+
+
+def preview_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path,
+                    limit: int = 3) -> list[dict]:
+    """Rendered examples as runs of text, each marked trained or not (what the model will learn)."""
+    dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
+    model = dataset.report.get("model", "tiny-r1")
+    tokenizer = tokenizer_for(model)
+    checked = check_file(dataset_path(dataset, uploads_dir), tokenizer=tokenizer,
+                         config=DataConfig(max_length=dataset.report.get("max_length", 4096)))
+    previews = []
+    for example, tokens in list(zip(checked.examples, checked.tokenized))[:limit]:
+        spans = [{"text": tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False),
+                  "trained": trained} for trained, ids in runs(tokens)]
+        previews.append({"record": example.record, "line": example.line, "tokens": len(tokens),
+                         "trained_tokens": tokens.trained_tokens, "spans": spans})
+    return previews

@@ -1,0 +1,1 @@
+"""The SQL source of truth: tenants, API keys, datasets, jobs, events, metrics."""

@@ -1,0 +1,63 @@
+"""Service settings: one typed object read from the environment and `.env`, checked at start.
+
+Every setting is listed in `.env.example`. With nothing set, everything lives under
+`$LLMFT_HOME` (default `./var`): a SQLite database, a SQLite Celery broker, artifacts.
+"""
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmft.config import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="forbid",
+                                      env_prefix="", case_sensitive=False)
+
+    llmft_home: Path = Field(Path("var"), description="State folder: database, broker, uploads, runs, caches.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite at $LLMFT_HOME/llmft.db.")
+    redis_url: str | None = Field(None, description="Redis for the Celery broker and rate limits; default: SQLite broker.")
+    max_upload_mb: int = Field(512, ge=1, description="Largest dataset upload, in MiB (413 above).")
+    rate_limit: str = Field("1200/minute", description="Requests per API key (Flask-Limiter syntax).")
+    data_root: Path | None = Field(None, description="Folder the legacy /train dataset_path may point into.")
+    job_max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails (worker crashes count).")
+    lease_seconds: int = Field(60, ge=5, description="A running job's lease; renewed by heartbeats.")
+    host: str = Field("127.0.0.1", description="Address llmft serve listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port llmft serve listens on.")
+
+    @field_validator("llmft_home", "data_root")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.llmft_home / 'llmft.db'}"
+
+    @cached_property
+    def broker_url(self) -> str:
+        return self.redis_url or f"sqla+sqlite:///{self.llmft_home / 'broker.db'}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.llmft_home / "uploads"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.llmft_home / "runs"
+
+    @property
+    def legacy_data_root(self) -> Path:
+        return self.data_root or self.llmft_home / "data"
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment and .env (overrides win), or ConfigError naming every problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        lines = [f"  {'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()]
+        raise ConfigError("settings have problems:\n" + "\n".join(lines)) from None

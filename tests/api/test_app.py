@@ -1,0 +1,46 @@
+"""The application factory in-process: rate limits, settings errors, the error shape."""
+
+import pytest
+
+from llmft.api.app import create_app
+from llmft.auth.keys import create_key
+from llmft.config import ConfigError
+from llmft.db.session import session_scope
+from llmft.settings import load_settings
+
+
+@pytest.fixture
+def app(tmp_path):
+    return create_app(load_settings(llmft_home=tmp_path, rate_limit="3/minute"))
+
+
+def test_rate_limit_is_per_key_with_retry_after(app):
+    settings = app.config["SETTINGS"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        first, _ = create_key(session, tenant="acme", role="viewer")
+        second, _ = create_key(session, tenant="acme", role="viewer")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/api/v1/datasets", headers={"Authorization": f"Bearer {first}"}).status_code == 200
+    limited = client.get("/api/v1/datasets", headers={"Authorization": f"Bearer {first}"})
+    assert limited.status_code == 429
+    assert limited.json["error"]["code"] == "rate_limited" and int(limited.headers["Retry-After"]) >= 1
+    assert client.get("/api/v1/datasets", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+
+
+def test_bad_settings_name_every_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("PORT", "99999")
+    monkeypatch.setenv("MAX_UPLOAD_MB", "zero")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(llmft_home=tmp_path)
+    assert "PORT" in str(caught.value) and "MAX_UPLOAD_MB" in str(caught.value)
+
+
+def test_validation_errors_use_the_error_shape(app):
+    settings = app.config["SETTINGS"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        key, _ = create_key(session, tenant="acme", role="admin")
+    response = app.test_client().get("/api/v1/datasets?limit=0", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 422
+    error = response.json["error"]
+    assert error["code"] == "invalid" and "limit" in str(error["details"])

@@ -1,0 +1,106 @@
+"""Datasets over HTTP against a running server: upload, validation errors, limits, tenants."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample" / "brokerage_support.jsonl"
+
+
+def auth(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def upload(server, key, name, content: bytes):
+    return requests.post(f"{server}/api/v1/datasets", headers=auth(key), files={"file": (name, content)}, timeout=120)
+
+
+def test_upload_validates_and_stores_the_sample(server, keys):
+    response = upload(server, keys["alice"], "brokerage.jsonl", SAMPLE.read_bytes())
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["id"].startswith("ds-") and body["examples"] == 232 and body["report"]["errors"] == 0
+    listed = requests.get(f"{server}/api/v1/datasets", headers=auth(keys["alice"]), timeout=10).json()
+    assert body["id"] in [d["id"] for d in listed["data"]]
+    preview = requests.get(f"{server}/api/v1/datasets/{body['id']}/preview?n=2", headers=auth(keys["alice"]),
+                           timeout=60).json()["data"]
+    assert len(preview) == 2
+    assert preview[0]["spans"][-1]["trained"] and preview[0]["spans"][-1]["text"].endswith("<｜end▁of▁sentence｜>")
+
+
+def test_a_file_with_errors_is_422_with_the_report_and_nothing_stored(server, keys, server_env):
+    before = requests.get(f"{server}/api/v1/datasets", headers=auth(keys["alice"]), timeout=10).json()["data"]
+    bad = b'{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}\n{oops\n'
+    response = upload(server, keys["alice"], "bad.jsonl", bad)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_dataset"
+    assert error["details"]["report"]["issues"][0]["code"] == "invalid_json"
+    assert error["details"]["report"]["issues"][0]["line"] == 2
+    after = requests.get(f"{server}/api/v1/datasets", headers=auth(keys["alice"]), timeout=10).json()["data"]
+    assert len(after) == len(before)
+    uploads = Path(server_env["LLMFT_HOME"]) / "uploads"
+    assert not [p for p in uploads.rglob(".incoming-*")]
+
+
+def test_oversized_upload_is_413_and_unknown_extension_422(server, keys):
+    response = upload(server, keys["alice"], "big.jsonl", b"x" * (3 * 1024 * 1024))
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    response = upload(server, keys["alice"], "../../etc/passwd", b"{}")
+    assert response.status_code == 422 and response.json()["error"]["code"] == "unsupported_format"
+
+
+def test_tenants_never_see_each_others_datasets(server, keys):
+    mine = upload(server, keys["alice"], "mine.jsonl", SAMPLE.read_bytes()[:2000].rsplit(b"\n", 1)[0] + b"\n").json()
+    for method, path in [("get", ""), ("get", "/preview"), ("delete", "")]:
+        response = requests.request(method, f"{server}/api/v1/datasets/{mine['id']}{path}", headers=auth(keys["bob"]),
+                                    timeout=30)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"]["code"] == "not_found"
+    listed = requests.get(f"{server}/api/v1/datasets", headers=auth(keys["bob"]), timeout=10).json()["data"]
+    assert mine["id"] not in [d["id"] for d in listed]
+    assert requests.get(f"{server}/api/v1/datasets/{mine['id']}", headers=auth(keys["alice"]), timeout=10).ok
+
+
+def test_viewers_read_but_cannot_write(server, keys):
+    response = upload(server, keys["alice_viewer"], "v.jsonl", SAMPLE.read_bytes()[:2000].rsplit(b"\n", 1)[0] + b"\n")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    assert requests.get(f"{server}/api/v1/datasets", headers=auth(keys["alice_viewer"]), timeout=10).ok
+
+
+def test_missing_unknown_and_revoked_keys_are_401(server, keys, server_env):
+    from tests.api.conftest import make_key
+
+    assert requests.get(f"{server}/api/v1/datasets", timeout=10).status_code == 401
+    assert requests.get(f"{server}/api/v1/datasets", headers=auth("llmft_nope_nope"), timeout=10).status_code == 401
+    key = make_key(server_env, "acme", "member")
+    assert requests.get(f"{server}/api/v1/datasets", headers=auth(key), timeout=10).ok
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "llmft.cli", "keys", "revoke", "_".join(key.split("_")[:2])],
+                   env=server_env, check=True, capture_output=True)
+    response = requests.get(f"{server}/api/v1/datasets", headers=auth(key), timeout=10)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+
+
+def test_keys_are_stored_hashed_and_never_logged(server, keys, server_env):
+    requests.get(f"{server}/api/v1/datasets", headers=auth(keys["alice"]), timeout=10)
+    home = Path(server_env["LLMFT_HOME"])
+    if "DATABASE_URL" not in server_env:
+        dump = "\n".join(sqlite3.connect(home / "llmft.db").iterdump())
+        assert keys["alice"] not in dump and keys["alice"].split("_")[2] not in dump
+    assert keys["alice"] not in (home / "server.log").read_text()
+
+
+def test_openapi_docs_and_error_shape(server):
+    spec = requests.get(f"{server}/openapi.json", timeout=10).json()
+    assert "/api/v1/datasets" in spec["paths"] and spec["info"]["title"] == "llmft API"
+    assert requests.get(f"{server}/docs", timeout=10).status_code == 200
+    response = requests.get(f"{server}/no/such/route", timeout=10)
+    assert response.status_code == 404 and set(response.json()["error"]) == {"code", "message", "details"}
+    ready = requests.get(f"{server}/readyz", timeout=10).json()
+    assert ready == {"status": "ready", "checks": {"database": "ok"}}
