@@ -16,7 +16,7 @@ from flask import request
 from flask_limiter import Limiter
 
 from llmft import __version__
-from llmft.api.errors import error_body, install_error_handlers
+from llmft.api.errors import ERROR_SCHEMA, error_body, install_error_handlers
 from llmft.db.session import create_schema
 from llmft.settings import Settings, load_settings
 
@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         VALIDATION_ERROR_STATUS_CODE=422,
         AUTO_404_RESPONSE=True,
         INFO={"description": "Fine-tune, evaluate, version and serve causal LMs on your own data."},
-        SECURITY_SCHEMES={"ApiKeyAuth": {"type": "http", "scheme": "bearer"}},
+        HTTP_ERROR_SCHEMA=ERROR_SCHEMA,
+        VALIDATION_ERROR_SCHEMA=ERROR_SCHEMA,
     )
     settings.llmft_home.mkdir(parents=True, exist_ok=True)
     create_schema(settings.sqlalchemy_url)

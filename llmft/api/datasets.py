@@ -55,8 +55,8 @@ def _settings():
 @bp.auth_required(auth)
 @bp.input(UploadIn, location="form_and_files", arg_name="form")
 @bp.output(DatasetOut, status_code=201)
-@bp.doc(summary="Upload and validate a dataset", responses={413: "larger than MAX_UPLOAD_MB",
-                                                            422: "the file has errors (the report says which)"})
+@bp.doc(summary="Upload and validate a dataset", responses={
+    403: "a viewer key", 413: "larger than MAX_UPLOAD_MB", 422: "the file has errors (the report says which)"})
 def create(form):
     caller = require_write()
     upload = form["file"]
@@ -71,7 +71,7 @@ def create(form):
 @bp.auth_required(auth)
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(DatasetListOut)
-@bp.doc(summary="List the tenant's datasets, newest first")
+@bp.doc(summary="List the tenant's datasets, newest first", responses={404: "the after cursor names no dataset of the tenant"})
 def index(query):
     with session_scope(_settings().sqlalchemy_url) as session:
         rows = service.list_datasets(session, principal=principal(), limit=query["limit"] + 1, after=query["after"])
@@ -81,7 +81,7 @@ def index(query):
 @bp.get("/datasets/<dataset_id>")
 @bp.auth_required(auth)
 @bp.output(DatasetOut)
-@bp.doc(summary="One dataset with its validation report")
+@bp.doc(summary="One dataset with its validation report", responses={404: "no such dataset"})
 def show(dataset_id):
     with session_scope(_settings().sqlalchemy_url) as session:
         return service.get_dataset(session, principal=principal(), dataset_id=dataset_id)
@@ -90,7 +90,7 @@ def show(dataset_id):
 @bp.delete("/datasets/<dataset_id>")
 @bp.auth_required(auth)
 @bp.output({}, status_code=204)
-@bp.doc(summary="Delete a dataset and its file")
+@bp.doc(summary="Delete a dataset and its file", responses={403: "a viewer key", 404: "no such dataset"})
 def delete(dataset_id):
     caller = require_write()
     with session_scope(_settings().sqlalchemy_url) as session:
@@ -102,7 +102,7 @@ def delete(dataset_id):
 @bp.auth_required(auth)
 @bp.input(PreviewQuery, location="query", arg_name="query")
 @bp.output(PreviewOut)
-@bp.doc(summary="Rendered examples with the trained spans marked")
+@bp.doc(summary="Rendered examples with the trained spans marked", responses={404: "no such dataset"})
 def preview(dataset_id, query):
     with session_scope(_settings().sqlalchemy_url) as session:
         data = service.preview_dataset(session, principal=principal(), dataset_id=dataset_id,

@@ -16,7 +16,7 @@ def healthz():
 
 
 @bp.get("/readyz")
-@bp.doc(summary="The database answers", responses={503: "a dependency is down"})
+@bp.doc(summary="The database answers", responses={200: "ready", 503: "a dependency is down"})
 def readyz():
     settings = current_app.config["SETTINGS"]
     checks = {}

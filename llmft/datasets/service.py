@@ -68,7 +68,9 @@ def list_datasets(session: Session, *, principal: Principal, limit: int = 20, af
     query = select(Dataset).where(Dataset.tenant_id == principal.tenant_id).order_by(Dataset.created_at.desc(),
                                                                                      Dataset.id.desc())
     if after:
-        anchor = get_dataset(session, principal=principal, dataset_id=after)
+        anchor = session.get(Dataset, after)
+        if anchor is None or anchor.tenant_id != principal.tenant_id:
+            raise NotFound(f"after: no dataset {after!r} to page from", details={"field": "after"})
         query = query.where((Dataset.created_at < anchor.created_at) |
                             ((Dataset.created_at == anchor.created_at) & (Dataset.id < anchor.id)))
     return list(session.scalars(query.limit(limit)))

@@ -42,16 +42,26 @@ def _buffer(rows: int, vocab: int, device: torch.device) -> torch.Tensor:
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, bias):
+        with torch.autocast(device_type=hidden.device.type, enabled=False):  # dtypes are chosen here
+            return _LinearCrossEntropy._forward(ctx, hidden, weight, targets, bias)
+
+    @staticmethod
+    def _forward(ctx, hidden, weight, targets, bias):
         hidden_grad = torch.empty_like(hidden) if hidden.requires_grad else None
         weight_grad = torch.zeros_like(weight, dtype=torch.float32) if weight.requires_grad else None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
+        # CPUs without native bf16 matmul crawl through bf16 GEMMs: upcast the output layer once.
+        compute = weight.float() if weight.device.type == "cpu" else weight
+        hidden_in = hidden.to(compute.dtype)
         for start in range(0, hidden.shape[0], CHUNK_ROWS):
-            rows = hidden[start:start + CHUNK_ROWS]
+            rows = hidden_in[start:start + CHUNK_ROWS]
             target = targets[start:start + CHUNK_ROWS]
             logits = _buffer(len(rows), weight.shape[0], hidden.device)
-            torch.mm(rows.float(), weight.T.float(), out=logits) if weight.dtype != torch.float32 else \
-                torch.mm(rows, weight.T, out=logits)
+            if compute.dtype == torch.float32:
+                torch.mm(rows, compute.T, out=logits)
+            else:
+                logits.copy_(rows @ compute.T)
             if bias is not None:
                 logits += bias.float()
             picked = logits.gather(1, target[:, None]).squeeze(1)
@@ -64,9 +74,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 continue
             probs = exps.mul_(total.reciprocal()[:, None])  # softmax
             probs[torch.arange(len(target), device=probs.device), target] -= 1.0
-            probs = probs.to(weight.dtype)
+            probs = probs.to(compute.dtype)
             if hidden_grad is not None:
-                hidden_grad[start:start + CHUNK_ROWS] = probs @ weight
+                hidden_grad[start:start + CHUNK_ROWS] = (probs @ compute).to(hidden_grad.dtype)
             if weight_grad is not None:
                 weight_grad += (probs.T @ rows).float()
         ctx.save_for_backward(hidden_grad, weight_grad)

@@ -44,3 +44,20 @@ def test_validation_errors_use_the_error_shape(app):
     assert response.status_code == 422
     error = response.json["error"]
     assert error["code"] == "invalid" and "limit" in str(error["details"])
+
+
+@pytest.mark.redis
+def test_rate_limits_are_shared_through_redis_when_configured(tmp_path, redis_url):
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    settings = load_settings(llmft_home=tmp_path, rate_limit="2/minute", redis_url=redis_url)
+    first_app, second_app = create_app(settings), create_app(settings)  # two API processes, one limit
+    with session_scope(settings.sqlalchemy_url) as session:
+        key, _ = create_key(session, tenant="acme", role="viewer")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert first_app.test_client().get("/api/v1/datasets", headers=headers).status_code == 200
+    assert second_app.test_client().get("/api/v1/datasets", headers=headers).status_code == 200
+    assert first_app.test_client().get("/api/v1/datasets", headers=headers).status_code == 429
+    stored = b" ".join(redis.Redis.from_url(redis_url).keys("*"))
+    assert key.encode() not in stored
