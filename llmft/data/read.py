@@ -228,8 +228,10 @@ def _read_text(path: Path) -> Iterator[Issue]:
 
 
 def _is_utf16(path: Path) -> bool:
+    """A UTF-16 byte-order mark followed by text with NUL bytes (ASCII in UTF-16)."""
     with open(path, "rb") as handle:
-        return handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+        head = handle.read(4096)
+    return head[:2] in (b"\xff\xfe", b"\xfe\xff") and b"\x00" in head[2:]
 
 
 def _skip_ws(text: str, pos: int) -> int:
