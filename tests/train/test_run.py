@@ -62,11 +62,13 @@ def test_lora_run_writes_adapter_metrics_summary_and_checkpoints(tmp_path, small
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["full", "lora-lamb", "lora-adafactor"])
+@pytest.mark.parametrize("method", ["full", "lora-lamb", "lora-adafactor", "lora-checkpointing"])
 def test_other_methods_and_optimizers_train(tmp_path, small_data, tiny_model_dir, method):
     extra = {"full": ["method.type=full", "training.learning_rate=0.001"],
              "lora-lamb": ["training.optimizer=lamb"],
-             "lora-adafactor": ["training.optimizer=adafactor"]}[method]
+             "lora-adafactor": ["training.optimizer=adafactor"],
+             "lora-checkpointing": ["training.gradient_checkpointing=true", "training.gradient_accumulation_steps=2"],
+             }[method]
     result = train(load_config(None, settings(small_data, tmp_path / "out", "training.max_steps=4", *extra)),
                    progress=False)
     losses = [m["loss"] for m in read_metrics(result.output_dir) if "loss" in m]
