@@ -75,3 +75,18 @@ def postgres_url() -> str:
     host, _, port = host_port.rpartition(":")
     _require_service("PostgreSQL", host, int(port))
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    """An empty llmft schema on SQLite, and (second parameter) on the local PostgreSQL."""
+    from llmft.db.models import Base
+    from llmft.db.session import create_schema, engine_for
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'llmft.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        Base.metadata.drop_all(engine_for(url))
+    create_schema(url)
+    return url

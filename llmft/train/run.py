@@ -101,7 +101,8 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         return RunResult("stopped", output_dir, None, summary)
 
     best = recorder.best_checkpoint()
-    if config.output.final_model == "best" and best is not None:
+    if config.output.final_model == "best" and best is not None \
+            and checkpoints.info(best)["step"] != trainer.state.global_step:
         trainer._load_from_checkpoint(str(best))  # the best validation loss becomes the final model
     final = _save_final(trainer, output_dir)
     summary = _summary(config, prepared, trainer, output, started, status="succeeded", final=final, recorder=recorder,

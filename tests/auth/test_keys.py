@@ -3,24 +3,7 @@ from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key, hash_key, revoke_key
 from llmft.db.models import ApiKey
-from llmft.db.session import create_schema, session_scope
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'keys.db'}"
-    else:
-        import sqlalchemy
-
-        from llmft.db.models import Base
-
-        url = request.getfixturevalue("postgres_url")
-        engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        Base.metadata.drop_all(engine)
-        engine.dispose()
-    create_schema(url)
-    return url
+from llmft.db.session import session_scope
 
 
 def test_a_key_is_shown_once_and_stored_only_as_its_hash(database_url):

@@ -1,0 +1,92 @@
+"""Leases on job rows: one runner at a time, however often a message is delivered.
+
+A runner claims a job with one conditional UPDATE (queued, or running with an expired lease,
+attempts left, not cancelled). The claim bumps `fencing_token`; every later write by that
+runner (heartbeat, finish) is conditioned on the token, so a runner that lost its lease can
+never overwrite the work of the one that took over. `reap` puts jobs whose lease expired
+back in the queue, or fails them when no attempts are left.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from llmft.db.models import Job, JobEvent, now
+
+
+def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: datetime | None = None) -> int | None:
+    """The new fencing token when this owner now holds the job, else None (someone else does)."""
+    at = at or now()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False),
+               or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < at)))
+        .values(status="running", lease_owner=owner, lease_expires_at=at + timedelta(seconds=lease_seconds),
+                heartbeat_at=at, attempts=Job.attempts + 1, fencing_token=Job.fencing_token + 1,
+                started_at=func.coalesce(Job.started_at, at))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    job = session.get(Job, job_id, populate_existing=True)
+    record_event(session, job, "running", f"attempt {job.attempts} of {job.max_attempts} started by {owner}",
+                 {"attempt": job.attempts, "owner": owner})
+    return job.fencing_token
+
+
+def heartbeat(session: Session, *, job_id: str, token: int, lease_seconds: int, progress: dict | None = None,
+              at: datetime | None = None) -> bool:
+    """Extend the lease; False when the token is stale (the job was taken over): stop working."""
+    at = at or now()
+    values = {"lease_expires_at": at + timedelta(seconds=lease_seconds), "heartbeat_at": at}
+    if progress is not None:
+        values["progress"] = progress
+    result = session.execute(update(Job).where(Job.id == job_id, Job.fencing_token == token, Job.status == "running")
+                             .values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def finish(session: Session, *, job_id: str, token: int, status: str, error: dict | None = None,
+           requeue: bool = False) -> bool:
+    """End this runner's hold: a final status, or back to the queue (requeue=True, e.g. worker shutdown)."""
+    if status not in ("succeeded", "failed", "cancelled", "queued"):
+        raise ValueError(f"cannot finish a job as {status!r}")
+    values = {"status": status, "lease_owner": None, "lease_expires_at": None, "error": error}
+    if not requeue:
+        values["finished_at"] = now()
+    result = session.execute(update(Job).where(Job.id == job_id, Job.fencing_token == token, Job.status == "running")
+                             .values(**values).execution_options(synchronize_session=False))
+    if result.rowcount == 1:
+        job = session.get(Job, job_id, populate_existing=True)
+        message = (error or {}).get("message") or {"queued": "requeued"}.get(status, status)
+        record_event(session, job, status, message, {"error": error} if error else {})
+    return result.rowcount == 1
+
+
+def reap(session: Session, *, at: datetime | None = None) -> list[str]:
+    """Requeue running jobs whose lease expired (attempts left) or fail them; the ids to dispatch again."""
+    at = at or now()
+    expired = session.scalars(select(Job).where(Job.status == "running", Job.lease_expires_at < at)).all()
+    requeued = []
+    for job in expired:
+        if job.attempts < job.max_attempts and not job.cancel_requested:
+            owner = job.lease_owner
+            job.status, job.lease_owner, job.lease_expires_at = "queued", None, None
+            record_event(session, job, "requeued", f"the lease of {owner} expired; requeued",
+                         {"attempts": job.attempts, "lost_owner": owner}, level="warning")
+            requeued.append(job.id)
+        else:
+            reason = "cancelled while its worker was gone" if job.cancel_requested else \
+                f"the worker was lost {job.attempts} times (max_attempts {job.max_attempts})"
+            job.status, job.finished_at = ("cancelled" if job.cancel_requested else "failed"), at
+            job.lease_owner, job.lease_expires_at = None, None
+            job.error = None if job.cancel_requested else {"code": "worker_lost", "message": reason, "param": None}
+            record_event(session, job, job.status, reason, {}, level="error" if job.status == "failed" else "info")
+    return requeued
+
+
+def record_event(session: Session, job: Job, type_: str, message: str, data: dict | None = None,
+                 level: str = "info") -> None:
+    session.add(JobEvent(job_id=job.id, tenant_id=job.tenant_id, type=type_, message=message, data=data or {},
+                         level=level))

@@ -1,0 +1,95 @@
+"""Leases on real databases: one claimer wins, stale tokens write nothing, the reaper requeues."""
+
+import threading
+from datetime import timedelta
+
+from llmft.auth.keys import create_key
+from llmft.db.models import Dataset, Job, JobEvent, now
+from llmft.db.session import session_scope
+from llmft.jobs.lease import claim, finish, heartbeat, reap
+
+
+def new_job(url, max_attempts=2) -> str:
+    with session_scope(url) as session:
+        _, key = create_key(session, tenant=f"t-{now().timestamp()}", role="member")
+        dataset = Dataset(tenant_id=key.tenant_id, filename="d.jsonl", stored_name="x.jsonl", bytes=1, sha256="0" * 64,
+                          examples=1, report={})
+        session.add(dataset)
+        session.flush()
+        job = Job(tenant_id=key.tenant_id, status="queued", base_model="tiny-r1", dataset_id=dataset.id, method="lora",
+                  hyperparameters={}, seed=1, metadata_={}, config={}, max_attempts=max_attempts)
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def test_only_one_of_many_concurrent_claimers_wins(database_url):
+    job_id = new_job(database_url)
+    tokens, barrier = [], threading.Barrier(6)
+
+    def contender(name):
+        barrier.wait()
+        with session_scope(database_url) as session:
+            tokens.append(claim(session, job_id=job_id, owner=name, lease_seconds=60))
+
+    threads = [threading.Thread(target=contender, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(tokens, key=str) == [1] + [None] * 5
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.attempts, job.fencing_token) == ("running", 1, 1)
+
+
+def test_a_stale_token_cannot_heartbeat_or_finish(database_url):
+    job_id = new_job(database_url)
+    with session_scope(database_url) as session:
+        first = claim(session, job_id=job_id, owner="a", lease_seconds=60, at=now() - timedelta(seconds=120))
+    with session_scope(database_url) as session:
+        second = claim(session, job_id=job_id, owner="b", lease_seconds=60)  # a's lease expired
+    assert (first, second) == (1, 2)
+    with session_scope(database_url) as session:
+        assert heartbeat(session, job_id=job_id, token=first, lease_seconds=60) is False
+        assert finish(session, job_id=job_id, token=first, status="succeeded") is False
+        assert heartbeat(session, job_id=job_id, token=second, lease_seconds=60) is True
+        assert finish(session, job_id=job_id, token=second, status="succeeded") is True
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.lease_owner, job.attempts) == ("succeeded", None, 2)
+
+
+def test_a_live_lease_is_not_claimed_again_and_a_redelivery_starts_nothing(database_url):
+    job_id = new_job(database_url)
+    with session_scope(database_url) as session:
+        assert claim(session, job_id=job_id, owner="a", lease_seconds=60) == 1
+    with session_scope(database_url) as session:
+        assert claim(session, job_id=job_id, owner="a-redelivered", lease_seconds=60) is None
+
+
+def test_reaper_requeues_then_fails_after_max_attempts(database_url):
+    job_id = new_job(database_url, max_attempts=2)
+    past = now() - timedelta(seconds=120)
+    with session_scope(database_url) as session:
+        claim(session, job_id=job_id, owner="a", lease_seconds=60, at=past)
+    with session_scope(database_url) as session:
+        assert reap(session) == [job_id]
+    with session_scope(database_url) as session:
+        assert session.get(Job, job_id).status == "queued"
+        claim(session, job_id=job_id, owner="b", lease_seconds=60, at=past)
+    with session_scope(database_url) as session:
+        assert reap(session) == []
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert job.status == "failed" and job.error["code"] == "worker_lost"
+        types = [e.type for e in session.query(JobEvent).filter_by(job_id=job_id).order_by(JobEvent.id)]
+    assert types == ["running", "requeued", "running", "failed"]
+
+
+def test_cancelled_jobs_are_never_claimed(database_url):
+    job_id = new_job(database_url)
+    with session_scope(database_url) as session:
+        session.get(Job, job_id).cancel_requested = True
+    with session_scope(database_url) as session:
+        assert claim(session, job_id=job_id, owner="a", lease_seconds=60) is None
