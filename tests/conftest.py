@@ -10,6 +10,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -59,22 +60,21 @@ def _require_service(name: str, host: str, port: int) -> None:
         pytest.skip(message)
 
 
+def _service_url(name: str, variable: str, default: str) -> str:
+    url = os.environ.get(variable, default)
+    parsed = urlparse(url)
+    _require_service(name, parsed.hostname, parsed.port)
+    return url
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    url = os.environ.get("LLMFT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    host_port = url.split("//", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
-    _require_service("Redis", host, int(port))
-    return url
+    return _service_url("Redis", "LLMFT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = os.environ.get("LLMFT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    host_port = url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
-    _require_service("PostgreSQL", host, int(port))
-    return url
+    return _service_url("PostgreSQL", "LLMFT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
