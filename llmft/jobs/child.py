@@ -1,0 +1,78 @@
+"""The trainer process of one job attempt: `python -m llmft.jobs.child JOB_ID FENCING_TOKEN`.
+
+Runs `llmft.train.run.train` on the job's resolved config, resuming from the last committed
+checkpoint when there is one; writes progress as job events (only while its fencing token is
+still the job's); stops with a checkpoint on SIGTERM or when the job's cancel is requested.
+Exit codes: 0 succeeded, 3 stopped (checkpoint saved), 1 failed (an "error" event says why).
+"""
+
+import logging
+import sys
+import time
+
+from sqlalchemy import select
+
+from llmft.db.models import Job
+from llmft.db.session import session_scope
+from llmft.jobs.lease import record_event
+from llmft.settings import load_settings
+from llmft.train import checkpoints
+from llmft.train.config import TrainConfig
+from llmft.train.run import EXIT_STOPPED, train
+
+RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "succeeded"}
+
+
+def main(job_id: str, token: int) -> int:
+    url = load_settings().sqlalchemy_url
+    with session_scope(url) as session:
+        config = TrainConfig.model_validate(session.get(Job, job_id).config)
+    last_check = [0.0, False]
+
+    def on_event(event: dict) -> None:
+        if event["type"] not in RECORDED:
+            return
+        with session_scope(url) as session:
+            job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
+            if job is None:
+                raise SystemExit("the job was taken over by another runner")
+            data = {k: v for k, v in event.items() if k not in ("type", "summary")}
+            if event["type"] == "metrics":
+                job.progress = {**(job.progress or {}), "step": event["step"], "epoch": event["epoch"],
+                                "loss": event.get("loss"), "tokens_per_second": event.get("tokens_per_second")}
+            elif event["type"] == "started":
+                job.progress = {**(job.progress or {}), "max_steps": event["max_steps"]}
+            record_event(session, job, event["type"], _message(event), data)
+
+    def should_stop() -> bool:
+        if time.monotonic() - last_check[0] > 1.0:
+            with session_scope(url) as session:
+                last_check[1] = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+            last_check[0] = time.monotonic()
+        return last_check[1]
+
+    try:
+        result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
+                       on_event=on_event, should_stop=should_stop, progress=False)
+    except Exception as error:  # the outer edge of a job: record why, exit non-zero
+        logging.exception("job %s failed", job_id)
+        with session_scope(url) as session:
+            job = session.get(Job, job_id)
+            record_event(session, job, "error", f"{type(error).__name__}: {error}"[:2000], {}, level="error")
+        return 1
+    return 0 if result.status == "succeeded" else EXIT_STOPPED
+
+
+def _message(event: dict) -> str:
+    kind = event["type"]
+    if kind == "metrics":
+        return f"step {event['step']}: loss {event.get('loss', float('nan')):.4f}"
+    if kind == "eval":
+        return f"step {event['step']}: validation loss {event.get('eval_loss', float('nan')):.4f}"
+    if kind == "checkpoint":
+        return f"checkpoint at step {event['step']}"
+    return kind.replace("_", " ")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

@@ -1,0 +1,65 @@
+"""Run one attempt of a job: claim its lease, start the trainer child, heartbeat, end the attempt.
+
+    run_job(settings, job_id)    # what the Celery task calls
+
+The trainer runs in its own process group (llmft.jobs.child), so cancel is a signal and a
+crash in training cannot take the worker down. The lease decides: if it is held by another
+runner this returns "skipped" and starts nothing.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from llmft.db.models import Job
+from llmft.db.session import session_scope
+from llmft.jobs.lease import claim, finish, heartbeat
+from llmft.settings import Settings
+from llmft.train.run import EXIT_STOPPED
+
+HEARTBEAT_SECONDS = 2.0
+
+
+def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stopping=lambda: False) -> str:
+    """The status the attempt ended with: succeeded, failed, cancelled, queued (requeued), lost, skipped."""
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+    url = settings.sqlalchemy_url
+    with session_scope(url) as session:
+        token = claim(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds)
+    if token is None:
+        return "skipped"
+    env = {**os.environ, "LLMFT_HOME": str(settings.llmft_home), "DATABASE_URL": url}
+    child = subprocess.Popen([sys.executable, "-m", "llmft.jobs.child", job_id, str(token)], env=env,
+                             start_new_session=True)
+    signalled = False
+    while child.poll() is None:
+        time.sleep(HEARTBEAT_SECONDS / 4)
+        with session_scope(url) as session:
+            alive = heartbeat(session, job_id=job_id, token=token, lease_seconds=settings.lease_seconds)
+            cancel = session.get(Job, job_id).cancel_requested
+        if not alive:  # another runner holds the job now: stop ours at once
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            return "lost"
+        if (cancel or stopping()) and not signalled:
+            os.killpg(child.pid, signal.SIGTERM)  # the trainer saves a checkpoint and exits with 3
+            signalled = True
+    code = child.returncode
+    with session_scope(url) as session:
+        cancel = session.get(Job, job_id).cancel_requested
+        if code == 0:
+            status, error = "succeeded", None
+        elif code == EXIT_STOPPED and cancel:
+            status, error = "cancelled", None
+        elif code == EXIT_STOPPED:
+            finish(session, job_id=job_id, token=token, status="queued", requeue=True)
+            return "queued"
+        else:
+            status = "failed"
+            error = {"code": "training_failed", "param": None,
+                     "message": f"the trainer exited with code {code}; the job's error event says why"}
+        finish(session, job_id=job_id, token=token, status=status, error=error)
+    return status

@@ -1,0 +1,107 @@
+"""Job service functions: create (validated, idempotent), read, list, cancel, events.
+
+Jobs are shaped like the hosted fine-tuning APIs: a base model, a dataset, a method,
+hyperparameters, a suffix, a seed and metadata; statuses validating -> queued -> running ->
+succeeded | failed | cancelled.
+"""
+
+import difflib
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from llmft.auth.keys import Principal
+from llmft.config import ConfigError
+from llmft.datasets.service import dataset_path, get_dataset
+from llmft.db.models import Job, JobEvent, new_id
+from llmft.errors import Conflict, Invalid, NotFound
+from llmft.jobs.lease import record_event
+from llmft.train.config import TrainingConfig, load_config
+
+HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def create_job(session: Session, *, principal: Principal, uploads_dir: Path, runs_dir: Path, base_model: str,
+               dataset_id: str, validation_dataset_id: str | None = None, method: str = "lora",
+               hyperparameters: dict | None = None, suffix: str | None = None, seed: int = 42,
+               metadata: dict | None = None, idempotency_key: str | None = None, max_attempts: int = 3) -> Job:
+    if idempotency_key:
+        existing = session.scalar(select(Job).where(Job.tenant_id == principal.tenant_id,
+                                                    Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            if existing.dataset_id != dataset_id or existing.base_model != base_model:
+                raise Conflict("this Idempotency-Key was used for a different job",
+                               details={"job_id": existing.id}, code="idempotency_conflict")
+            return existing
+    try:
+        dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
+    except NotFound:
+        raise Invalid(f"dataset_id: no dataset {dataset_id!r}", details={"param": "dataset_id"}) from None
+    overrides = [f"model.base_model={base_model}", f"data.train_file={dataset_path(dataset, uploads_dir)}",
+                 f"method.type={method}", f"training.seed={seed}"]
+    if validation_dataset_id:
+        try:
+            validation = get_dataset(session, principal=principal, dataset_id=validation_dataset_id)
+        except NotFound:
+            raise Invalid(f"validation_dataset_id: no dataset {validation_dataset_id!r}",
+                          details={"param": "validation_dataset_id"}) from None
+        overrides.append(f"data.validation_file={dataset_path(validation, uploads_dir)}")
+    for key, value in (hyperparameters or {}).items():
+        name = HYPERPARAMETER_ALIASES.get(key, key)
+        if name not in TrainingConfig.model_fields or name == "seed":
+            close = difflib.get_close_matches(name, list(TrainingConfig.model_fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise Invalid(f"hyperparameters.{key}: unknown hyperparameter{hint}",
+                          details={"param": f"hyperparameters.{key}"}, code="invalid_hyperparameters")
+        overrides.append(f"training.{name}={value}")
+    job_id = new_id("job")
+    overrides.append(f"output.output_dir={runs_dir / job_id}")
+    try:
+        config = load_config(None, overrides)
+    except ConfigError as error:
+        raise Invalid(str(error), details={"param": "hyperparameters"}, code="invalid_hyperparameters") from None
+    job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", base_model=base_model,
+              dataset_id=dataset.id, validation_dataset_id=validation_dataset_id, method=method,
+              hyperparameters=dict(hyperparameters or {}), suffix=suffix, seed=seed, metadata_=dict(metadata or {}),
+              config=config.model_dump(), idempotency_key=idempotency_key, max_attempts=max_attempts)
+    session.add(job)
+    session.flush()
+    record_event(session, job, "validating", f"validating {dataset.filename} and the hyperparameters")
+    record_event(session, job, "queued", "validated; waiting for a worker")
+    return job
+
+
+def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.tenant_id != principal.tenant_id:
+        raise NotFound(f"no job {job_id!r}", details={"id": job_id})
+    return job
+
+
+def list_jobs(session: Session, *, principal: Principal, status: str | None = None, limit: int = 20) -> list[Job]:
+    query = select(Job).where(Job.tenant_id == principal.tenant_id)
+    if status:
+        query = query.where(Job.status == status)
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
+def cancel_job(session: Session, *, principal: Principal, job_id: str) -> Job:
+    """Queued jobs end at once; a running job's runner signals its trainer, which checkpoints and stops."""
+    job = get_job(session, principal=principal, job_id=job_id)
+    if job.status in FINAL:
+        raise Conflict(f"job {job_id} already {job.status}", details={"status": job.status})
+    job.cancel_requested = True
+    if job.status in ("validating", "queued"):
+        job.status = "cancelled"
+        record_event(session, job, "cancelled", "cancelled before it started")
+    else:
+        record_event(session, job, "cancelling", "cancel requested; the trainer saves a checkpoint and stops")
+    return job
+
+
+def list_events(session: Session, *, principal: Principal, job_id: str, after: int = 0, limit: int = 100) -> list[JobEvent]:
+    get_job(session, principal=principal, job_id=job_id)
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after)
+                                .order_by(JobEvent.id).limit(limit)))
