@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
     serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    serve.add_argument("--no-worker", action="store_true", help="do not start a job worker beside the API")
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="start a job worker (Celery + lease reaper)")
+    worker.add_argument("--name", default="worker", help="worker name (hostname is appended)")
+    worker.set_defaults(run=_worker)
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
     create_key = keys.add_parser("create", help="create a key (printed once) for a tenant, creating the tenant")
@@ -129,7 +134,26 @@ def _serve(args) -> int:
     from llmft.settings import load_settings
 
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-    serve(load_settings(**overrides), workers=args.workers, threads=args.threads)
+    settings = load_settings(**overrides)
+    worker = None
+    if not args.no_worker:  # the embedded default: one worker process beside the API
+        import subprocess
+
+        worker = subprocess.Popen([sys.executable, "-m", "llmft.cli", "worker", "--name", "embedded"])
+    try:
+        serve(settings, workers=args.workers, threads=args.threads)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=120)
+    return 0
+
+
+def _worker(args) -> int:
+    from llmft.jobs.worker import start_worker
+    from llmft.settings import load_settings
+
+    start_worker(load_settings(), name=args.name)
     return 0
 
 

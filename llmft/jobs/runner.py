@@ -7,6 +7,7 @@ crash in training cannot take the worker down. The lease decides: if it is held 
 runner this returns "skipped" and starts nothing.
 """
 
+import ctypes
 import os
 import signal
 import socket
@@ -21,6 +22,12 @@ from llmft.settings import Settings
 from llmft.train.run import EXIT_STOPPED
 
 HEARTBEAT_SECONDS = 2.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the runner dies (kill -9 of a worker leaves no orphan trainer)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stopping=lambda: False) -> str:
@@ -33,7 +40,7 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
         return "skipped"
     env = {**os.environ, "LLMFT_HOME": str(settings.llmft_home), "DATABASE_URL": url}
     child = subprocess.Popen([sys.executable, "-m", "llmft.jobs.child", job_id, str(token)], env=env,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=_die_with_parent)
     signalled = False
     while child.poll() is None:
         time.sleep(HEARTBEAT_SECONDS / 4)

@@ -26,7 +26,9 @@ FINAL = ("succeeded", "failed", "cancelled")
 def create_job(session: Session, *, principal: Principal, uploads_dir: Path, runs_dir: Path, base_model: str,
                dataset_id: str, validation_dataset_id: str | None = None, method: str = "lora",
                hyperparameters: dict | None = None, suffix: str | None = None, seed: int = 42,
-               metadata: dict | None = None, idempotency_key: str | None = None, max_attempts: int = 3) -> Job:
+               metadata: dict | None = None, idempotency_key: str | None = None,
+               max_attempts: int = 3) -> tuple[Job, bool]:
+    """(the job, True) when created; (the earlier job, False) when the Idempotency-Key was seen."""
     if idempotency_key:
         existing = session.scalar(select(Job).where(Job.tenant_id == principal.tenant_id,
                                                     Job.idempotency_key == idempotency_key))
@@ -34,7 +36,7 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
             if existing.dataset_id != dataset_id or existing.base_model != base_model:
                 raise Conflict("this Idempotency-Key was used for a different job",
                                details={"job_id": existing.id}, code="idempotency_conflict")
-            return existing
+            return existing, False
     try:
         dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
     except NotFound:
@@ -70,7 +72,7 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
     session.flush()
     record_event(session, job, "validating", f"validating {dataset.filename} and the hyperparameters")
     record_event(session, job, "queued", "validated; waiting for a worker")
-    return job
+    return job, True
 
 
 def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:

@@ -49,7 +49,7 @@ def server(server_env) -> str:
         try:
             if requests.get(base + "/healthz", timeout=1).ok:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         assert process.poll() is None, (Path(server_env["LLMFT_HOME"]) / "server.log").read_text()
         assert time.time() < deadline, "server did not start"

@@ -39,7 +39,7 @@ def new_job(settings, principal, dataset_id, **hyperparameters):
     with session_scope(settings.sqlalchemy_url) as session:
         return create_job(session, principal=principal, uploads_dir=settings.uploads_dir, runs_dir=settings.runs_dir,
                           base_model="tiny-r1", dataset_id=dataset_id,
-                          hyperparameters={"num_epochs": 1, "batch_size": 1, "logging_steps": 1, **hyperparameters}).id
+                          hyperparameters={"num_epochs": 1, "batch_size": 1, "logging_steps": 1, **hyperparameters})[0].id
 
 
 @pytest.mark.slow

@@ -1,0 +1,145 @@
+"""/api/v1/jobs: create (Idempotency-Key), list, get, cancel, events."""
+
+from apiflask import APIBlueprint, Schema, fields, validators
+from flask import current_app, request
+
+from llmft.api.auth import auth, principal, require_write
+from llmft.db.session import session_scope
+from llmft.jobs import service
+from llmft.jobs.queue import dispatch, make_celery
+
+bp = APIBlueprint("jobs", __name__, tag="jobs")
+
+
+class JobIn(Schema):
+    base_model = fields.String(load_default="tiny-r1", validate=validators.Length(1, 255))
+    dataset_id = fields.String(required=True, validate=validators.Length(1, 40))
+    validation_dataset_id = fields.String(load_default=None, validate=validators.Length(1, 40))
+    method = fields.String(load_default="lora", validate=validators.OneOf(["lora", "full", "qlora"]))
+    hyperparameters = fields.Dict(load_default=dict)
+    suffix = fields.String(load_default=None, validate=validators.Length(1, 64))
+    seed = fields.Integer(load_default=42, validate=validators.Range(0, 2**31 - 1))
+    metadata = fields.Dict(load_default=dict)
+
+
+class JobOut(Schema):
+    id = fields.String()
+    object = fields.String(dump_default="fine_tuning.job")
+    status = fields.String()
+    base_model = fields.String()
+    dataset_id = fields.String()
+    validation_dataset_id = fields.String(allow_none=True)
+    method = fields.String()
+    hyperparameters = fields.Dict()
+    suffix = fields.String(allow_none=True)
+    seed = fields.Integer()
+    metadata = fields.Dict(attribute="metadata_")
+    progress = fields.Dict()
+    attempts = fields.Integer()
+    error = fields.Dict(allow_none=True)
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class JobListOut(Schema):
+    data = fields.List(fields.Nested(JobOut))
+
+
+class JobListQuery(Schema):
+    status = fields.String(load_default=None, validate=validators.OneOf(
+        ["validating", "queued", "running", "succeeded", "failed", "cancelled"]))
+    limit = fields.Integer(load_default=20, validate=validators.Range(1, 100))
+
+
+class EventOut(Schema):
+    id = fields.Integer()
+    created_at = fields.DateTime()
+    level = fields.String()
+    type = fields.String()
+    message = fields.String()
+    data = fields.Dict()
+
+
+class EventListOut(Schema):
+    data = fields.List(fields.Nested(EventOut))
+    has_more = fields.Boolean()
+
+
+class EventQuery(Schema):
+    after = fields.Integer(load_default=0, validate=validators.Range(0, 2**62))
+    limit = fields.Integer(load_default=100, validate=validators.Range(1, 1000))
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+@bp.post("/jobs")
+@bp.auth_required(auth)
+@bp.input(JobIn, arg_name="body")
+@bp.output(JobOut, status_code=201)
+@bp.doc(summary="Create a fine-tuning job", responses={
+    200: "an earlier job with the same Idempotency-Key", 403: "a viewer key", 409: "Idempotency-Key reused",
+    422: "an unknown dataset or hyperparameter"})
+def create(body):
+    caller = require_write()
+    settings = _settings()
+    key = request.headers.get("Idempotency-Key")
+    with session_scope(settings.sqlalchemy_url) as session:
+        job, created = service.create_job(session, principal=caller, uploads_dir=settings.uploads_dir,
+                                          runs_dir=settings.runs_dir, idempotency_key=key,
+                                          max_attempts=settings.job_max_attempts, **body)
+    if not created:
+        return job, 200
+    dispatch(_celery(), job.id)
+    return job
+
+
+@bp.get("/jobs")
+@bp.auth_required(auth)
+@bp.input(JobListQuery, location="query", arg_name="query")
+@bp.output(JobListOut)
+@bp.doc(summary="List the tenant's jobs, newest first")
+def index(query):
+    with session_scope(_settings().sqlalchemy_url) as session:
+        return {"data": service.list_jobs(session, principal=principal(), **query)}
+
+
+@bp.get("/jobs/<job_id>")
+@bp.auth_required(auth)
+@bp.output(JobOut)
+@bp.doc(summary="One job: status, progress, error", responses={404: "no such job"})
+def show(job_id):
+    with session_scope(_settings().sqlalchemy_url) as session:
+        return service.get_job(session, principal=principal(), job_id=job_id)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@bp.auth_required(auth)
+@bp.output(JobOut)
+@bp.doc(summary="Cancel a job (a running one checkpoints and stops)", responses={
+    403: "a viewer key", 404: "no such job", 409: "the job already ended"})
+def cancel(job_id):
+    caller = require_write()
+    with session_scope(_settings().sqlalchemy_url) as session:
+        return service.cancel_job(session, principal=caller, job_id=job_id)
+
+
+@bp.get("/jobs/<job_id>/events")
+@bp.auth_required(auth)
+@bp.input(EventQuery, location="query", arg_name="query")
+@bp.output(EventListOut)
+@bp.doc(summary="The job's events, oldest first, after an event id", responses={404: "no such job"})
+def events(job_id, query):
+    with session_scope(_settings().sqlalchemy_url) as session:
+        rows = service.list_events(session, principal=principal(), job_id=job_id, after=query["after"],
+                                   limit=query["limit"] + 1)
+    return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
+
+
+def _celery():
+    app = current_app.extensions.get("llmft_celery")
+    if app is None:
+        app = current_app.extensions["llmft_celery"] = make_celery(_settings())
+    return app
