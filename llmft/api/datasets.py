@@ -3,6 +3,7 @@
 from apiflask import APIBlueprint, FileSchema, Schema, fields, validators
 from flask import current_app
 
+from llmft.api.text import Text
 from llmft.api.auth import auth, principal, require_write
 from llmft.datasets import service
 from llmft.db.session import session_scope
@@ -12,7 +13,7 @@ bp = APIBlueprint("datasets", __name__, tag="datasets")
 
 class UploadIn(Schema):
     file = fields.File(required=True, metadata={"description": "JSONL, JSON, CSV, TSV or Parquet"})
-    model = fields.String(load_default="tiny-r1", validate=validators.Length(1, 255),
+    model = Text(load_default="tiny-r1", validate=validators.Length(1, 255),
                           metadata={"description": "base model whose tokenizer counts the tokens"})
     max_length = fields.Integer(load_default=4096, validate=validators.Range(16, 1_048_576))
 
@@ -35,7 +36,7 @@ class DatasetListOut(Schema):
 
 class ListQuery(Schema):
     limit = fields.Integer(load_default=20, validate=validators.Range(1, 100))
-    after = fields.String(load_default=None)
+    after = Text(load_default=None)
 
 
 class PreviewQuery(Schema):

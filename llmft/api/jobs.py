@@ -3,6 +3,7 @@
 from apiflask import APIBlueprint, Schema, fields, validators
 from flask import current_app, request
 
+from llmft.api.text import Text
 from llmft.api.auth import auth, principal, require_write
 from llmft.db.session import session_scope
 from llmft.jobs import service
@@ -12,12 +13,12 @@ bp = APIBlueprint("jobs", __name__, tag="jobs")
 
 
 class JobIn(Schema):
-    base_model = fields.String(load_default="tiny-r1", validate=validators.Length(1, 255))
-    dataset_id = fields.String(required=True, validate=validators.Length(1, 40))
-    validation_dataset_id = fields.String(load_default=None, validate=validators.Length(1, 40))
-    method = fields.String(load_default="lora", validate=validators.OneOf(["lora", "full", "qlora"]))
+    base_model = Text(load_default="tiny-r1", validate=validators.Length(1, 255))
+    dataset_id = Text(required=True, validate=validators.Length(1, 40))
+    validation_dataset_id = Text(load_default=None, validate=validators.Length(1, 40))
+    method = Text(load_default="lora", validate=validators.OneOf(["lora", "full", "qlora"]))
     hyperparameters = fields.Dict(load_default=dict)
-    suffix = fields.String(load_default=None, validate=validators.Length(1, 64))
+    suffix = Text(load_default=None, validate=validators.Length(1, 64))
     seed = fields.Integer(load_default=42, validate=validators.Range(0, 2**31 - 1))
     metadata = fields.Dict(load_default=dict)
 
@@ -47,7 +48,7 @@ class JobListOut(Schema):
 
 
 class JobListQuery(Schema):
-    status = fields.String(load_default=None, validate=validators.OneOf(
+    status = Text(load_default=None, validate=validators.OneOf(
         ["validating", "queued", "running", "succeeded", "failed", "cancelled"]))
     limit = fields.Integer(load_default=20, validate=validators.Range(1, 100))
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from apiflask import APIBlueprint, Schema, fields, validators
 from flask import current_app
 
+from llmft.api.text import Text
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.jobs import _celery
 from llmft.datasets.service import upload_dataset
-from llmft.db.models import Dataset
+from llmft.db.models import Dataset, is_id
 from llmft.db.session import session_scope
 from llmft.errors import ServiceError
 from llmft.jobs import service
@@ -36,9 +37,9 @@ class LegacyConfig(Schema):
 
 
 class TrainIn(Schema):
-    dataset_path = fields.String(required=True, validate=validators.Length(1, 1024))
+    dataset_path = Text(required=True, validate=validators.Length(1, 1024))
     config = fields.Nested(LegacyConfig, load_default=dict)
-    base_model = fields.String(load_default="tiny-r1", validate=validators.Length(1, 255))
+    base_model = Text(load_default="tiny-r1", validate=validators.Length(1, 255))
 
 
 class TaskOut(Schema):
@@ -66,7 +67,7 @@ def train(body):
     caller = require_write()
     settings = _settings()
     with session_scope(settings.sqlalchemy_url) as session:
-        dataset = session.get(Dataset, body["dataset_path"])
+        dataset = session.get(Dataset, body["dataset_path"]) if is_id(body["dataset_path"], "ds") else None
         if dataset is None or dataset.tenant_id != caller.tenant_id:
             source = _inside_data_root(body["dataset_path"], settings.legacy_data_root)
             with open(source, "rb") as stream:

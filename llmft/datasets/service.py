@@ -21,7 +21,7 @@ from llmft.data.preview import runs
 from llmft.data.report import build_report
 from llmft.data.store import sha256_file
 from llmft.data.validate import check_file
-from llmft.db.models import Dataset, new_id
+from llmft.db.models import Dataset, is_id, new_id
 from llmft.errors import Invalid, NotFound
 from llmft.models.resolve import load_tokenizer
 
@@ -68,7 +68,7 @@ def list_datasets(session: Session, *, principal: Principal, limit: int = 20, af
     query = select(Dataset).where(Dataset.tenant_id == principal.tenant_id).order_by(Dataset.created_at.desc(),
                                                                                      Dataset.id.desc())
     if after:
-        anchor = session.get(Dataset, after)
+        anchor = session.get(Dataset, after) if is_id(after, "ds") else None
         if anchor is None or anchor.tenant_id != principal.tenant_id:
             raise NotFound(f"after: no dataset {after!r} to page from", details={"field": "after"})
         query = query.where((Dataset.created_at < anchor.created_at) |
@@ -78,7 +78,7 @@ def list_datasets(session: Session, *, principal: Principal, limit: int = 20, af
 
 def get_dataset(session: Session, *, principal: Principal, dataset_id: str) -> Dataset:
     """The tenant's dataset; another tenant's id is NotFound exactly like an unknown one."""
-    dataset = session.get(Dataset, dataset_id)
+    dataset = session.get(Dataset, dataset_id) if is_id(dataset_id, "ds") else None
     if dataset is None or dataset.tenant_id != principal.tenant_id:
         raise NotFound(f"no dataset {dataset_id!r}", details={"id": dataset_id})
     return dataset

@@ -15,6 +15,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
+def is_id(value: str, prefix: str) -> bool:
+    """True for an id new_id(prefix) could have made (checked before any lookup: no odd bytes reach SQL)."""
+    return len(value) == len(prefix) + 17 and value.startswith(prefix + "-") and \
+        all(c in "0123456789abcdef" for c in value[len(prefix) + 1:])
+
+
 class UTCDateTime(TypeDecorator):
     """Timestamps in UTC, timezone-aware on the way out (SQLite stores them without a zone)."""
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from llmft.auth.keys import Principal
 from llmft.config import ConfigError
 from llmft.datasets.service import dataset_path, get_dataset
-from llmft.db.models import Job, JobEvent, new_id
+from llmft.db.models import Job, JobEvent, is_id, new_id
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.jobs.lease import record_event
 from llmft.train.config import TrainingConfig, load_config
@@ -76,7 +76,7 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
 
 
 def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id) if is_id(job_id, "job") else None
     if job is None or job.tenant_id != principal.tenant_id:
         raise NotFound(f"no job {job_id!r}", details={"id": job_id})
     return job
