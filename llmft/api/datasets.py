@@ -1,9 +1,9 @@
 """/api/v1/datasets: upload (validated), list, get, delete, preview."""
 
 from apiflask import APIBlueprint, FileSchema, Schema, fields, validators
-from flask import current_app
 
 from llmft.api.text import Text
+from llmft.api.context import settings
 from llmft.api.auth import auth, principal, require_write
 from llmft.datasets import service
 from llmft.db.session import session_scope
@@ -47,9 +47,6 @@ class PreviewOut(Schema):
     data = fields.List(fields.Dict())
 
 
-def _settings():
-    return current_app.config["SETTINGS"]
-
 
 @bp.post("/datasets")
 @bp.post("/datasets/upload")
@@ -61,8 +58,8 @@ def _settings():
 def create(form):
     caller = require_write()
     upload = form["file"]
-    with session_scope(_settings().sqlalchemy_url) as session:
-        dataset, _ = service.upload_dataset(session, principal=caller, uploads_dir=_settings().uploads_dir,
+    with session_scope(settings().sqlalchemy_url) as session:
+        dataset, _ = service.upload_dataset(session, principal=caller, uploads_dir=settings().uploads_dir,
                                             filename=upload.filename or "", stream=upload.stream,
                                             model=form["model"], max_length=form["max_length"])
     return dataset
@@ -74,7 +71,7 @@ def create(form):
 @bp.output(DatasetListOut)
 @bp.doc(summary="List the tenant's datasets, newest first", responses={404: "the after cursor names no dataset of the tenant"})
 def index(query):
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         rows = service.list_datasets(session, principal=principal(), limit=query["limit"] + 1, after=query["after"])
     return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
 
@@ -84,7 +81,7 @@ def index(query):
 @bp.output(DatasetOut)
 @bp.doc(summary="One dataset with its validation report", responses={404: "no such dataset"})
 def show(dataset_id):
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         return service.get_dataset(session, principal=principal(), dataset_id=dataset_id)
 
 
@@ -94,8 +91,8 @@ def show(dataset_id):
 @bp.doc(summary="Delete a dataset and its file", responses={403: "a viewer key", 404: "no such dataset"})
 def delete(dataset_id):
     caller = require_write()
-    with session_scope(_settings().sqlalchemy_url) as session:
-        service.delete_dataset(session, principal=caller, dataset_id=dataset_id, uploads_dir=_settings().uploads_dir)
+    with session_scope(settings().sqlalchemy_url) as session:
+        service.delete_dataset(session, principal=caller, dataset_id=dataset_id, uploads_dir=settings().uploads_dir)
     return ""
 
 
@@ -105,7 +102,7 @@ def delete(dataset_id):
 @bp.output(PreviewOut)
 @bp.doc(summary="Rendered examples with the trained spans marked", responses={404: "no such dataset"})
 def preview(dataset_id, query):
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         data = service.preview_dataset(session, principal=principal(), dataset_id=dataset_id,
-                                       uploads_dir=_settings().uploads_dir, limit=query["n"])
+                                       uploads_dir=settings().uploads_dir, limit=query["n"])
     return {"data": data}

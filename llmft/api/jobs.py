@@ -4,6 +4,7 @@ from apiflask import APIBlueprint, Schema, fields, validators
 from flask import current_app, request
 
 from llmft.api.text import Text
+from llmft.api.context import settings
 from llmft.api.auth import auth, principal, require_write
 from llmft.db.session import session_scope
 from llmft.jobs import service
@@ -72,9 +73,6 @@ class EventQuery(Schema):
     limit = fields.Integer(load_default=100, validate=validators.Range(1, 1000))
 
 
-def _settings():
-    return current_app.config["SETTINGS"]
-
 
 @bp.post("/jobs")
 @bp.auth_required(auth)
@@ -85,12 +83,12 @@ def _settings():
     422: "an unknown dataset or hyperparameter"})
 def create(body):
     caller = require_write()
-    settings = _settings()
+    current = settings()
     key = request.headers.get("Idempotency-Key")
-    with session_scope(settings.sqlalchemy_url) as session:
-        job, created = service.create_job(session, principal=caller, uploads_dir=settings.uploads_dir,
-                                          runs_dir=settings.runs_dir, idempotency_key=key,
-                                          max_attempts=settings.job_max_attempts, **body)
+    with session_scope(current.sqlalchemy_url) as session:
+        job, created = service.create_job(session, principal=caller, uploads_dir=current.uploads_dir,
+                                          runs_dir=current.runs_dir, idempotency_key=key,
+                                          max_attempts=current.job_max_attempts, **body)
     if not created:
         return job, 200
     dispatch(_celery(), job.id)
@@ -103,7 +101,7 @@ def create(body):
 @bp.output(JobListOut)
 @bp.doc(summary="List the tenant's jobs, newest first")
 def index(query):
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         return {"data": service.list_jobs(session, principal=principal(), **query)}
 
 
@@ -112,7 +110,7 @@ def index(query):
 @bp.output(JobOut)
 @bp.doc(summary="One job: status, progress, error", responses={404: "no such job"})
 def show(job_id):
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         return service.get_job(session, principal=principal(), job_id=job_id)
 
 
@@ -123,7 +121,7 @@ def show(job_id):
     403: "a viewer key", 404: "no such job", 409: "the job already ended"})
 def cancel(job_id):
     caller = require_write()
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         return service.cancel_job(session, principal=caller, job_id=job_id)
 
 
@@ -133,7 +131,7 @@ def cancel(job_id):
 @bp.output(EventListOut)
 @bp.doc(summary="The job's events, oldest first, after an event id", responses={404: "no such job"})
 def events(job_id, query):
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         rows = service.list_events(session, principal=principal(), job_id=job_id, after=query["after"],
                                    limit=query["limit"] + 1)
     return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
@@ -142,5 +140,5 @@ def events(job_id, query):
 def _celery():
     app = current_app.extensions.get("llmft_celery")
     if app is None:
-        app = current_app.extensions["llmft_celery"] = make_celery(_settings())
+        app = current_app.extensions["llmft_celery"] = make_celery(settings())
     return app

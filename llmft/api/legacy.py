@@ -11,9 +11,9 @@ else (`..`, an absolute path elsewhere, a URL) is a 400 that touches nothing.
 from pathlib import Path
 
 from apiflask import APIBlueprint, Schema, fields, validators
-from flask import current_app
 
 from llmft.api.text import Text
+from llmft.api.context import settings
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.jobs import _celery
 from llmft.datasets.service import upload_dataset
@@ -53,9 +53,6 @@ def _task(job) -> dict:
     return {"task_id": job.id, "status": job.status, "progress": job.progress or {}, "error": job.error}
 
 
-def _settings():
-    return current_app.config["SETTINGS"]
-
 
 @bp.post("/train")
 @bp.auth_required(auth)
@@ -65,17 +62,17 @@ def _settings():
                                                                 403: "a viewer key", 422: "bad config"})
 def train(body):
     caller = require_write()
-    settings = _settings()
-    with session_scope(settings.sqlalchemy_url) as session:
+    current = settings()
+    with session_scope(current.sqlalchemy_url) as session:
         dataset = session.get(Dataset, body["dataset_path"]) if is_id(body["dataset_path"], "ds") else None
         if dataset is None or dataset.tenant_id != caller.tenant_id:
-            source = _inside_data_root(body["dataset_path"], settings.legacy_data_root)
+            source = _inside_data_root(body["dataset_path"], current.legacy_data_root)
             with open(source, "rb") as stream:
-                dataset, _ = upload_dataset(session, principal=caller, uploads_dir=settings.uploads_dir,
+                dataset, _ = upload_dataset(session, principal=caller, uploads_dir=current.uploads_dir,
                                             filename=source.name, stream=stream)
-        job, _ = service.create_job(session, principal=caller, uploads_dir=settings.uploads_dir,
-                                    runs_dir=settings.runs_dir, base_model=body["base_model"], dataset_id=dataset.id,
-                                    hyperparameters=body["config"], max_attempts=settings.job_max_attempts)
+        job, _ = service.create_job(session, principal=caller, uploads_dir=current.uploads_dir,
+                                    runs_dir=current.runs_dir, base_model=body["base_model"], dataset_id=dataset.id,
+                                    hyperparameters=body["config"], max_attempts=current.job_max_attempts)
     dispatch(_celery(), job.id)
     return _task(job)
 
@@ -85,7 +82,7 @@ def train(body):
 @bp.output(TaskOut)
 @bp.doc(summary="Training status (original README)", responses={404: "no such task"})
 def status(task_id):
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         return _task(service.get_job(session, principal=principal(), job_id=task_id))
 
 
@@ -96,7 +93,7 @@ def status(task_id):
                                                                  409: "the task already ended"})
 def cancel(task_id):
     caller = require_write()
-    with session_scope(_settings().sqlalchemy_url) as session:
+    with session_scope(settings().sqlalchemy_url) as session:
         return _task(service.cancel_job(session, principal=caller, job_id=task_id))
 
 

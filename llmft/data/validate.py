@@ -12,9 +12,9 @@ from pathlib import Path
 
 from llmft.config import DataConfig
 from llmft.data.clean import exact_key, normalize_example, normalized_key
-from llmft.data.issues import Issue, Location
+from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, to_example
-from llmft.data.read import RawRecord, read_records
+from llmft.data.read import read_records
 from llmft.data.render import is_r1_tokenizer, render
 from llmft.data.tokenize import Tokenized, tokenize_many, tokenize_rendered
 
@@ -36,7 +36,7 @@ class Checked:
 
     @property
     def errors(self) -> int:
-        return sum(n for code, n in self.issue_counts.items() if Issue(code, "").severity == "error")
+        return sum(n for code, n in self.issue_counts.items() if CODES[code][0] == "error")
 
     @property
     def warnings(self) -> int:
@@ -55,7 +55,7 @@ def check_file(path: Path, *, tokenizer, config: DataConfig) -> Checked:
                 checked.counts["invalid"] += 1
             continue
         checked.counts["records"] += 1
-        example, issues = _to_example(item)
+        example, issues = to_example(item.value, item.loc)
         for issue in issues:
             checked.add(issue)
         if example is None:
@@ -65,10 +65,6 @@ def check_file(path: Path, *, tokenizer, config: DataConfig) -> Checked:
     kept = _normalize_and_dedupe(candidates, checked, config)
     _tokenize_and_fit(kept, checked, tokenizer, config)
     return checked
-
-
-def _to_example(item: RawRecord) -> tuple[Example | None, list[Issue]]:
-    return to_example(item.value, item.loc)
 
 
 def _normalize_and_dedupe(examples: list[Example], checked: Checked, config: DataConfig) -> list[Example]:
