@@ -244,7 +244,7 @@ def _data_prepare(args) -> int:
         prepared = prepare(args.file, model=args.model, config=config, out=args.out, use_cache=not args.no_cache)
     except DataError as error:
         print(json.dumps(error.report, ensure_ascii=False, indent=1) if args.json else format_report(error.report))
-        print(f"llmft: nothing written; fix the errors above or pass --on-invalid drop", file=sys.stderr)
+        print("llmft: nothing written; fix the errors above or pass --on-invalid drop", file=sys.stderr)
         return EXIT_DATA_ERRORS
     report = prepared.report
     print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))

@@ -1,7 +1,8 @@
 """/api/v1/datasets: upload (validated), list, get, delete, preview."""
 
-from apiflask import APIBlueprint, FileSchema, Schema, fields, validators
+from apiflask import APIBlueprint, Schema, fields, validators
 
+from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
 from llmft.api.context import settings
 from llmft.api.auth import auth, principal, require_write
@@ -34,11 +35,6 @@ class DatasetListOut(Schema):
     has_more = fields.Boolean()
 
 
-class ListQuery(Schema):
-    limit = fields.Integer(load_default=20, validate=validators.Range(1, 100))
-    after = Text(load_default=None)
-
-
 class PreviewQuery(Schema):
     n = fields.Integer(load_default=3, validate=validators.Range(1, 50))
 
@@ -67,13 +63,13 @@ def create(form):
 
 @bp.get("/datasets")
 @bp.auth_required(auth)
-@bp.input(ListQuery, location="query", arg_name="query")
+@bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(DatasetListOut)
 @bp.doc(summary="List the tenant's datasets, newest first", responses={404: "the after cursor names no dataset of the tenant"})
 def index(query):
     with session_scope(settings().sqlalchemy_url) as session:
         rows = service.list_datasets(session, principal=principal(), limit=query["limit"] + 1, after=query["after"])
-    return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
+    return page(rows, query["limit"])
 
 
 @bp.get("/datasets/<dataset_id>")

@@ -1,13 +1,18 @@
-"""/api/v1/jobs: create (Idempotency-Key), list, get, cancel, events."""
+"""/api/v1/jobs: create (Idempotency-Key), list, get, cancel, events, metrics, checkpoints, stream (SSE)."""
+
+import itertools
+import json
+from collections.abc import Iterator
 
 from apiflask import APIBlueprint, Schema, fields, validators
-from flask import current_app, request
+from flask import Response, current_app, request
 
+from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
 from llmft.api.context import settings
 from llmft.api.auth import auth, principal, require_write
 from llmft.db.session import session_scope
-from llmft.jobs import service
+from llmft.jobs import observe, service
 from llmft.jobs.queue import dispatch, make_celery
 
 bp = APIBlueprint("jobs", __name__, tag="jobs")
@@ -46,12 +51,12 @@ class JobOut(Schema):
 
 class JobListOut(Schema):
     data = fields.List(fields.Nested(JobOut))
+    has_more = fields.Boolean()
 
 
-class JobListQuery(Schema):
+class JobListQuery(PageQuery):
     status = Text(load_default=None, validate=validators.OneOf(
         ["validating", "queued", "running", "succeeded", "failed", "cancelled"]))
-    limit = fields.Integer(load_default=20, validate=validators.Range(1, 100))
 
 
 class EventOut(Schema):
@@ -71,6 +76,32 @@ class EventListOut(Schema):
 class EventQuery(Schema):
     after = fields.Integer(load_default=0, validate=validators.Range(0, 2**62))
     limit = fields.Integer(load_default=100, validate=validators.Range(1, 1000))
+
+
+class StreamQuery(Schema):
+    after = fields.Integer(load_default=None, validate=validators.Range(0, 2**62), metadata={
+        "description": "send the events after this id (the Last-Event-ID header does the same)"})
+
+
+class MetricsOut(Schema):
+    train = fields.List(fields.Dict(), metadata={"description": "step, epoch, loss, learning_rate, grad_norm, ..."})
+    eval = fields.List(fields.Dict(), metadata={"description": "step, epoch, eval_loss, ..."})
+
+
+class CheckpointOut(Schema):
+    id = fields.String()
+    object = fields.String()
+    fine_tuning_job_id = fields.String()
+    step = fields.Integer()
+    epoch = fields.Float(allow_none=True)
+    best = fields.Boolean(metadata={"description": "the lowest validation loss so far"})
+    created_at = fields.DateTime()
+    bytes = fields.Integer()
+    metrics = fields.Dict()
+
+
+class CheckpointListOut(Schema):
+    data = fields.List(fields.Nested(CheckpointOut))
 
 
 
@@ -99,10 +130,13 @@ def create(body):
 @bp.auth_required(auth)
 @bp.input(JobListQuery, location="query", arg_name="query")
 @bp.output(JobListOut)
-@bp.doc(summary="List the tenant's jobs, newest first")
+@bp.doc(summary="List the tenant's jobs, newest first", responses={
+    404: "the after cursor names no job of the tenant"})
 def index(query):
     with session_scope(settings().sqlalchemy_url) as session:
-        return {"data": service.list_jobs(session, principal=principal(), **query)}
+        rows = service.list_jobs(session, principal=principal(), status=query["status"], after=query["after"],
+                                 limit=query["limit"] + 1)
+    return page(rows, query["limit"])
 
 
 @bp.get("/jobs/<job_id>")
@@ -135,6 +169,53 @@ def events(job_id, query):
         rows = service.list_events(session, principal=principal(), job_id=job_id, after=query["after"],
                                    limit=query["limit"] + 1)
     return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
+
+
+@bp.get("/jobs/<job_id>/metrics")
+@bp.auth_required(auth)
+@bp.output(MetricsOut)
+@bp.doc(summary="The job's training and validation series, one point per step", responses={404: "no such job"})
+def metrics(job_id):
+    with session_scope(settings().sqlalchemy_url) as session:
+        return observe.job_metrics(session, principal=principal(), job_id=job_id)
+
+
+@bp.get("/jobs/<job_id>/checkpoints")
+@bp.auth_required(auth)
+@bp.output(CheckpointListOut)
+@bp.doc(summary="The job's committed checkpoints, newest first", responses={404: "no such job"})
+def checkpoints(job_id):
+    with session_scope(settings().sqlalchemy_url) as session:
+        return {"data": observe.job_checkpoints(session, principal=principal(), job_id=job_id)}
+
+
+@bp.get("/jobs/<job_id>/stream")
+@bp.auth_required(auth)
+@bp.input(StreamQuery, location="query", arg_name="query")
+@bp.doc(summary="Server-sent events: the job's events, its progress, and `end` when it is over", responses={
+    200: {"description": "text/event-stream; `event:` is the event's type (or progress, end), `data:` JSON, "
+                         "`id:` the event id to resume from",
+          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    404: "no such job"})
+def stream(job_id, query):
+    after = query["after"]
+    if after is None:
+        header = request.headers.get("Last-Event-ID", "")
+        after = int(header) if header.isdigit() and len(header) < 19 else 0
+    follower = observe.follow(settings().sqlalchemy_url, principal=principal(), job_id=job_id, after=after)
+    first = next(follower)  # the job is checked here: an unknown id is a 404 before the stream starts
+    return Response(_sse(first, follower), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _sse(first: tuple, follower) -> Iterator[str]:
+    for kind, data in itertools.chain([first], follower):
+        if kind == "keepalive":
+            yield ": keepalive\n\n"
+        elif kind == "event":
+            yield f"id: {data['id']}\nevent: {data['type']}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+        else:
+            yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def _celery():

@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
@@ -22,16 +21,15 @@ from llmft.data.report import build_report
 from llmft.data.store import sha256_file
 from llmft.data.validate import check_file
 from llmft.db.models import Dataset, is_id, new_id
+from llmft.db.pages import newest_first
 from llmft.errors import Invalid, NotFound
 from llmft.models.resolve import load_tokenizer
 
 EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
-
 @lru_cache(maxsize=4)
 def tokenizer_for(model: str):
     return load_tokenizer(model)
-
 
 def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path, filename: str, stream: BinaryIO,
                    model: str = "tiny-r1", max_length: int = 4096) -> tuple[Dataset, dict]:
@@ -63,18 +61,8 @@ def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path,
     session.flush()
     return dataset, report
 
-
 def list_datasets(session: Session, *, principal: Principal, limit: int = 20, after: str | None = None) -> list[Dataset]:
-    query = select(Dataset).where(Dataset.tenant_id == principal.tenant_id).order_by(Dataset.created_at.desc(),
-                                                                                     Dataset.id.desc())
-    if after:
-        anchor = session.get(Dataset, after) if is_id(after, "ds") else None
-        if anchor is None or anchor.tenant_id != principal.tenant_id:
-            raise NotFound(f"after: no dataset {after!r} to page from", details={"field": "after"})
-        query = query.where((Dataset.created_at < anchor.created_at) |
-                            ((Dataset.created_at == anchor.created_at) & (Dataset.id < anchor.id)))
-    return list(session.scalars(query.limit(limit)))
-
+    return newest_first(session, Dataset, tenant_id=principal.tenant_id, after=after, limit=limit, prefix="ds")
 
 def get_dataset(session: Session, *, principal: Principal, dataset_id: str) -> Dataset:
     """The tenant's dataset; another tenant's id is NotFound exactly like an unknown one."""
@@ -83,17 +71,14 @@ def get_dataset(session: Session, *, principal: Principal, dataset_id: str) -> D
         raise NotFound(f"no dataset {dataset_id!r}", details={"id": dataset_id})
     return dataset
 
-
 def dataset_path(dataset: Dataset, uploads_dir: Path) -> Path:
     return uploads_dir / dataset.tenant_id / dataset.stored_name
-
 
 def delete_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path) -> None:
     dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
     session.delete(dataset)
     session.flush()
     dataset_path(dataset, uploads_dir).unlink(missing_ok=True)
-
 
 def preview_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path,
                     limit: int = 3) -> list[dict]:

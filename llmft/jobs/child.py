@@ -15,6 +15,7 @@ from sqlalchemy import select
 from llmft.db.models import Job
 from llmft.db.session import session_scope
 from llmft.jobs.lease import record_event
+from llmft.jobs.progress import Pace, advance
 from llmft.settings import load_settings
 from llmft.train import checkpoints
 from llmft.train.config import TrainConfig
@@ -28,6 +29,7 @@ def main(job_id: str, token: int) -> int:
     with session_scope(url) as session:
         config = TrainConfig.model_validate(session.get(Job, job_id).config)
     last_check = [0.0, False]
+    pace: list[Pace] = [None]
 
     def on_event(event: dict) -> None:
         if event["type"] not in RECORDED:
@@ -36,12 +38,8 @@ def main(job_id: str, token: int) -> int:
             job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
             if job is None:
                 raise SystemExit("the job was taken over by another runner")
+            job.progress, pace[0] = advance(job.progress, event, pace[0], at=time.time())
             data = {k: v for k, v in event.items() if k not in ("type", "summary")}
-            if event["type"] == "metrics":
-                job.progress = {**(job.progress or {}), "step": event["step"], "epoch": event["epoch"],
-                                "loss": event.get("loss"), "tokens_per_second": event.get("tokens_per_second")}
-            elif event["type"] == "started":
-                job.progress = {**(job.progress or {}), "max_steps": event["max_steps"]}
             record_event(session, job, event["type"], _message(event), data)
 
     def should_stop() -> bool:

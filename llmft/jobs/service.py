@@ -15,6 +15,7 @@ from llmft.auth.keys import Principal
 from llmft.config import ConfigError
 from llmft.datasets.service import dataset_path, get_dataset
 from llmft.db.models import Job, JobEvent, is_id, new_id
+from llmft.db.pages import newest_first
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.jobs.lease import record_event
 from llmft.train.config import TrainingConfig, load_config
@@ -82,11 +83,11 @@ def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def list_jobs(session: Session, *, principal: Principal, status: str | None = None, limit: int = 20) -> list[Job]:
-    query = select(Job).where(Job.tenant_id == principal.tenant_id)
-    if status:
-        query = query.where(Job.status == status)
-    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+def list_jobs(session: Session, *, principal: Principal, status: str | None = None, after: str | None = None,
+              limit: int = 20) -> list[Job]:
+    where = [Job.status == status] if status else []
+    return newest_first(session, Job, tenant_id=principal.tenant_id, after=after, limit=limit, prefix="job",
+                        where=where)
 
 
 def cancel_job(session: Session, *, principal: Principal, job_id: str) -> Job:

@@ -85,11 +85,9 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         optimizer_cls_and_kwargs=_lamb(config) if config.training.optimizer == "lamb" else None,
     )
     if resume_from is not None:
-        recorder.restore(checkpoints.info(resume_from))
+        recorder.restore(resume_from, checkpoints.info(resume_from))
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    on_event({"type": "started", "resumed_from": str(resume_from) if resume_from else None,
-              "max_steps": trainer.args.max_steps})
     with stop.on_sigterm():
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     checkpoints.clear_staging(output_dir)

@@ -161,8 +161,9 @@ class RunRecorder(TrainerCallback):
         self.bad_evals = 0
         self.saved_step: int | None = None
         self.stopped_by: str | None = None
+        self.resumed_from: str | None = None
 
-    def restore(self, info: dict) -> None:
+    def restore(self, checkpoint: Path, info: dict) -> None:
         """Pick up early-stopping state from the checkpoint a run resumes from."""
         if info.get("best_eval_loss") is not None:
             self.best = (info["best_eval_loss"], info["best_step"])
@@ -170,6 +171,12 @@ class RunRecorder(TrainerCallback):
         self.saved_step = info["step"]
         if info.get("eval_loss") is not None:
             self.last_eval = {"step": info["step"], "eval_loss": info["eval_loss"]}
+        self.resumed_from = str(checkpoint)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Here the total number of steps is known, and after a resume the step it starts from."""
+        self.on_event({"type": "started", "resumed_from": self.resumed_from, "step": state.global_step,
+                       "max_steps": state.max_steps, "epochs": args.num_train_epochs})
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -177,7 +184,8 @@ class RunRecorder(TrainerCallback):
         record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": round(time.time(), 3), **logs}
         with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        kind = "eval" if any(key.startswith("eval_") for key in logs) else "metrics"
+        kind = "eval" if any(key.startswith("eval_") for key in logs) else \
+            "train_end" if "train_runtime" in logs else "metrics"  # train_end: Trainer's whole-run averages
         self.on_event({"type": kind, **record})
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):

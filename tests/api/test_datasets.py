@@ -1,6 +1,5 @@
 """Datasets over HTTP against a running server: upload, validation errors, limits, tenants."""
 
-import json
 import sqlite3
 from pathlib import Path
 

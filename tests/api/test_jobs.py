@@ -1,5 +1,6 @@
 """Jobs over HTTP with the embedded worker: create, follow to succeeded, events, cancel, tenants."""
 
+import json
 import time
 from pathlib import Path
 
@@ -20,6 +21,15 @@ def dataset_id(server, keys):
                              files={"file": ("small.jsonl", small)}, timeout=120)
     assert response.status_code == 201, response.text
     return response.json()["id"]
+
+
+def parse_sse(text: str) -> list[dict]:
+    messages = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if fields:
+            messages.append({**fields, "data": json.loads(fields["data"])})
+    return messages
 
 
 def wait_for(server, key, job_id, statuses, timeout=240):
@@ -49,8 +59,26 @@ def test_a_job_runs_to_succeeded_with_events(server, keys, dataset_id):
     events = requests.get(f"{server}/api/v1/jobs/{job_id}/events", headers=auth(keys["alice"]), timeout=10).json()
     types = [e["type"] for e in events["data"]]
     assert types[:3] == ["validating", "queued", "running"] and types[-1] == "succeeded"
-    assert requests.get(f"{server}/api/v1/jobs/{job_id}", headers=auth(keys["bob"]), timeout=10).status_code == 404
-    assert requests.get(f"{server}/api/v1/jobs/{job_id}/events", headers=auth(keys["bob"]), timeout=10).status_code == 404
+    assert job["progress"]["percent"] == 100.0 and job["progress"]["max_steps"] == 3
+
+    metrics = requests.get(f"{server}/api/v1/jobs/{job_id}/metrics", headers=auth(keys["alice"]), timeout=10).json()
+    assert [point["step"] for point in metrics["train"]] == [1, 2, 3]
+    assert all(point["loss"] > 0 and point["tokens_per_second"] > 0 for point in metrics["train"])
+    saved = requests.get(f"{server}/api/v1/jobs/{job_id}/checkpoints", headers=auth(keys["alice"]), timeout=10).json()
+    assert [c["step"] for c in saved["data"]] == [3]
+    assert saved["data"][0]["metrics"]["train_loss"] == metrics["train"][-1]["loss"] and saved["data"][0]["bytes"] > 0
+    assert "/" not in saved["data"][0]["id"]  # no server path leaks out
+
+    stream = requests.get(f"{server}/api/v1/jobs/{job_id}/stream", headers=auth(keys["alice"]), timeout=30)
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
+    messages = parse_sse(stream.text)
+    assert [m["data"]["id"] for m in messages if "id" in m] == [e["id"] for e in events["data"]]
+    assert messages[-1] == {"event": "end", "data": {"status": "succeeded"}}
+    resumed = parse_sse(requests.get(f"{server}/api/v1/jobs/{job_id}/stream", timeout=30, headers=auth(
+        keys["alice"], **{"Last-Event-ID": str(events["data"][-2]["id"])})).text)
+    assert [m["event"] for m in resumed] == ["succeeded", "progress", "end"]
+    for path in ("", "/events", "/metrics", "/checkpoints", "/stream"):
+        assert requests.get(f"{server}/api/v1/jobs/{job_id}{path}", headers=auth(keys["bob"]), timeout=10).status_code == 404
 
 
 @pytest.mark.slow
@@ -60,8 +88,22 @@ def test_cancel_a_job(server, keys, dataset_id):
     assert requests.post(f"{server}/api/v1/jobs/{job_id}/cancel", headers=auth(keys["bob"]), timeout=10).status_code == 404
     assert requests.post(f"{server}/api/v1/jobs/{job_id}/cancel", headers=auth(keys["alice_viewer"]),
                          timeout=10).status_code == 403
-    assert requests.post(f"{server}/api/v1/jobs/{job_id}/cancel", headers=auth(keys["alice"]), timeout=10).ok
-    assert wait_for(server, keys["alice"], job_id, {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+    seen = []
+    with requests.get(f"{server}/api/v1/jobs/{job_id}/stream", headers=auth(keys["alice"]), stream=True,
+                      timeout=120) as stream:
+        for block in stream.iter_lines(decode_unicode=True, delimiter="\n\n"):
+            message = parse_sse(block)
+            seen += message
+            if message and message[0]["event"] == "metrics" and not any(m["event"] == "cancelling" for m in seen):
+                assert requests.post(f"{server}/api/v1/jobs/{job_id}/cancel", headers=auth(keys["alice"]),
+                                     timeout=10).ok
+    events = [m["event"] for m in seen]
+    assert "progress" in events and "metrics" in events and events.index("metrics") < events.index("cancelling")
+    assert seen[-1] == {"event": "end", "data": {"status": "cancelled"}}
+    job = wait_for(server, keys["alice"], job_id, {"cancelled", "succeeded", "failed"})
+    assert job["status"] == "cancelled" and 0 < job["progress"]["percent"] < 100
+    assert requests.get(f"{server}/api/v1/jobs/{job_id}/checkpoints", headers=auth(keys["alice"]),
+                        timeout=10).json()["data"][0]["step"] == job["progress"]["step"]
     again = requests.post(f"{server}/api/v1/jobs/{job_id}/cancel", headers=auth(keys["alice"]), timeout=10)
     assert again.status_code == 409
 
@@ -77,3 +119,22 @@ def test_bad_job_requests_are_422_naming_the_parameter(server, keys, dataset_id)
     response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id}, headers=auth(keys["alice_viewer"]),
                              timeout=10)
     assert response.status_code == 403
+
+
+def test_jobs_list_pages_newest_first_and_filters_by_status(server, keys, dataset_id):
+    made = [requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id}, headers=auth(keys["alice"]),
+                          timeout=30).json()["id"] for _ in range(3)]
+    for job_id in made:
+        requests.post(f"{server}/api/v1/jobs/{job_id}/cancel", headers=auth(keys["alice"]), timeout=10)
+    first = requests.get(f"{server}/api/v1/jobs", params={"limit": 2}, headers=auth(keys["alice"]), timeout=10).json()
+    assert [j["id"] for j in first["data"]] == made[::-1][:2] and first["has_more"]
+    rest = requests.get(f"{server}/api/v1/jobs", params={"limit": 2, "after": first["data"][-1]["id"]},
+                        headers=auth(keys["alice"]), timeout=10).json()
+    assert rest["data"][0]["id"] == made[0]
+    cancelled = requests.get(f"{server}/api/v1/jobs", params={"status": "cancelled", "limit": 100},
+                             headers=auth(keys["alice"]), timeout=10).json()["data"]
+    assert set(made) <= {j["id"] for j in cancelled} and {j["status"] for j in cancelled} == {"cancelled"}
+    assert not set(made) & {j["id"] for j in requests.get(f"{server}/api/v1/jobs", params={"limit": 100},
+                                                           headers=auth(keys["bob"]), timeout=10).json()["data"]}
+    foreign = requests.get(f"{server}/api/v1/jobs", params={"after": made[0]}, headers=auth(keys["bob"]), timeout=10)
+    assert foreign.status_code == 404

@@ -5,7 +5,7 @@ import io
 import itertools
 import json
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmft.data.issues import CODES, Issue, Location

@@ -2,6 +2,7 @@
 Trainer's real state and control objects."""
 
 import json
+from pathlib import Path
 
 from transformers import TrainerControl, TrainerState
 
@@ -80,7 +81,7 @@ def test_a_stop_request_saves_and_stops(tmp_path):
 
 def test_restore_picks_up_early_stopping_state(tmp_path):
     rec = recorder(tmp_path, [])
-    rec.restore({"step": 30, "eval_loss": 1.6, "best_eval_loss": 1.5, "best_step": 20, "bad_evals": 1})
+    rec.restore(Path("checkpoint-30"), {"step": 30, "eval_loss": 1.6, "best_eval_loss": 1.5, "best_step": 20, "bad_evals": 1})
     state = TrainerState()
     state.global_step = 40
     assert evaluate(rec, state, 1.55).should_training_stop  # second evaluation without improvement
