@@ -65,24 +65,38 @@ def finish(session: Session, *, job_id: str, token: int, status: str, error: dic
 
 
 def reap(session: Session, *, at: datetime | None = None) -> list[str]:
-    """Requeue running jobs whose lease expired (attempts left) or fail them; the ids to dispatch again."""
+    """Requeue running jobs whose lease expired (attempts left) or fail them; the ids to dispatch again.
+
+    Each change is one UPDATE conditioned on the fencing token seen, so reapers of several workers
+    running at once requeue a job once."""
     at = at or now()
-    expired = session.scalars(select(Job).where(Job.status == "running", Job.lease_expires_at < at)).all()
+    expired = session.execute(select(Job.id, Job.fencing_token, Job.attempts, Job.max_attempts, Job.cancel_requested,
+                                     Job.lease_owner)
+                              .where(Job.status == "running", Job.lease_expires_at < at)).all()
     requeued = []
-    for job in expired:
-        if job.attempts < job.max_attempts and not job.cancel_requested:
-            owner = job.lease_owner
-            job.status, job.lease_owner, job.lease_expires_at = "queued", None, None
-            record_event(session, job, "requeued", f"the lease of {owner} expired; requeued",
-                         {"attempts": job.attempts, "lost_owner": owner}, level="warning")
-            requeued.append(job.id)
+    for job_id, token, attempts, max_attempts, cancel, owner in expired:
+        if attempts < max_attempts and not cancel:
+            values = {"status": "queued"}
+            event = ("requeued", f"the lease of {owner} expired; requeued", "warning")
+        elif cancel:
+            values = {"status": "cancelled", "finished_at": at}
+            event = ("cancelled", "cancelled while its worker was gone", "info")
         else:
-            reason = "cancelled while its worker was gone" if job.cancel_requested else \
-                f"the worker was lost {job.attempts} times (max_attempts {job.max_attempts})"
-            job.status, job.finished_at = ("cancelled" if job.cancel_requested else "failed"), at
-            job.lease_owner, job.lease_expires_at = None, None
-            job.error = None if job.cancel_requested else {"code": "worker_lost", "message": reason, "param": None}
-            record_event(session, job, job.status, reason, {}, level="error" if job.status == "failed" else "info")
+            reason = f"the worker was lost {attempts} times (max_attempts {max_attempts})"
+            values = {"status": "failed", "finished_at": at,
+                      "error": {"code": "worker_lost", "message": reason, "param": None}}
+            event = ("failed", reason, "error")
+        changed = session.execute(update(Job)
+                                  .where(Job.id == job_id, Job.fencing_token == token, Job.status == "running",
+                                         Job.lease_expires_at < at)
+                                  .values(lease_owner=None, lease_expires_at=None, **values)
+                                  .execution_options(synchronize_session=False))
+        if changed.rowcount != 1:
+            continue  # another reaper, or the runner itself, got there first
+        job = session.get(Job, job_id, populate_existing=True)
+        record_event(session, job, event[0], event[1], {"attempts": attempts, "lost_owner": owner}, level=event[2])
+        if values["status"] == "queued":
+            requeued.append(job_id)
     return requeued
 
 

@@ -5,6 +5,7 @@ acks, reject on worker lost, prefetch 1, JSON only. The task only calls `run_job
 lease makes a redelivered or duplicated message start nothing.
 """
 
+import logging
 import threading
 
 from celery import Celery
@@ -16,6 +17,7 @@ from llmft.jobs.runner import run_job
 from llmft.settings import Settings
 
 TASK = "llmft.run_job"
+log = logging.getLogger("llmft.jobs")
 _shutting_down = threading.Event()
 
 
@@ -33,6 +35,7 @@ def make_celery(settings: Settings) -> Celery:
     @app.task(name=TASK)
     def run_job_task(job_id: str) -> str:
         status = run_job(settings, job_id, stopping=_shutting_down.is_set)
+        log.info("job %s: this attempt ended %s", job_id, status)
         if status == "queued":  # stopped by this worker's shutdown: hand the job to another worker
             dispatch(app, job_id)
         return status

@@ -3,6 +3,7 @@
     llmft worker            # REDIS_URL set: Redis broker; else the SQLite broker under $LLMFT_HOME
 """
 
+import logging
 import threading
 
 from llmft.db.session import create_schema
@@ -11,6 +12,7 @@ from llmft.settings import Settings
 
 
 def start_worker(settings: Settings, *, name: str = "worker") -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
     settings.llmft_home.mkdir(parents=True, exist_ok=True)
     create_schema(settings.sqlalchemy_url)
     app = make_celery(settings)

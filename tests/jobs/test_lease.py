@@ -87,6 +87,27 @@ def test_reaper_requeues_then_fails_after_max_attempts(database_url):
     assert types == ["running", "requeued", "running", "failed"]
 
 
+def test_reapers_of_several_workers_requeue_an_expired_job_once(database_url):
+    job_id = new_job(database_url, max_attempts=3)
+    with session_scope(database_url) as session:
+        claim(session, job_id=job_id, owner="lost", lease_seconds=60, at=now() - timedelta(seconds=120))
+    requeued, barrier = [], threading.Barrier(4)
+
+    def reaper():
+        barrier.wait()
+        with session_scope(database_url) as session:
+            requeued.extend(reap(session))
+
+    threads = [threading.Thread(target=reaper) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert requeued == [job_id]
+    with session_scope(database_url) as session:
+        assert session.query(JobEvent).filter_by(job_id=job_id, type="requeued").count() == 1
+
+
 def test_cancelled_jobs_are_never_claimed(database_url):
     job_id = new_job(database_url)
     with session_scope(database_url) as session:
