@@ -1,13 +1,15 @@
 # The two set-up commands of the README:
-#   make run    create .venv if missing, install, and run the main flow
+#   make run    create .venv if missing, install, start the service (API + one job worker) on
+#               embedded defaults: SQLite and a SQLite broker under $LLMFT_HOME, port 8000
 #   make test   create .venv if missing, install the dev extras, run the tests
+#   make demo   fine-tune the offline demo model from the command line, no service
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LLMFT := $(VENV)/bin/llmft
 export LLMFT_HOME ?= $(CURDIR)/var
 
-.PHONY: run test test-fast install install-dev clean
+.PHONY: run demo test test-fast install install-dev clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 2; }
@@ -25,9 +27,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# The most complete flow that exists today: validate our sample data, then fine-tune the offline
-# demo model on it (a fresh run each time; the previous one is moved aside).
 run: install
+	$(LLMFT) serve
+
+# Validate our sample data, then fine-tune the offline demo model on it (a fresh run each time;
+# the previous one is moved aside).
+demo: install
 	$(LLMFT) data validate data/sample/brokerage_support.jsonl
 	$(LLMFT) data preview data/sample/brokerage_support.jsonl -n 1
 	@if [ -d $(LLMFT_HOME)/runs/demo ]; then rm -rf $(LLMFT_HOME)/runs/demo.previous; \

@@ -130,16 +130,20 @@ def _data_config(args):
 
 
 def _serve(args) -> int:
+    import signal
+    import subprocess
+
     from llmft.api.serve import serve
+    from llmft.jobs.runner import die_with_parent
     from llmft.settings import load_settings
 
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     settings = load_settings(**overrides)
+    _say_how_to_start(settings)
     worker = None
-    if not args.no_worker:  # the embedded default: one worker process beside the API
-        import subprocess
-
-        worker = subprocess.Popen([sys.executable, "-m", "llmft.cli", "worker", "--name", "embedded"])
+    if not args.no_worker:  # the embedded default: one worker process beside the API, gone when the API goes
+        worker = subprocess.Popen([sys.executable, "-m", "llmft.cli", "worker", "--name", "embedded"],
+                                  preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     try:
         serve(settings, workers=args.workers, threads=args.threads)
     finally:
@@ -147,6 +151,22 @@ def _serve(args) -> int:
             worker.terminate()
             worker.wait(timeout=120)
     return 0
+
+
+def _say_how_to_start(settings) -> None:
+    from sqlalchemy import func, select
+
+    from llmft.db.models import ApiKey
+    from llmft.db.session import create_schema, session_scope
+
+    settings.llmft_home.mkdir(parents=True, exist_ok=True)
+    create_schema(settings.sqlalchemy_url)
+    with session_scope(settings.sqlalchemy_url) as session:
+        keys = session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None)))
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"llmft: API on {base} (docs {base}/docs), state in {settings.llmft_home}", file=sys.stderr)
+    if not keys:
+        print("llmft: no API key yet; create one with: llmft keys create --tenant NAME --role admin", file=sys.stderr)
 
 
 def _worker(args) -> int:

@@ -25,9 +25,9 @@ HEARTBEAT_SECONDS = 2.0
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the runner dies (kill -9 of a worker leaves no orphan trainer)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """In a child, before exec: receive `sig` when the parent dies (kill -9 of a worker leaves no orphan trainer)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stopping=lambda: False) -> str:
@@ -40,7 +40,7 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
         return "skipped"
     env = {**os.environ, "LLMFT_HOME": str(settings.llmft_home), "DATABASE_URL": url}
     child = subprocess.Popen([sys.executable, "-m", "llmft.jobs.child", job_id, str(token)], env=env,
-                             start_new_session=True, preexec_fn=_die_with_parent)
+                             start_new_session=True, preexec_fn=die_with_parent)
     signalled = False
     while child.poll() is None:
         time.sleep(HEARTBEAT_SECONDS / 4)

@@ -1,5 +1,6 @@
 """A real server: `llmft serve` (gunicorn) in a subprocess on a free port, with its own
-$LLMFT_HOME, on SQLite — or on PostgreSQL when LLMFT_TEST_DATABASE=postgres."""
+$LLMFT_HOME, on SQLite with the SQLite broker — or on PostgreSQL when LLMFT_TEST_DATABASE=postgres,
+and with Redis as the Celery broker (and rate-limit store) when LLMFT_TEST_BROKER=redis."""
 
 import os
 import socket
@@ -7,8 +8,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import pytest
+import redis
 import requests
 
 
@@ -34,6 +37,10 @@ def server_env(tmp_path_factory, tiny_model_dir, request) -> dict:
         Base.metadata.drop_all(engine)
         engine.dispose()
         env["DATABASE_URL"] = url
+    if os.environ.get("LLMFT_TEST_BROKER") == "redis":
+        url = urlunparse(urlparse(request.getfixturevalue("redis_url"))._replace(path="/13"))
+        redis.Redis.from_url(url).flushdb()  # no messages or limits left over from an earlier run
+        env["REDIS_URL"] = url
     return env
 
 
