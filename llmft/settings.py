@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     data_root: Path | None = Field(None, description="Folder the legacy /train dataset_path may point into.")
     job_max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails (worker crashes count).")
     lease_seconds: int = Field(60, ge=5, description="A running job's lease; renewed by heartbeats.")
+    promotion_gate: str = Field("eval_loss:min,rouge_l:max,bleu:max", description=(
+        "Metrics a version must not be worse on to take a gated alias: NAME:min (lower is better) or NAME:max."))
+    promotion_tolerance: float = Field(0.0, ge=0, description="How much worse a gated metric may be, relative (0.01 = 1%).")
+    gated_aliases: str = Field("production", description="Comma-separated aliases that only move through the gate.")
     host: str = Field("127.0.0.1", description="Address llmft serve listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port llmft serve listens on.")
 
@@ -32,6 +36,24 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("promotion_gate")
+    @classmethod
+    def _gate(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, _, direction = item.partition(":")
+            if not name or direction not in ("min", "max"):
+                raise ValueError(f"{item!r}: write NAME:min or NAME:max, e.g. eval_loss:min,rouge_l:max")
+        return value
+
+    @property
+    def gated_metrics(self) -> tuple[tuple[str, str], ...]:
+        items = filter(None, (part.strip() for part in self.promotion_gate.split(",")))
+        return tuple(tuple(item.split(":", 1)) for item in items)
+
+    @property
+    def gated_alias_names(self) -> tuple[str, ...]:
+        return tuple(filter(None, (part.strip() for part in self.gated_aliases.split(","))))
 
     @cached_property
     def sqlalchemy_url(self) -> str:

@@ -80,13 +80,28 @@ def postgres_url() -> str:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path) -> str:
     """An empty llmft schema on SQLite, and (second parameter) on the local PostgreSQL."""
-    from llmft.db.models import Base
-    from llmft.db.session import create_schema, engine_for
+    from llmft.db.session import create_schema
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'llmft.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-        Base.metadata.drop_all(engine_for(url))
+        _reset_postgres(url)
     create_schema(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def reset_postgres():
+    """The function that empties the test PostgreSQL database (for fixtures of any scope)."""
+    return _reset_postgres
+
+
+def _reset_postgres(url: str) -> None:
+    """An empty `public` schema: every table goes, also those of a newer or older llmft."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()

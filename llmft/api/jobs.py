@@ -24,7 +24,9 @@ class JobIn(Schema):
     validation_dataset_id = Text(load_default=None, validate=validators.Length(1, 40))
     method = Text(load_default="lora", validate=validators.OneOf(["lora", "full", "qlora"]))
     hyperparameters = fields.Dict(load_default=dict)
-    suffix = Text(load_default=None, validate=validators.Length(1, 64))
+    suffix = Text(load_default=None, validate=validators.Regexp(
+        r"^[a-z0-9][a-z0-9._-]{0,63}$", error="suffix: lowercase letters, digits, '.', '_', '-' (64 at most)"),
+        metadata={"description": "the registry model the result becomes a version of; default <base>-ft"})
     seed = fields.Integer(load_default=42, validate=validators.Range(0, 2**31 - 1))
     metadata = fields.Dict(load_default=dict)
 
@@ -44,6 +46,7 @@ class JobOut(Schema):
     progress = fields.Dict()
     attempts = fields.Integer()
     error = fields.Dict(allow_none=True)
+    fine_tuned_model = fields.String(allow_none=True, metadata={"description": "NAME:V once registered"})
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)

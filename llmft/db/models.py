@@ -96,6 +96,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[dict | None] = mapped_column(JSON)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(100))  # NAME:V once registered
     created_at: Mapped[datetime] = mapped_column(default=now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -110,4 +111,55 @@ class JobEvent(Base):
     level: Mapped[str] = mapped_column(String(8), default="info")
     type: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class RegisteredModel(Base):
+    """A name in the registry (per tenant); its versions are the fine-tunes registered under it."""
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mdl"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"), UniqueConstraint("job_id"))
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mv"))
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # adapter | full
+    files: Mapped[dict]  # relative path -> {"sha256", "bytes"}; the folder is artifacts/<tenant>/<id>/
+    lineage: Mapped[dict]
+    metrics: Mapped[dict]
+    evaluation: Mapped[dict | None]
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class ModelAlias(Base):
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("model_id", "alias"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class ModelEvent(Base):
+    """The registry's history: versions registered and deleted, aliases moved (by whom, gate overrides)."""
+    __tablename__ = "model_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    type: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(100))
     data: Mapped[dict] = mapped_column(JSON, default=dict)

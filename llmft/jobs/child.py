@@ -9,19 +9,25 @@ Exit codes: 0 succeeded, 3 stopped (checkpoint saved), 1 failed (an "error" even
 import logging
 import sys
 import time
+from pathlib import Path
 
 from sqlalchemy import select
 
 from llmft.db.models import Job
 from llmft.db.session import session_scope
+from llmft.data.prepare import prepare
+from llmft.evaluate.run import evaluate
 from llmft.jobs.lease import record_event
 from llmft.jobs.progress import Pace, advance
+from llmft.models.resolve import base_revision
+from llmft.registry.service import register_version
 from llmft.settings import load_settings
 from llmft.train import checkpoints
 from llmft.train.config import TrainConfig
-from llmft.train.run import EXIT_STOPPED, train
+from llmft.train.run import EXIT_STOPPED, data_options, train
 
-RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "succeeded"}
+RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "trained",
+            "evaluating", "evaluated"}
 
 
 def main(job_id: str, token: int) -> int:
@@ -32,6 +38,8 @@ def main(job_id: str, token: int) -> int:
     pace: list[Pace] = [None]
 
     def on_event(event: dict) -> None:
+        if event["type"] == "succeeded":  # training is; the job still evaluates and registers
+            event = {**event, "type": "trained"}
         if event["type"] not in RECORDED:
             return
         with session_scope(url) as session:
@@ -52,13 +60,55 @@ def main(job_id: str, token: int) -> int:
     try:
         result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
                        on_event=on_event, should_stop=should_stop, progress=False)
+        if result.status != "succeeded":
+            return EXIT_STOPPED
+        evaluation = _evaluate(url, job_id, config, result, on_event)
+        _register(url, job_id, token, config, result, evaluation)
     except Exception as error:  # the outer edge of a job: record why, exit non-zero
         logging.exception("job %s failed", job_id)
         with session_scope(url) as session:
             job = session.get(Job, job_id)
             record_event(session, job, "error", f"{type(error).__name__}: {error}"[:2000], {}, level="error")
         return 1
-    return 0 if result.status == "succeeded" else EXIT_STOPPED
+    return 0
+
+
+def _register(url: str, job_id: str, token: int, config: TrainConfig, result, evaluation: dict | None) -> None:
+    with session_scope(url) as session:
+        job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
+        if job is None:
+            raise SystemExit("the job was taken over by another runner")
+        version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
+                                   home=load_settings().llmft_home, evaluation=evaluation,
+                                   base_revision=base_revision(config.model.base_model))
+        record_event(session, job, "registered", f"registered as {job.fine_tuned_model}",
+                     {"model": job.fine_tuned_model, "version_id": version.id})
+
+
+def _evaluate(url: str, job_id: str, config: TrainConfig, result, on_event) -> dict | None:
+    """The fine-tune next to its base on the validation split; None (and a warning event) when there is
+    none or evaluation itself failed: the fine-tune is registered either way."""
+    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=data_options(config))
+    if not prepared.report["split"]["validation"]:
+        _warn(url, job_id, "no validation examples: the version is registered without an evaluation")
+        return None
+    on_event({"type": "evaluating"})
+    try:
+        report = evaluate(base_model=config.model.base_model, candidate=result.final_dir,
+                          examples=prepared.folder / "validation.jsonl",
+                          tokens=prepared.folder / "validation.tokens.safetensors")
+    except Exception as error:  # the outer edge of the evaluation step: record it, register without it
+        logging.exception("evaluation of job %s failed", job_id)
+        _warn(url, job_id, f"evaluation failed ({type(error).__name__}: {error}); registered without it")
+        return None
+    report["dataset"] = Path(config.data.validation_file or config.data.train_file).name
+    on_event({"type": "evaluated", "base": report["base"], "candidate": report["candidate"]})
+    return report
+
+
+def _warn(url: str, job_id: str, message: str) -> None:
+    with session_scope(url) as session:
+        record_event(session, session.get(Job, job_id), "warning", message, {}, level="warning")
 
 
 def _message(event: dict) -> str:

@@ -31,7 +31,7 @@ def advance(progress: dict, event: dict, pace: Pace, *, at: float) -> tuple[dict
         return _with_percent(progress), pace
     if kind == "eval":
         progress["eval_loss"] = event.get("eval_loss")
-    elif kind == "succeeded":
+    elif kind == "trained":
         progress.update(step=progress.get("max_steps", progress.get("step")), eta_seconds=0.0)
     return _with_percent(progress), pace
 

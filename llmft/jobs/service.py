@@ -18,6 +18,7 @@ from llmft.db.models import Job, JobEvent, is_id, new_id
 from llmft.db.pages import newest_first
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.jobs.lease import record_event
+from llmft.registry.service import NAME as MODEL_NAME
 from llmft.train.config import TrainingConfig, load_config
 
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
@@ -30,6 +31,9 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
                metadata: dict | None = None, idempotency_key: str | None = None,
                max_attempts: int = 3) -> tuple[Job, bool]:
     """(the job, True) when created; (the earlier job, False) when the Idempotency-Key was seen."""
+    if suffix is not None and not MODEL_NAME.match(suffix):
+        raise Invalid(f"suffix {suffix!r}: lowercase letters, digits, '.', '_' or '-' (64 at most)",
+                      details={"param": "suffix"})
     if idempotency_key:
         existing = session.scalar(select(Job).where(Job.tenant_id == principal.tenant_id,
                                                     Job.idempotency_key == idempotency_key))

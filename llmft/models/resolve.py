@@ -54,6 +54,20 @@ def weights_source(name: str) -> str:
     return str(local.resolve()) if local.is_dir() else ALIASES.get(name, name)
 
 
+def base_revision(name: str) -> str:
+    """What exactly the base was: the hub snapshot's commit, else a sha256 over the folder's config and
+    the names and sizes of its weight files (cheap, and it changes when the weights are replaced)."""
+    folder = Path(weights_source(name))
+    if not folder.is_dir():
+        return "hub"
+    if folder.parent.name == "snapshots":
+        return folder.name
+    digest = hashlib.sha256((folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b"")
+    for path in sorted(folder.glob("*.safetensors")):
+        digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
 def ensure_tiny_model() -> Path:
     """`$LLMFT_HOME/models/tiny-r1`, built once (a lock keeps concurrent builders apart)."""
     folder = llmft_home() / "models" / TINY

@@ -57,7 +57,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
     _trim_metrics(output_dir, resume_from)
     started = time.time()
 
-    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=_data_options(config))
+    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=data_options(config))
     train_rows = PackedRows(prepared.tokens("train"), max_length=config.data.max_length, pack=config.data.pack)
     validation = prepared.tokens("validation")
     eval_rows = PackedRows(validation, max_length=config.data.max_length, pack=config.data.pack) if validation else None
@@ -118,7 +118,8 @@ def _resume_point(output_dir: Path, resume: bool) -> Path | None:
     return latest if resume else None
 
 
-def _data_options(config: TrainConfig):
+def data_options(config: TrainConfig):
+    """The data group of a training config as the data pipeline takes it."""
     from llmft.config import DataConfig
 
     return DataConfig(**config.data.model_dump(exclude={"train_file"}))
@@ -205,6 +206,8 @@ def _summary(config, prepared, trainer, output, started, *, status, final, recor
         "wall_time_s": round(elapsed, 3),
         **memory_stats(),
         "final_dir": str(final) if final else None,
+        "tokenizer_sha256": prepared.manifest["tokenizer_sha256"],
+        "renderer_version": prepared.manifest["renderer_version"],
         "data": {"sha256": prepared.report["sha256"], "sources": prepared.manifest["sources"],
                  "train_examples": prepared.report["split"]["train"],
                  "validation_examples": prepared.report["split"]["validation"]},

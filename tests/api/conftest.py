@@ -29,13 +29,7 @@ def server_env(tmp_path_factory, tiny_model_dir, request) -> dict:
     env = {**os.environ, "LLMFT_HOME": str(home), "MAX_UPLOAD_MB": "2", "RATE_LIMIT": "10000/minute"}
     if os.environ.get("LLMFT_TEST_DATABASE") == "postgres":
         url = request.getfixturevalue("postgres_url")
-        import sqlalchemy
-
-        from llmft.db.models import Base
-
-        engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        Base.metadata.drop_all(engine)
-        engine.dispose()
+        request.getfixturevalue("reset_postgres")(url)
         env["DATABASE_URL"] = url
     if os.environ.get("LLMFT_TEST_BROKER") == "redis":
         url = urlunparse(urlparse(request.getfixturevalue("redis_url"))._replace(path="/13"))

@@ -24,13 +24,17 @@ def owned(server, keys) -> dict:
     dataset = requests.post(f"{server}/api/v1/datasets", headers=auth(keys["alice"]),
                             files={"file": ("mine.jsonl", small)}, timeout=120).json()["id"]
     job = requests.post(f"{server}/api/v1/jobs", headers=auth(keys["alice"]), timeout=30, json={
-        "dataset_id": dataset, "hyperparameters": {"max_steps": 1, "batch_size": 1}}).json()["id"]
+        "dataset_id": dataset, "suffix": "matrix", "hyperparameters": {"max_steps": 1, "batch_size": 1}}).json()["id"]
     deadline = time.time() + 240
     while requests.get(f"{server}/api/v1/jobs/{job}", headers=auth(keys["alice"]), timeout=10).json()["status"] \
             not in ("succeeded", "failed", "cancelled"):
         assert time.time() < deadline
         time.sleep(0.5)
-    return {"dataset_id": dataset, "job_id": job, "task_id": job}
+    finished = requests.get(f"{server}/api/v1/jobs/{job}", headers=auth(keys["alice"]), timeout=10).json()
+    assert finished["fine_tuned_model"] == "matrix:1", finished
+    assert requests.put(f"{server}/api/v1/models/matrix/aliases/staging", json={"version": 1},
+                        headers=auth(keys["alice"]), timeout=10).ok
+    return {"dataset_id": dataset, "job_id": job, "task_id": job, "name": "matrix", "version": 1, "alias": "staging"}
 
 
 def operations(server) -> list[tuple[str, str]]:
@@ -49,7 +53,8 @@ def test_no_route_reads_or_writes_another_tenants_objects(server, keys, owned):
         unknown = [name for name in names if name not in owned]
         assert not unknown, f"{method.upper()} {path}: the tenant matrix has no object for {unknown}; add one"
         url = server + path.format(**owned)
-        response = requests.request(method, url, headers=auth(keys["bob"]), timeout=30)
+        body = {"version": 1} if method in ("put", "post") else None
+        response = requests.request(method, url, json=body, headers=auth(keys["bob"]), timeout=30)
         assert response.status_code == 404, (method, path, response.status_code, response.text)
         assert response.json()["error"]["code"] == "not_found"
         if method == "get":  # the id is real: its owner reads it
@@ -65,7 +70,7 @@ def test_lists_and_creates_never_reach_another_tenant(server, keys, owned):
         if method == "get" and "{" not in path:
             listed = requests.get(server + path, params={"limit": 100}, headers=auth(keys["bob"]), timeout=30)
             assert listed.status_code == 200 and owned["dataset_id"] not in listed.text \
-                and owned["job_id"] not in listed.text, path
+                and owned["job_id"] not in listed.text and "matrix" not in listed.text, path
     response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": owned["dataset_id"]},
                              headers=auth(keys["bob"]), timeout=30)
     assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "dataset_id"
@@ -85,4 +90,5 @@ def snapshot(server, key, owned) -> dict:
     job = requests.get(f"{server}/api/v1/jobs/{owned['job_id']}", headers=auth(key), timeout=10).json()
     dataset = requests.get(f"{server}/api/v1/datasets/{owned['dataset_id']}", headers=auth(key), timeout=10).json()
     events = requests.get(f"{server}/api/v1/jobs/{owned['job_id']}/events", headers=auth(key), timeout=10).json()
-    return {"job": job, "dataset": dataset, "events": len(events["data"])}
+    model = requests.get(f"{server}/api/v1/models/{owned['name']}", headers=auth(key), timeout=10).json()
+    return {"job": job, "dataset": dataset, "events": len(events["data"]), "model": model}

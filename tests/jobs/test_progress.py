@@ -19,5 +19,5 @@ def test_eval_and_success_update_the_latest_values():
     progress, pace = advance({"step": 10, "max_steps": 20}, {"type": "eval", "step": 10, "eval_loss": 3.5}, None,
                              at=0.0)
     assert progress["eval_loss"] == 3.5 and progress["percent"] == 50.0
-    progress, _ = advance(progress, {"type": "succeeded"}, pace, at=1.0)
+    progress, _ = advance(progress, {"type": "trained"}, pace, at=1.0)
     assert progress["percent"] == 100.0 and progress["eta_seconds"] == 0.0

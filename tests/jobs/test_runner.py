@@ -14,6 +14,7 @@ from llmft.db.session import session_scope
 from llmft.errors import Invalid
 from llmft.jobs.runner import run_job
 from llmft.jobs.service import cancel_job, create_job, list_events
+from llmft.registry.service import resolve, verified_folder
 from llmft.settings import load_settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
@@ -52,7 +53,18 @@ def test_a_job_runs_to_succeeded_with_events(setup):
         types = [e.type for e in list_events(session, principal=principal, job_id=job_id)]
     assert job.status == "succeeded" and job.attempts == 1 and job.progress["step"] == 3
     assert types[:3] == ["validating", "queued", "running"] and types[-1] == "succeeded"
-    assert {"data_ready", "started", "metrics", "checkpoint"} <= set(types)
+    assert {"data_ready", "started", "metrics", "checkpoint", "trained", "evaluating", "evaluated", "registered"} \
+        <= set(types)
+    assert job.fine_tuned_model == "tiny-r1-ft:1"
+    with session_scope(settings.sqlalchemy_url) as session:
+        model, version = resolve(session, principal=principal, ref="tiny-r1-ft:1")
+        assert version.job_id == job_id and version.kind == "adapter"
+        evaluation = version.evaluation
+        assert evaluation["generated"] > 0 and set(evaluation["base"]) == set(evaluation["candidate"])
+        assert {"eval_loss", "perplexity", "bleu", "rouge_l", "exact_match", "ended_with_eos", "closed_think"} \
+            <= set(evaluation["candidate"])
+        assert version.metrics["eval_loss"] == pytest.approx(evaluation["candidate"]["eval_loss"], rel=1e-3)
+        verified_folder(settings.llmft_home, version)
 
 
 @pytest.mark.slow

@@ -1,0 +1,180 @@
+"""/api/v1/models: the registry. Versions are `NAME:V`, aliases `NAME@ALIAS`.
+
+The original system's `GET /api/v1/models` and `GET /api/v1/models/{id}` answer here too (a
+model is found by its name or its `mdl-...` id).
+"""
+
+import io
+import tarfile
+
+from apiflask import APIBlueprint, Schema, fields, validators
+from flask import send_file
+
+from llmft.api.auth import auth, principal, require_write
+from llmft.api.context import settings
+from llmft.api.text import Text
+from llmft.db.session import session_scope
+from llmft.registry import service
+from llmft.registry.artifacts import IntegrityError
+from llmft.errors import Conflict
+
+bp = APIBlueprint("models", __name__, tag="models")
+
+
+class VersionOut(Schema):
+    id = fields.String()
+    object = fields.String()
+    name = fields.String()
+    version = fields.Integer()
+    ref = fields.String(metadata={"description": "NAME:V, what inference and evaluation take"})
+    kind = fields.String(metadata={"description": "adapter or full"})
+    job_id = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    metrics = fields.Dict()
+    lineage = fields.Dict()
+    evaluation = fields.Dict(allow_none=True)
+    files = fields.List(fields.Dict(), metadata={"description": "path, sha256, bytes"})
+
+
+class ModelOut(Schema):
+    id = fields.String()
+    object = fields.String()
+    name = fields.String()
+    base_model = fields.String()
+    created_at = fields.DateTime()
+    latest_version = fields.Integer(allow_none=True)
+    aliases = fields.Dict(keys=fields.String(), values=fields.Integer())
+    versions = fields.List(fields.Nested(VersionOut))
+
+
+class ModelListOut(Schema):
+    data = fields.List(fields.Nested(ModelOut))
+
+
+class AliasIn(Schema):
+    version = fields.Integer(required=True, validate=validators.Range(1, 10**9))
+    force = fields.Boolean(load_default=False, metadata={"description": "move a gated alias past a failed gate (recorded)"})
+    reason = Text(load_default=None, validate=validators.Length(1, 500))
+
+
+class AliasOut(Schema):
+    name = fields.String()
+    alias = fields.String()
+    version = fields.Integer()
+    previous = fields.Integer(allow_none=True)
+    override = fields.Boolean(metadata={"description": "true when force moved it past a failed gate"})
+    failures = fields.List(fields.Dict())
+
+
+class EventOut(Schema):
+    id = fields.Integer()
+    created_at = fields.DateTime()
+    type = fields.String()
+    message = fields.String()
+    actor = fields.String(allow_none=True)
+    data = fields.Dict()
+
+
+class EventListOut(Schema):
+    data = fields.List(fields.Nested(EventOut))
+
+
+@bp.get("/models")
+@bp.auth_required(auth)
+@bp.output(ModelListOut)
+@bp.doc(summary="The tenant's models with their versions and aliases")
+def index():
+    with session_scope(settings().sqlalchemy_url) as session:
+        return {"data": service.list_models(session, principal=principal())}
+
+
+@bp.get("/models/<name>")
+@bp.auth_required(auth)
+@bp.output(ModelOut)
+@bp.doc(summary="One model by name (or mdl-... id)", responses={404: "no such model"})
+def show(name):
+    with session_scope(settings().sqlalchemy_url) as session:
+        return service.describe_model(session, service.get_model(session, principal=principal(), name=name))
+
+
+@bp.get("/models/<name>/versions/<int:version>")
+@bp.auth_required(auth)
+@bp.output(VersionOut)
+@bp.doc(summary="One version: artifacts with hashes, lineage, metrics, evaluation", responses={404: "no such version"})
+def version(name, version):
+    with session_scope(settings().sqlalchemy_url) as session:
+        model, row = service.get_version(session, principal=principal(), name=name, version=version)
+        return service.describe_version(model, row)
+
+
+@bp.delete("/models/<name>/versions/<int:version>")
+@bp.auth_required(auth)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a version and its files", responses={
+    403: "a viewer key", 404: "no such version", 409: "an alias points at it"})
+def delete_version(name, version):
+    caller = require_write()
+    with session_scope(settings().sqlalchemy_url) as session:
+        service.delete_version(session, principal=caller, name=name, version=version, home=settings().llmft_home)
+    return ""
+
+
+@bp.get("/models/<name>/versions/<int:version>/download")
+@bp.auth_required(auth)
+@bp.doc(summary="The version's artifacts as a .tar.gz, after checking every file's sha256", responses={
+    200: {"description": "application/gzip", "content": {"application/gzip": {"schema": {"type": "string",
+                                                                                         "format": "binary"}}}},
+    404: "no such version", 409: "an artifact no longer matches its hash"})
+def download(name, version):
+    with session_scope(settings().sqlalchemy_url) as session:
+        model, row = service.get_version(session, principal=principal(), name=name, version=version)
+        try:
+            folder = service.verified_folder(settings().llmft_home, row)
+        except IntegrityError as error:
+            raise Conflict(str(error), code="integrity_error") from None
+        files = sorted(row.files)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for relative in files:
+            archive.add(folder / relative, arcname=f"{model.name}-{version}/{relative}")
+    buffer.seek(0)
+    return send_file(buffer, mimetype="application/gzip", as_attachment=True,
+                     download_name=f"{model.name}-{version}.tar.gz")
+
+
+@bp.put("/models/<name>/aliases/<alias>")
+@bp.auth_required(auth)
+@bp.input(AliasIn, arg_name="body")
+@bp.output(AliasOut)
+@bp.doc(summary="Point an alias at a version (gated aliases check the metrics first)", responses={
+    403: "a viewer key", 404: "no such model or version", 409: "the promotion gate refused (force to override)",
+    422: "a malformed alias"})
+def set_alias(name, alias, body):
+    caller = require_write()
+    current = settings()
+    gate = service.Gate(aliases=current.gated_alias_names, metrics=current.gated_metrics,
+                        tolerance=current.promotion_tolerance)
+    with session_scope(current.sqlalchemy_url) as session:
+        return service.set_alias(session, principal=caller, name=name, alias=alias, version=body["version"],
+                                 gate=gate, force=body["force"], reason=body["reason"])
+
+
+@bp.delete("/models/<name>/aliases/<alias>")
+@bp.auth_required(auth)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Remove an alias", responses={403: "a viewer key", 404: "no such model or alias"})
+def delete_alias(name, alias):
+    caller = require_write()
+    with session_scope(settings().sqlalchemy_url) as session:
+        service.delete_alias(session, principal=caller, name=name, alias=alias)
+    return ""
+
+
+@bp.get("/models/<name>/events")
+@bp.auth_required(auth)
+@bp.output(EventListOut)
+@bp.doc(summary="The model's history: versions registered and deleted, aliases moved (who, overrides)",
+        responses={404: "no such model"})
+def events(name):
+    with session_scope(settings().sqlalchemy_url) as session:
+        return {"data": service.model_events(session, principal=principal(), name=name)}

@@ -1,0 +1,1 @@
+"""Evaluate: perplexity, answer scores (BLEU, ROUGE-L, exact match) and reasoning checks of a fine-tune."""

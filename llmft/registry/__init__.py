@@ -1,0 +1,1 @@
+"""The model registry: versions with verified artifacts, lineage, metrics, cards and aliases."""
