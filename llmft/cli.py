@@ -84,9 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key")
     revoke.set_defaults(run=_keys_revoke)
 
+    from llmft.evaluate.command import add_parser as add_eval_parser
     from llmft.registry.commands import add_parser as add_models_parser
 
     add_models_parser(commands)
+    add_eval_parser(commands)
 
     data = commands.add_parser("data", help="validate, prepare and preview data").add_subparsers(title="data commands")
     validate = data.add_parser("validate", help="report every problem and the statistics of a data file")

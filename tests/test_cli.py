@@ -3,10 +3,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from llmft.cli import EXIT_DATA_ERRORS, EXIT_USAGE, main
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "brokerage_support.jsonl"
 
 
 def write(path, text):
@@ -129,3 +132,20 @@ def test_serve_starts_the_api_with_a_worker_that_goes_when_it_goes(tmp_path):
         time.sleep(0.2)
     banner = server.stderr.read()
     assert f"http://127.0.0.1:{port}/docs" in banner and "llmft keys create" in banner
+
+
+def test_eval_reports_a_base_model_on_the_validation_split(tmp_path, tiny_model_dir, capsys):
+    sample = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)[:40]
+    data = write(tmp_path / "small.jsonl", "".join(sample))
+    code = main(["eval", "--model", "tiny-r1", "--dataset", str(data), "--max-samples", "2", "--max-new-tokens", "8",
+                 "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["generated"] == 2 and "candidate" not in report
+    base = report["base"]
+    assert base["perplexity"] > 1000 and base["ended_with_eos"] == 0.0  # a random model: no EOS in 8 tokens
+    assert set(base) >= {"eval_loss", "bleu", "rouge_l", "exact_match", "closed_think", "mean_answer_chars"}
+
+
+def test_registry_commands_need_a_known_tenant(capsys):
+    assert main(["models", "list", "--tenant", "nobody"]) == 1
+    assert "no tenant 'nobody'" in capsys.readouterr().err

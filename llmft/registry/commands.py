@@ -31,14 +31,14 @@ def run(args) -> int:
     create_schema(settings.sqlalchemy_url)
     try:
         with session_scope(settings.sqlalchemy_url) as session:
-            principal = _principal(session, args.tenant)
+            principal = tenant_principal(session, args.tenant)
             return COMMANDS[args.models_command](session, principal, settings, args)
     except (ServiceError, IntegrityError) as error:
         print(f"llmft: {error}", file=sys.stderr)
         return EXIT_ERROR
 
 
-def _principal(session, tenant: str) -> Principal:
+def tenant_principal(session, tenant: str) -> Principal:
     row = session.scalar(select(Tenant).where(Tenant.name == tenant))
     if row is None:
         raise ServiceError(f"no tenant {tenant!r} (llmft keys create --tenant {tenant} makes one)")

@@ -1,0 +1,100 @@
+"""`llmft eval`: a model next to its base on the validation split of a data file.
+
+    llmft eval --model var/runs/demo/final --base tiny-r1 --dataset data/sample/brokerage_support.jsonl
+    llmft eval --model support-bot@production --tenant acme --dataset ds-0123456789abcdef
+    llmft eval --model tiny-r1 --dataset FILE                  # a base model alone
+
+The split is the one training makes (hash-based, same seed and ratio), so a model is never
+scored on examples it was trained on. The report prints as a table, or as JSON with --json.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 1
+
+
+def run(args) -> int:
+    from llmft.config import DataConfig
+    from llmft.data.prepare import prepare
+    from llmft.evaluate.run import evaluate
+
+    model, base, dataset = args.model, args.base, Path(args.dataset)
+    if _is_ref(model) or args.dataset.startswith("ds-"):
+        if not args.tenant:
+            print("llmft: a registry model (NAME:V, NAME@ALIAS) or a dataset id needs --tenant", file=sys.stderr)
+            return EXIT_ERROR
+        model, registry_base, dataset = _from_registry(args)
+        base = base or registry_base
+    candidate = Path(model) if Path(model).is_dir() and base else None
+    prepared = prepare(dataset, model=base or model,
+                       config=DataConfig(validation_ratio=args.validation_ratio, max_length=args.max_length))
+    if not prepared.report["split"]["validation"]:
+        print(f"llmft: {dataset.name} has no validation examples to evaluate on", file=sys.stderr)
+        return EXIT_ERROR
+    report = evaluate(base_model=base or model, candidate=candidate, examples=prepared.folder / "validation.jsonl",
+                      tokens=prepared.folder / "validation.tokens.safetensors", max_samples=args.max_samples,
+                      max_new_tokens=args.max_new_tokens)
+    report["dataset"] = dataset.name
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(table(report))
+    return 0
+
+
+def table(report: dict) -> str:
+    sides = [side for side in ("base", "candidate") if side in report]
+    keys = list(report[sides[0]])
+    lines = [f"{report['examples']} validation examples of {report['dataset']} ({report['generated']} generated, "
+             f"at most {report['max_new_tokens']} new tokens), {report['seconds']} s",
+             f"{'metric':24}" + "".join(f"{side:>14}" for side in sides)]
+    for key in keys:
+        lines.append(f"{key:24}" + "".join(f"{_fmt(report[side].get(key)):>14}" for side in sides))
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _is_ref(model: str) -> bool:
+    from llmft.registry.service import REF
+
+    return bool(REF.match(model))
+
+
+def _from_registry(args) -> tuple[str, str | None, Path]:
+    from llmft.datasets.service import dataset_path, get_dataset
+    from llmft.db.session import session_scope
+    from llmft.registry.commands import tenant_principal
+    from llmft.registry.service import resolve, verified_folder
+    from llmft.settings import load_settings
+
+    settings = load_settings()
+    with session_scope(settings.sqlalchemy_url) as session:
+        principal = tenant_principal(session, args.tenant)
+        model, base = args.model, None
+        if _is_ref(args.model):
+            registered, version = resolve(session, principal=principal, ref=args.model)
+            model, base = str(verified_folder(settings.llmft_home, version)), registered.base_model
+        dataset = Path(args.dataset)
+        if args.dataset.startswith("ds-"):
+            dataset = dataset_path(get_dataset(session, principal=principal, dataset_id=args.dataset),
+                                   settings.uploads_dir)
+    return model, base, dataset
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("eval", help="evaluate a model next to its base (perplexity, BLEU, ROUGE-L, reasoning)")
+    parser.add_argument("--model", required=True, help="NAME:V, NAME@ALIAS, a model or adapter folder, or a base model")
+    parser.add_argument("--base", help="the base to compare with (default: the registry's, else none)")
+    parser.add_argument("--dataset", required=True, help="a data file, or a dataset id (with --tenant)")
+    parser.add_argument("--tenant", help="the tenant for registry models and dataset ids")
+    parser.add_argument("--validation-ratio", type=float, default=0.1, help="as in training (default 0.1)")
+    parser.add_argument("--max-length", type=int, default=2048, help="as in training (default 2048)")
+    parser.add_argument("--max-samples", type=int, default=16, help="conversations to generate for (default 16)")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="generation budget (default 128)")
+    parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    parser.set_defaults(run=run)
