@@ -5,15 +5,15 @@ import json
 from collections.abc import Iterator
 
 from apiflask import APIBlueprint, Schema, fields, validators
-from flask import Response, current_app, request
+from flask import Response, request
 
 from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
-from llmft.api.context import settings
+from llmft.api.context import celery, settings
 from llmft.api.auth import auth, principal, require_write
 from llmft.db.session import session_scope
 from llmft.jobs import observe, service
-from llmft.jobs.queue import dispatch, make_celery
+from llmft.jobs.queue import dispatch
 
 bp = APIBlueprint("jobs", __name__, tag="jobs")
 
@@ -35,8 +35,9 @@ class JobOut(Schema):
     id = fields.String()
     object = fields.String(dump_default="fine_tuning.job")
     status = fields.String()
+    kind = fields.String(metadata={"description": "fine_tune, or export (a LoRA version merged into its base)"})
     base_model = fields.String()
-    dataset_id = fields.String()
+    dataset_id = fields.String(allow_none=True)
     validation_dataset_id = fields.String(allow_none=True)
     method = fields.String()
     hyperparameters = fields.Dict()
@@ -125,7 +126,7 @@ def create(body):
                                           max_attempts=current.job_max_attempts, **body)
     if not created:
         return job, 200
-    dispatch(_celery(), job.id)
+    dispatch(celery(), job.id)
     return job
 
 
@@ -220,9 +221,3 @@ def _sse(first: tuple, follower) -> Iterator[str]:
         else:
             yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-
-def _celery():
-    app = current_app.extensions.get("llmft_celery")
-    if app is None:
-        app = current_app.extensions["llmft_celery"] = make_celery(settings())
-    return app

@@ -13,9 +13,8 @@ from pathlib import Path
 from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.text import Text
-from llmft.api.context import settings
+from llmft.api.context import celery, settings
 from llmft.api.auth import auth, principal, require_write
-from llmft.api.jobs import _celery
 from llmft.datasets.service import upload_dataset
 from llmft.db.models import Dataset, is_id
 from llmft.db.session import session_scope
@@ -73,7 +72,7 @@ def train(body):
         job, _ = service.create_job(session, principal=caller, uploads_dir=current.uploads_dir,
                                     runs_dir=current.runs_dir, base_model=body["base_model"], dataset_id=dataset.id,
                                     hyperparameters=body["config"], max_attempts=current.job_max_attempts)
-    dispatch(_celery(), job.id)
+    dispatch(celery(), job.id)
     return _task(job)
 
 

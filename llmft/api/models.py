@@ -11,9 +11,12 @@ from apiflask import APIBlueprint, Schema, fields, validators
 from flask import send_file
 
 from llmft.api.auth import auth, principal, require_write
-from llmft.api.context import settings
+from llmft.api.context import celery, settings
+from llmft.api.jobs import JobOut
 from llmft.api.text import Text
 from llmft.db.session import session_scope
+from llmft.jobs import service as jobs_service
+from llmft.jobs.queue import dispatch
 from llmft.registry import service
 from llmft.registry.artifacts import IntegrityError
 from llmft.errors import Conflict
@@ -140,6 +143,21 @@ def download(name, version):
     buffer.seek(0)
     return send_file(buffer, mimetype="application/gzip", as_attachment=True,
                      download_name=f"{model.name}-{version}.tar.gz")
+
+
+@bp.post("/models/<name>/versions/<int:version>/export")
+@bp.auth_required(auth)
+@bp.output(JobOut, status_code=202)
+@bp.doc(summary="Merge a LoRA version into its base as a job; the full model becomes the next version",
+        responses={403: "a viewer key", 404: "no such version", 409: "the version holds full weights already"})
+def export(name, version):
+    caller = require_write()
+    current = settings()
+    with session_scope(current.sqlalchemy_url) as session:
+        job = jobs_service.create_export_job(session, principal=caller, name=name, version=version,
+                                             runs_dir=current.runs_dir, max_attempts=current.job_max_attempts)
+    dispatch(celery(), job.id)
+    return job
 
 
 @bp.put("/models/<name>/aliases/<alias>")

@@ -77,8 +77,9 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="validating")
+    kind: Mapped[str] = mapped_column(String(16), default="fine_tune")  # fine_tune | export
     base_model: Mapped[str] = mapped_column(String(255))
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
     validation_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
     method: Mapped[str] = mapped_column(String(16))
     hyperparameters: Mapped[dict]

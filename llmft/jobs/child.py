@@ -13,14 +13,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from llmft.db.models import Job
+from llmft.db.models import Job, ModelVersion, RegisteredModel
 from llmft.db.session import session_scope
 from llmft.data.prepare import prepare
 from llmft.evaluate.run import evaluate
 from llmft.jobs.lease import record_event
 from llmft.jobs.progress import Pace, advance
 from llmft.models.resolve import base_revision
-from llmft.registry.service import register_version
+from llmft.registry.export import merge_adapter
+from llmft.registry.service import register_export, register_version, verified_folder
 from llmft.settings import load_settings
 from llmft.train import checkpoints
 from llmft.train.config import TrainConfig
@@ -33,7 +34,11 @@ RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_sto
 def main(job_id: str, token: int) -> int:
     url = load_settings().sqlalchemy_url
     with session_scope(url) as session:
-        config = TrainConfig.model_validate(session.get(Job, job_id).config)
+        job = session.get(Job, job_id)
+        kind, raw_config = job.kind, job.config
+    if kind == "export":
+        return _export(url, job_id, token, raw_config)
+    config = TrainConfig.model_validate(raw_config)
     last_check = [0.0, False]
     pace: list[Pace] = [None]
 
@@ -69,6 +74,35 @@ def main(job_id: str, token: int) -> int:
         with session_scope(url) as session:
             job = session.get(Job, job_id)
             record_event(session, job, "error", f"{type(error).__name__}: {error}"[:2000], {}, level="error")
+        return 1
+    return 0
+
+
+def _export(url: str, job_id: str, token: int, config: dict) -> int:
+    """Merge the source adapter into its base and register the full model as the next version."""
+    home = load_settings().llmft_home
+    try:
+        with session_scope(url) as session:
+            source = session.get(ModelVersion, config["version_id"])
+            base_model = session.get(RegisteredModel, source.model_id).base_model
+            folder = verified_folder(home, source)
+        with session_scope(url) as session:
+            record_event(session, session.get(Job, job_id), "merging", f"merging the adapter into {base_model}")
+        merged = merge_adapter(base_model=base_model, adapter_dir=folder,
+                               out=Path(config["output"]["output_dir"]) / "merged")
+        with session_scope(url) as session:
+            job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
+            if job is None:
+                raise SystemExit("the job was taken over by another runner")
+            version = register_export(session, job=job, source=session.get(ModelVersion, config["version_id"]),
+                                      folder=merged, home=home)
+            record_event(session, job, "registered", f"registered as {job.fine_tuned_model}",
+                         {"model": job.fine_tuned_model, "version_id": version.id})
+    except Exception as error:  # the outer edge of a job: record why, exit non-zero
+        logging.exception("export job %s failed", job_id)
+        with session_scope(url) as session:
+            record_event(session, session.get(Job, job_id), "error", f"{type(error).__name__}: {error}"[:2000], {},
+                         level="error")
         return 1
     return 0
 

@@ -19,6 +19,7 @@ from llmft.db.pages import newest_first
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.jobs.lease import record_event
 from llmft.registry.service import NAME as MODEL_NAME
+from llmft.registry.service import get_version
 from llmft.train.config import TrainingConfig, load_config
 
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
@@ -78,6 +79,24 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
     record_event(session, job, "validating", f"validating {dataset.filename} and the hyperparameters")
     record_event(session, job, "queued", "validated; waiting for a worker")
     return job, True
+
+
+def create_export_job(session: Session, *, principal: Principal, name: str, version: int, runs_dir: Path,
+                      max_attempts: int = 3) -> Job:
+    """A job that merges an adapter version into its base and registers the result as the next version."""
+    model, source = get_version(session, principal=principal, name=name, version=version)
+    if source.kind != "adapter":
+        raise Conflict(f"{model.name}:{version} already holds full weights; there is no adapter to merge",
+                       details={"kind": source.kind}, code="not_an_adapter")
+    job_id = new_id("job")
+    job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", kind="export", base_model=model.base_model,
+              dataset_id=None, method="export", hyperparameters={}, seed=0, metadata_={"source": f"{name}:{version}"},
+              suffix=model.name, config={"version_id": source.id, "output": {"output_dir": str(runs_dir / job_id)}},
+              max_attempts=max_attempts)
+    session.add(job)
+    session.flush()
+    record_event(session, job, "queued", f"export of {model.name}:{version} waiting for a worker")
+    return job
 
 
 def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:

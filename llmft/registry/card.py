@@ -8,7 +8,7 @@ def model_card(*, name: str, version: int, kind: str, lineage: dict, metrics: di
     lines = [f"# {name}:{version}", "",
              f"A {'LoRA adapter' if kind == 'adapter' else 'fully fine-tuned model'} on `{base}`, "
              f"fine-tuned by llmft job `{lineage.get('job_id')}`.", "", "## Lineage", ""]
-    for key in ("job_id", "base_model", "base_revision", "method", "datasets", "data_sha256",
+    for key in ("job_id", "exported_from", "base_model", "base_revision", "method", "datasets", "data_sha256",
                 "tokenizer_sha256", "renderer_version", "think_mode", "llmft_version", "torch_version"):
         if lineage.get(key) is not None:
             value = lineage[key]

@@ -59,19 +59,38 @@ def register_version(session: Session, *, job: Job, final_dir: Path, summary: di
         model = RegisteredModel(tenant_id=job.tenant_id, name=name, base_model=job.base_model)
         session.add(model)
         session.flush()
+    return _register(session, model=model, job=job, folder=final_dir, home=home, evaluation=evaluation,
+                     lineage=_lineage(session, job, summary, base_revision), metrics=_metrics(summary, evaluation),
+                     message=f"registered from job {job.id}")
+
+
+def register_export(session: Session, *, job: Job, source: ModelVersion, folder: Path, home: Path) -> ModelVersion:
+    """A merged (full-weight) copy of an adapter version as the model's next version; its lineage says whence."""
+    existing = session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
+    if existing is not None:
+        return existing
+    model = session.get(RegisteredModel, source.model_id)
+    lineage = {**source.lineage, "job_id": job.id, "exported_from": f"{model.name}:{source.version}",
+               "exported_from_job": source.job_id}
+    return _register(session, model=model, job=job, folder=folder, home=home, evaluation=source.evaluation,
+                     lineage=lineage, metrics=dict(source.metrics),
+                     message=f"exported from {model.name}:{source.version} (LoRA merged into the base) by job {job.id}")
+
+
+def _register(session: Session, *, model: RegisteredModel, job: Job, folder: Path, home: Path, lineage: dict,
+              metrics: dict, evaluation: dict | None, message: str) -> ModelVersion:
     version_id = new_id("mv")
-    folder = artifacts_dir(home, job.tenant_id, version_id)
-    files = store(final_dir, folder)
+    target = artifacts_dir(home, job.tenant_id, version_id)
+    files = store(folder, target)
     kind = "adapter" if "adapter_config.json" in files else "full"
-    lineage = _lineage(session, job, summary, base_revision)
-    metrics = _metrics(summary, evaluation)
     for attempt in range(5):  # two registrations at once: the loser takes the next number
         number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id))
                   or 0) + 1
-        card = model_card(name=name, version=number, kind=kind, lineage=lineage, metrics=metrics, evaluation=evaluation)
-        version = ModelVersion(id=version_id, model_id=model.id, tenant_id=job.tenant_id, version=number, job_id=job.id,
-                               kind=kind, files=add_file(folder, files, "README.md", card), lineage=lineage,
-                               metrics=metrics, evaluation=evaluation)
+        card = model_card(name=model.name, version=number, kind=kind, lineage=lineage, metrics=metrics,
+                          evaluation=evaluation)
+        version = ModelVersion(id=version_id, model_id=model.id, tenant_id=job.tenant_id, version=number,
+                               job_id=job.id, kind=kind, files=add_file(target, files, "README.md", card),
+                               lineage=lineage, metrics=metrics, evaluation=evaluation)
         try:
             with session.begin_nested():
                 session.add(version)
@@ -79,8 +98,8 @@ def register_version(session: Session, *, job: Job, final_dir: Path, summary: di
         except SqlIntegrityError:
             if attempt == 4:
                 raise
-    job.fine_tuned_model = f"{name}:{number}"
-    _event(session, model, "version_registered", f"{name}:{number} registered from job {job.id}", None,
+    job.fine_tuned_model = f"{model.name}:{number}"
+    _event(session, model, "version_registered", f"{model.name}:{number} {message}", None,
            {"version": number, "job_id": job.id})
     return version
 

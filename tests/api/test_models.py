@@ -17,10 +17,14 @@ def auth(key):
     return {"Authorization": f"Bearer {key}"}
 
 
-def fine_tune(server, key, dataset_id, suffix, **hyperparameters) -> dict:
+def fine_tune(server, key, dataset_id, suffix, method="full", **hyperparameters) -> dict:
     job = requests.post(f"{server}/api/v1/jobs", headers=auth(key), timeout=30, json={
-        "dataset_id": dataset_id, "suffix": suffix, "method": "full",
+        "dataset_id": dataset_id, "suffix": suffix, "method": method,
         "hyperparameters": {"batch_size": 1, **hyperparameters}}).json()
+    return follow(server, key, job)
+
+
+def follow(server, key, job) -> dict:
     deadline = time.time() + 300
     while job["status"] not in ("succeeded", "failed", "cancelled"):
         assert time.time() < deadline, job
@@ -37,12 +41,12 @@ def two_versions(server, keys):
                             files={"file": ("reg.jsonl", small)}, timeout=120).json()["id"]
     first = fine_tune(server, keys["alice"], dataset, "reg-bot", max_steps=1, learning_rate=1e-5)
     second = fine_tune(server, keys["alice"], dataset, "reg-bot", max_steps=8, learning_rate=3e-3)
-    return first, second
+    return dataset, first, second
 
 
 @pytest.mark.slow
 def test_jobs_register_versions_with_evaluation_and_the_gate_guards_production(server, keys, two_versions):
-    first, second = two_versions
+    _, first, second = two_versions
     assert (first["fine_tuned_model"], second["fine_tuned_model"]) == ("reg-bot:1", "reg-bot:2")
     model = requests.get(f"{server}/api/v1/models/reg-bot", headers=auth(keys["alice"]), timeout=10).json()
     assert [v["version"] for v in model["versions"]] == [1, 2] and model["base_model"] == "tiny-r1"
@@ -100,3 +104,22 @@ def test_download_matches_the_hashes_and_a_tampered_file_is_refused(server, keys
     assert requests.get(f"{server}/api/v1/models/reg-bot/versions/1", headers=auth(keys["alice"]),
                         timeout=10).status_code == 404
     assert not weights.parent.exists()
+
+
+@pytest.mark.slow
+def test_export_merges_a_lora_version_into_a_full_version(server, keys, two_versions):
+    dataset, _, _ = two_versions
+    lora = fine_tune(server, keys["alice"], dataset, "reg-lora", method="lora", max_steps=1)
+    assert lora["fine_tuned_model"] == "reg-lora:1"
+    url = f"{server}/api/v1/models/reg-lora/versions/1/export"
+    assert requests.post(url, headers=auth(keys["alice_viewer"]), timeout=10).status_code == 403
+    assert requests.post(url, headers=auth(keys["bob"]), timeout=10).status_code == 404
+    response = requests.post(url, headers=auth(keys["alice"]), timeout=10)
+    assert response.status_code == 202 and response.json()["kind"] == "export"
+    job = follow(server, keys["alice"], response.json())
+    assert job["fine_tuned_model"] == "reg-lora:2"
+    merged = requests.get(f"{server}/api/v1/models/reg-lora/versions/2", headers=auth(keys["alice"]), timeout=10).json()
+    assert merged["kind"] == "full" and merged["lineage"]["exported_from"] == "reg-lora:1"
+    assert "model.safetensors" in {f["path"] for f in merged["files"]}
+    again = requests.post(f"{server}/api/v1/models/reg-lora/versions/2/export", headers=auth(keys["alice"]), timeout=10)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "not_an_adapter"
