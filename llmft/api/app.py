@@ -39,13 +39,14 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     install_error_handlers(app)
     _install_rate_limits(app, settings)
 
-    from llmft.api import datasets, health, jobs, legacy, models
+    from llmft.api import datasets, evaluations, health, jobs, legacy, models
 
     app.register_blueprint(health.bp)
     app.register_blueprint(datasets.bp, url_prefix="/api/v1")
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(legacy.bp, url_prefix="/api/v1")
     app.register_blueprint(models.bp, url_prefix="/api/v1")
+    app.register_blueprint(evaluations.bp, url_prefix="/api/v1")
     logging.getLogger("llmft").setLevel(logging.INFO)
     return app
 

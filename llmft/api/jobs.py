@@ -48,6 +48,7 @@ class JobOut(Schema):
     attempts = fields.Integer()
     error = fields.Dict(allow_none=True)
     fine_tuned_model = fields.String(allow_none=True, metadata={"description": "NAME:V once registered"})
+    result = fields.Dict(allow_none=True, metadata={"description": "an evaluation job's report"})
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)

@@ -77,7 +77,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="validating")
-    kind: Mapped[str] = mapped_column(String(16), default="fine_tune")  # fine_tune | export
+    kind: Mapped[str] = mapped_column(String(16), default="fine_tune")  # fine_tune | export | evaluation
     base_model: Mapped[str] = mapped_column(String(255))
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
     validation_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
@@ -98,6 +98,7 @@ class Job(Base):
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[dict | None] = mapped_column(JSON)
     fine_tuned_model: Mapped[str | None] = mapped_column(String(100))  # NAME:V once registered
+    result: Mapped[dict | None] = mapped_column(JSON)  # an evaluation job's report
     created_at: Mapped[datetime] = mapped_column(default=now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from llmft.db.models import Job, ModelVersion, RegisteredModel
 from llmft.db.session import session_scope
+from llmft.config import DataConfig
 from llmft.data.prepare import prepare
 from llmft.evaluate.run import evaluate
 from llmft.jobs.lease import record_event
@@ -38,6 +39,8 @@ def main(job_id: str, token: int) -> int:
         kind, raw_config = job.kind, job.config
     if kind == "export":
         return _export(url, job_id, token, raw_config)
+    if kind == "evaluation":
+        return _evaluation(url, job_id, token, raw_config)
     config = TrainConfig.model_validate(raw_config)
     last_check = [0.0, False]
     pace: list[Pace] = [None]
@@ -100,6 +103,42 @@ def _export(url: str, job_id: str, token: int, config: dict) -> int:
                          {"model": job.fine_tuned_model, "version_id": version.id})
     except Exception as error:  # the outer edge of a job: record why, exit non-zero
         logging.exception("export job %s failed", job_id)
+        with session_scope(url) as session:
+            record_event(session, session.get(Job, job_id), "error", f"{type(error).__name__}: {error}"[:2000], {},
+                         level="error")
+        return 1
+    return 0
+
+
+def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
+    """Evaluate a version next to its base (or a base alone) on a dataset's validation split."""
+    home = load_settings().llmft_home
+    try:
+        candidate = None
+        if config["version_id"]:
+            with session_scope(url) as session:
+                candidate = verified_folder(home, session.get(ModelVersion, config["version_id"]))
+        prepared = prepare(Path(config["data_file"]), model=config["base_model"],
+                           config=DataConfig(max_length=config["max_length"]))
+        if not prepared.report["split"]["validation"]:
+            raise ValueError("the dataset has no validation examples (too few examples to hold 10% out)")
+        with session_scope(url) as session:
+            record_event(session, session.get(Job, job_id), "evaluating", f"evaluating {config['model']}")
+        report = evaluate(base_model=config["base_model"], candidate=candidate,
+                          examples=prepared.folder / "validation.jsonl",
+                          tokens=prepared.folder / "validation.tokens.safetensors",
+                          max_samples=config["max_samples"], max_new_tokens=config["max_new_tokens"])
+        report.update(dataset=Path(config["data_file"]).name, model=config["model"])
+        with session_scope(url) as session:
+            job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
+            if job is None:
+                raise SystemExit("the job was taken over by another runner")
+            job.result = report
+            side = report.get("candidate", report["base"])
+            record_event(session, job, "evaluated", f"eval_loss {side['eval_loss']:.4f}, rouge_l {side['rouge_l']:.4f}",
+                         {k: report[k] for k in ("base", "candidate") if k in report})
+    except Exception as error:  # the outer edge of a job: record why, exit non-zero
+        logging.exception("evaluation job %s failed", job_id)
         with session_scope(url) as session:
             record_event(session, session.get(Job, job_id), "error", f"{type(error).__name__}: {error}"[:2000], {},
                          level="error")

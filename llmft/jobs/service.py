@@ -19,7 +19,10 @@ from llmft.db.pages import newest_first
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.jobs.lease import record_event
 from llmft.registry.service import NAME as MODEL_NAME
-from llmft.registry.service import get_version
+from llmft.models.resolve import ALIASES, TINY, requestable
+from llmft.registry.service import REF, get_version, resolve
+
+REQUESTABLE = {TINY, *ALIASES}
 from llmft.train.config import TrainingConfig, load_config
 
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
@@ -32,6 +35,9 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
                metadata: dict | None = None, idempotency_key: str | None = None,
                max_attempts: int = 3) -> tuple[Job, bool]:
     """(the job, True) when created; (the earlier job, False) when the Idempotency-Key was seen."""
+    if not requestable(base_model):
+        raise Invalid(f"base_model {base_model!r}: name {', '.join(sorted(REQUESTABLE))} or a hub id (org/name); "
+                      "local folders are for the command line", details={"param": "base_model"})
     if suffix is not None and not MODEL_NAME.match(suffix):
         raise Invalid(f"suffix {suffix!r}: lowercase letters, digits, '.', '_' or '-' (64 at most)",
                       details={"param": "suffix"})
@@ -96,6 +102,36 @@ def create_export_job(session: Session, *, principal: Principal, name: str, vers
     session.add(job)
     session.flush()
     record_event(session, job, "queued", f"export of {model.name}:{version} waiting for a worker")
+    return job
+
+
+def create_evaluation_job(session: Session, *, principal: Principal, model: str, dataset_id: str, runs_dir: Path,
+                          uploads_dir: Path, max_samples: int = 16, max_new_tokens: int = 128, max_length: int = 2048,
+                          max_attempts: int = 3) -> Job:
+    """A job that evaluates a registry version (NAME:V, NAME@ALIAS, next to its base) or a base model alone
+    on the validation split of a dataset; its report becomes the job's `result`."""
+    version_id, base_model, ref = None, model, model
+    if not REF.match(model) and not requestable(model):
+        raise Invalid(f"model {model!r}: NAME:V, NAME@ALIAS, {', '.join(sorted(REQUESTABLE))} or a hub id",
+                      details={"param": "model"})
+    if REF.match(model):
+        registered, version = resolve(session, principal=principal, ref=model)
+        version_id, base_model, ref = version.id, registered.base_model, f"{registered.name}:{version.version}"
+    try:
+        dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
+    except NotFound:
+        raise Invalid(f"dataset_id: no dataset {dataset_id!r}", details={"param": "dataset_id"}) from None
+    job_id = new_id("job")
+    job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", kind="evaluation", base_model=base_model,
+              dataset_id=dataset.id, method="evaluation", hyperparameters={}, seed=0, metadata_={"model": ref},
+              config={"model": ref, "version_id": version_id, "base_model": base_model,
+                      "data_file": str(dataset_path(dataset, uploads_dir)), "max_samples": max_samples,
+                      "max_new_tokens": max_new_tokens, "max_length": max_length,
+                      "output": {"output_dir": str(runs_dir / job_id)}},
+              max_attempts=max_attempts)
+    session.add(job)
+    session.flush()
+    record_event(session, job, "queued", f"evaluation of {ref} on {dataset.filename} waiting for a worker")
     return job
 
 

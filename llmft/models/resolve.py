@@ -7,6 +7,7 @@ Hugging Face hub id. Everything downstream works on the local folder this return
 
 import fcntl
 import hashlib
+import re
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -44,6 +45,17 @@ def resolve_model(name: str) -> Path:
             raise ModelNotFoundError(f"{local} is a folder but holds no config.json or tokenizer_config.json")
         return local.resolve()
     return _fetch_from_hub(ALIASES.get(name, name))
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*/[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
+
+
+def requestable(name: str) -> bool:
+    """What an API request may name as a base model: a built-in name or a hub id, never a local path
+    (a path would let one tenant load files it does not own; local folders are for the CLI)."""
+    if name == TINY or name in ALIASES:
+        return True
+    return bool(HUB_ID.match(name)) and len(name) <= 200 and not Path(name).exists()  # resolved as a folder first
 
 
 def weights_source(name: str) -> str:

@@ -113,6 +113,10 @@ def test_bad_job_requests_are_422_naming_the_parameter(server, keys, dataset_id)
                                                             "hyperparameters": {"n_epoch": 1}},
                              headers=auth(keys["alice"]), timeout=10)
     assert response.status_code == 422 and "hyperparameters.n_epoch" in response.json()["error"]["message"]
+    for path in ("/etc", "../models/tiny-r1", "data/sample", "/tmp"):  # never a path from a request
+        response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id, "base_model": path},
+                                 headers=auth(keys["alice"]), timeout=10)
+        assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "base_model", path
     response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id}, headers=auth(keys["bob"]),
                              timeout=10)
     assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "dataset_id"

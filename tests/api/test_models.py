@@ -123,3 +123,22 @@ def test_export_merges_a_lora_version_into_a_full_version(server, keys, two_vers
     assert "model.safetensors" in {f["path"] for f in merged["files"]}
     again = requests.post(f"{server}/api/v1/models/reg-lora/versions/2/export", headers=auth(keys["alice"]), timeout=10)
     assert again.status_code == 409 and again.json()["error"]["code"] == "not_an_adapter"
+
+
+@pytest.mark.slow
+def test_an_evaluation_job_reports_a_version_next_to_its_base(server, keys, two_versions):
+    dataset, _, _ = two_versions
+    url = f"{server}/api/v1/evaluations"
+    body = {"model": "reg-bot@production", "dataset_id": dataset, "max_samples": 2, "max_new_tokens": 16}
+    assert requests.post(url, json=body, headers=auth(keys["alice_viewer"]), timeout=10).status_code == 403
+    assert requests.post(url, json={**body, "model": "/etc"}, headers=auth(keys["alice"]),
+                         timeout=10).status_code == 422
+    created = requests.post(url, json=body, headers=auth(keys["alice"]), timeout=10)
+    assert created.status_code == 202 and created.json()["kind"] == "evaluation"
+    job = follow(server, keys["alice"], created.json())
+    shown = requests.get(f"{url}/{job['id']}", headers=auth(keys["alice"]), timeout=10).json()
+    report = shown["result"]
+    assert report["model"] == "reg-bot:2" and report["generated"] == 2 and report["dataset"]
+    assert report["candidate"]["eval_loss"] < report["base"]["eval_loss"]
+    assert [e["id"] for e in requests.get(url, headers=auth(keys["alice"]), timeout=10).json()["data"]] == [job["id"]]
+    assert requests.get(f"{url}/{job['id']}", headers=auth(keys["bob"]), timeout=10).status_code == 404

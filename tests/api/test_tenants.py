@@ -34,7 +34,10 @@ def owned(server, keys) -> dict:
     assert finished["fine_tuned_model"] == "matrix:1", finished
     assert requests.put(f"{server}/api/v1/models/matrix/aliases/staging", json={"version": 1},
                         headers=auth(keys["alice"]), timeout=10).ok
-    return {"dataset_id": dataset, "job_id": job, "task_id": job, "name": "matrix", "version": 1, "alias": "staging"}
+    evaluation = requests.post(f"{server}/api/v1/evaluations", headers=auth(keys["alice"]), timeout=30, json={
+        "model": "matrix:1", "dataset_id": dataset, "max_samples": 1, "max_new_tokens": 2}).json()["id"]
+    return {"dataset_id": dataset, "job_id": job, "task_id": job, "name": "matrix", "version": 1, "alias": "staging",
+            "evaluation_id": evaluation}
 
 
 def operations(server) -> list[tuple[str, str]]:
@@ -70,13 +73,20 @@ def test_lists_and_creates_never_reach_another_tenant(server, keys, owned):
         if method == "get" and "{" not in path:
             listed = requests.get(server + path, params={"limit": 100}, headers=auth(keys["bob"]), timeout=30)
             assert listed.status_code == 200 and owned["dataset_id"] not in listed.text \
-                and owned["job_id"] not in listed.text and "matrix" not in listed.text, path
+                and owned["job_id"] not in listed.text and "matrix" not in listed.text \
+                and owned["evaluation_id"] not in listed.text, path
     response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": owned["dataset_id"]},
                              headers=auth(keys["bob"]), timeout=30)
     assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "dataset_id"
     response = requests.post(f"{server}/api/v1/jobs", headers=auth(keys["bob"]), timeout=30,
                              json={"dataset_id": owned["dataset_id"], "validation_dataset_id": owned["dataset_id"]})
     assert response.status_code == 422
+    response = requests.post(f"{server}/api/v1/evaluations", json={"model": "matrix:1", "dataset_id": owned[
+        "dataset_id"]}, headers=auth(keys["bob"]), timeout=30)
+    assert response.status_code == 404  # bob has no model "matrix"
+    response = requests.post(f"{server}/api/v1/evaluations", json={"model": "tiny-r1", "dataset_id": owned[
+        "dataset_id"]}, headers=auth(keys["bob"]), timeout=30)
+    assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "dataset_id"
     response = requests.post(f"{server}/api/v1/train", json={"dataset_path": owned["dataset_id"]},
                              headers=auth(keys["bob"]), timeout=30)
     assert response.status_code == 400

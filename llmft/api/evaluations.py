@@ -1,0 +1,77 @@
+"""/api/v1/evaluations: evaluate a registry version next to its base (or a base alone) as a job.
+
+An evaluation is a job of kind `evaluation`: it is followed with the job endpoints too
+(`/api/v1/jobs/ID/events`, `/stream`), and its report is the job's `result`.
+"""
+
+from apiflask import APIBlueprint, Schema, fields, validators
+
+from llmft.api.auth import auth, principal, require_write
+from llmft.api.context import celery, settings
+from llmft.api.jobs import JobOut
+from llmft.api.pages import PageQuery, page
+from llmft.api.text import Text
+from llmft.db.models import Job
+from llmft.db.pages import newest_first
+from llmft.db.session import session_scope
+from llmft.errors import NotFound
+from llmft.jobs import service
+from llmft.jobs.queue import dispatch
+
+bp = APIBlueprint("evaluations", __name__, tag="evaluations")
+
+
+class EvaluationIn(Schema):
+    model = Text(required=True, validate=validators.Length(1, 200), metadata={
+        "description": "NAME:V or NAME@ALIAS (compared with its base), or a base model (tiny-r1, a hub id)"})
+    dataset_id = Text(required=True, validate=validators.Length(1, 40))
+    max_samples = fields.Integer(load_default=16, validate=validators.Range(0, 1000))
+    max_new_tokens = fields.Integer(load_default=128, validate=validators.Range(1, 8192))
+    max_length = fields.Integer(load_default=2048, validate=validators.Range(16, 1_048_576))
+
+
+class EvaluationListOut(Schema):
+    data = fields.List(fields.Nested(JobOut))
+    has_more = fields.Boolean()
+
+
+@bp.post("/evaluations")
+@bp.auth_required(auth)
+@bp.input(EvaluationIn, arg_name="body")
+@bp.output(JobOut, status_code=202)
+@bp.doc(summary="Evaluate a model on a dataset's validation split (perplexity, BLEU, ROUGE-L, reasoning)",
+        responses={403: "a viewer key", 404: "no such model, version or alias", 422: "an unknown dataset or model"})
+def create(body):
+    caller = require_write()
+    current = settings()
+    with session_scope(current.sqlalchemy_url) as session:
+        job = service.create_evaluation_job(session, principal=caller, runs_dir=current.runs_dir,
+                                            uploads_dir=current.uploads_dir, max_attempts=current.job_max_attempts,
+                                            **body)
+    dispatch(celery(), job.id)
+    return job
+
+
+@bp.get("/evaluations")
+@bp.auth_required(auth)
+@bp.input(PageQuery, location="query", arg_name="query")
+@bp.output(EvaluationListOut)
+@bp.doc(summary="The tenant's evaluations, newest first", responses={404: "the after cursor names no job"})
+def index(query):
+    with session_scope(settings().sqlalchemy_url) as session:
+        rows = newest_first(session, Job, tenant_id=principal().tenant_id, after=query["after"],
+                            limit=query["limit"] + 1, prefix="job", where=[Job.kind == "evaluation"])
+    return page(rows, query["limit"])
+
+
+@bp.get("/evaluations/<evaluation_id>")
+@bp.auth_required(auth)
+@bp.output(JobOut)
+@bp.doc(summary="One evaluation: status, and its report as `result` once it succeeded",
+        responses={404: "no such evaluation"})
+def show(evaluation_id):
+    with session_scope(settings().sqlalchemy_url) as session:
+        job = service.get_job(session, principal=principal(), job_id=evaluation_id)
+        if job.kind != "evaluation":
+            raise NotFound(f"no evaluation {evaluation_id!r}", details={"id": evaluation_id})
+        return job
