@@ -6,6 +6,7 @@
     llmft models alias support-bot staging --delete --tenant acme
     llmft models delete support-bot:2 --tenant acme
     llmft models verify support-bot@production --tenant acme
+    llmft models export support-bot:3 --tenant acme         # LoRA merged into the base: the next version
 """
 
 import getpass
@@ -87,6 +88,24 @@ def _delete(session, principal, settings, args) -> int:
     return 0
 
 
+def _export(session, principal, settings, args) -> int:
+    """Runs the export job here, in this process's own trainer child: no worker needed."""
+    from llmft.jobs.runner import run_job
+    from llmft.jobs.service import create_export_job
+
+    model, version = service.resolve(session, principal=principal, ref=args.ref)
+    job = create_export_job(session, principal=principal, name=model.name, version=version.version,
+                            runs_dir=settings.runs_dir, max_attempts=settings.job_max_attempts)
+    session.commit()
+    status = run_job(settings, job.id, owner=f"cli:{getpass.getuser()}")
+    session.refresh(job)
+    if status != "succeeded":
+        print(f"llmft: export job {job.id} {status}; llmft's job events say why", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{model.name}:{version.version} merged into {model.base_model}: {job.fine_tuned_model} (job {job.id})")
+    return 0
+
+
 def _verify(session, principal, settings, args) -> int:
     model, version = service.resolve(session, principal=principal, ref=args.ref)
     folder = service.verified_folder(settings.llmft_home, version)
@@ -94,7 +113,7 @@ def _verify(session, principal, settings, args) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "show": _show, "alias": _alias, "delete": _delete, "verify": _verify}
+COMMANDS = {"list": _list, "show": _show, "alias": _alias, "delete": _delete, "verify": _verify, "export": _export}
 
 
 def add_parser(commands) -> None:
@@ -104,7 +123,8 @@ def add_parser(commands) -> None:
                             ("show", "a model (NAME) or a version (NAME:V, NAME@ALIAS) as JSON"),
                             ("alias", "point an alias at a version (gated aliases check metrics)"),
                             ("delete", "delete a version (refused while an alias points at it)"),
-                            ("verify", "check every artifact of a version against its sha256")):
+                            ("verify", "check every artifact of a version against its sha256"),
+                            ("export", "merge a LoRA version into its base; the full model is the next version")):
         sub = models.add_parser(name, help=help_text)
         sub.add_argument("--tenant", required=True, help="the tenant whose registry this is")
         if name == "alias":
