@@ -1,22 +1,26 @@
-"""The trainer process of one job attempt: `python -m llmft.jobs.child JOB_ID FENCING_TOKEN`.
+"""The process of one job attempt: `python -m llmft.jobs.child JOB_ID FENCING_TOKEN`.
 
-Runs `llmft.train.run.train` on the job's resolved config, resuming from the last committed
-checkpoint when there is one; writes progress as job events (only while its fencing token is
-still the job's); stops with a checkpoint on SIGTERM or when the job's cancel is requested.
+A fine-tune runs `llmft.train.run.train` on the job's resolved config, resuming from the last
+committed checkpoint when there is one, then evaluates the result next to its base and
+registers it as a version. An export merges a LoRA version into its base; an evaluation
+scores a model on a dataset. Progress is written as job events, and every write is made only
+while the fencing token is still the job's. SIGTERM or a cancel request stops a fine-tune with
+a checkpoint.
 Exit codes: 0 succeeded, 3 stopped (checkpoint saved), 1 failed (an "error" event says why).
 """
 
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
 
-from llmft.db.models import Job, ModelVersion, RegisteredModel
-from llmft.db.session import session_scope
 from llmft.config import DataConfig
 from llmft.data.prepare import prepare
+from llmft.db.models import Job, ModelVersion, RegisteredModel
+from llmft.db.session import session_scope
 from llmft.evaluate.run import evaluate
 from llmft.jobs.lease import record_event
 from llmft.jobs.progress import Pace, advance
@@ -36,11 +40,29 @@ def main(job_id: str, token: int) -> int:
     url = load_settings().sqlalchemy_url
     with session_scope(url) as session:
         job = session.get(Job, job_id)
-        kind, raw_config = job.kind, job.config
-    if kind == "export":
-        return _export(url, job_id, token, raw_config)
-    if kind == "evaluation":
-        return _evaluation(url, job_id, token, raw_config)
+        kind, config = job.kind, job.config
+    run = {"fine_tune": _fine_tune, "export": _export, "evaluation": _evaluation}[kind]
+    try:
+        return run(url, job_id, token, config)
+    except Exception as error:  # the outer edge of a job: record why, exit non-zero
+        logging.exception("%s job %s failed", kind, job_id)
+        with session_scope(url) as session:
+            record_event(session, session.get(Job, job_id), "error", f"{type(error).__name__}: {error}"[:2000], {},
+                         level="error")
+        return 1
+
+
+@contextmanager
+def _fenced(url: str, job_id: str, token: int):
+    """A session holding the job row, only while this attempt's fencing token is still the job's."""
+    with session_scope(url) as session:
+        job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
+        if job is None:
+            raise SystemExit("the job was taken over by another runner")
+        yield session, job
+
+
+def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
     config = TrainConfig.model_validate(raw_config)
     last_check = [0.0, False]
     pace: list[Pace] = [None]
@@ -50,10 +72,7 @@ def main(job_id: str, token: int) -> int:
             event = {**event, "type": "trained"}
         if event["type"] not in RECORDED:
             return
-        with session_scope(url) as session:
-            job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
-            if job is None:
-                raise SystemExit("the job was taken over by another runner")
+        with _fenced(url, job_id, token) as (session, job):
             job.progress, pace[0] = advance(job.progress, event, pace[0], at=time.time())
             data = {k: v for k, v in event.items() if k not in ("type", "summary")}
             record_event(session, job, event["type"], _message(event), data)
@@ -65,100 +84,62 @@ def main(job_id: str, token: int) -> int:
             last_check[0] = time.monotonic()
         return last_check[1]
 
-    try:
-        result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
-                       on_event=on_event, should_stop=should_stop, progress=False)
-        if result.status != "succeeded":
-            return EXIT_STOPPED
-        evaluation = _evaluate(url, job_id, config, result, on_event)
-        _register(url, job_id, token, config, result, evaluation)
-    except Exception as error:  # the outer edge of a job: record why, exit non-zero
-        logging.exception("job %s failed", job_id)
-        with session_scope(url) as session:
-            job = session.get(Job, job_id)
-            record_event(session, job, "error", f"{type(error).__name__}: {error}"[:2000], {}, level="error")
-        return 1
+    result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
+                   on_event=on_event, should_stop=should_stop, progress=False)
+    if result.status != "succeeded":
+        return EXIT_STOPPED
+    evaluation = _evaluate_fine_tune(url, job_id, config, result, on_event)
+    with _fenced(url, job_id, token) as (session, job):
+        version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
+                                   home=load_settings().llmft_home, evaluation=evaluation,
+                                   base_revision=base_revision(config.model.base_model))
+        _registered(session, job, version)
     return 0
 
 
 def _export(url: str, job_id: str, token: int, config: dict) -> int:
     """Merge the source adapter into its base and register the full model as the next version."""
     home = load_settings().llmft_home
-    try:
-        with session_scope(url) as session:
-            source = session.get(ModelVersion, config["version_id"])
-            base_model = session.get(RegisteredModel, source.model_id).base_model
-            folder = verified_folder(home, source)
-        with session_scope(url) as session:
-            record_event(session, session.get(Job, job_id), "merging", f"merging the adapter into {base_model}")
-        merged = merge_adapter(base_model=base_model, adapter_dir=folder,
-                               out=Path(config["output"]["output_dir"]) / "merged")
-        with session_scope(url) as session:
-            job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
-            if job is None:
-                raise SystemExit("the job was taken over by another runner")
-            version = register_export(session, job=job, source=session.get(ModelVersion, config["version_id"]),
-                                      folder=merged, home=home)
-            record_event(session, job, "registered", f"registered as {job.fine_tuned_model}",
-                         {"model": job.fine_tuned_model, "version_id": version.id})
-    except Exception as error:  # the outer edge of a job: record why, exit non-zero
-        logging.exception("export job %s failed", job_id)
-        with session_scope(url) as session:
-            record_event(session, session.get(Job, job_id), "error", f"{type(error).__name__}: {error}"[:2000], {},
-                         level="error")
-        return 1
+    with session_scope(url) as session:
+        source = session.get(ModelVersion, config["version_id"])
+        base_model = session.get(RegisteredModel, source.model_id).base_model
+        folder = verified_folder(home, source)
+        record_event(session, session.get(Job, job_id), "merging", f"merging the adapter into {base_model}")
+    merged = merge_adapter(base_model=base_model, adapter_dir=folder,
+                           out=Path(config["output"]["output_dir"]) / "merged")
+    with _fenced(url, job_id, token) as (session, job):
+        version = register_export(session, job=job, source=session.get(ModelVersion, config["version_id"]),
+                                  folder=merged, home=home)
+        _registered(session, job, version)
     return 0
 
 
 def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
     """Evaluate a version next to its base (or a base alone) on a dataset's validation split."""
-    home = load_settings().llmft_home
-    try:
-        candidate = None
-        if config["version_id"]:
-            with session_scope(url) as session:
-                candidate = verified_folder(home, session.get(ModelVersion, config["version_id"]))
-        prepared = prepare(Path(config["data_file"]), model=config["base_model"],
-                           config=DataConfig(max_length=config["max_length"]))
-        if not prepared.report["split"]["validation"]:
-            raise ValueError("the dataset has no validation examples (too few examples to hold 10% out)")
+    candidate = None
+    if config["version_id"]:
         with session_scope(url) as session:
-            record_event(session, session.get(Job, job_id), "evaluating", f"evaluating {config['model']}")
-        report = evaluate(base_model=config["base_model"], candidate=candidate,
-                          examples=prepared.folder / "validation.jsonl",
-                          tokens=prepared.folder / "validation.tokens.safetensors",
-                          max_samples=config["max_samples"], max_new_tokens=config["max_new_tokens"])
-        report.update(dataset=Path(config["data_file"]).name, model=config["model"])
-        with session_scope(url) as session:
-            job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
-            if job is None:
-                raise SystemExit("the job was taken over by another runner")
-            job.result = report
-            side = report.get("candidate", report["base"])
-            record_event(session, job, "evaluated", f"eval_loss {side['eval_loss']:.4f}, rouge_l {side['rouge_l']:.4f}",
-                         {k: report[k] for k in ("base", "candidate") if k in report})
-    except Exception as error:  # the outer edge of a job: record why, exit non-zero
-        logging.exception("evaluation job %s failed", job_id)
-        with session_scope(url) as session:
-            record_event(session, session.get(Job, job_id), "error", f"{type(error).__name__}: {error}"[:2000], {},
-                         level="error")
-        return 1
+            candidate = verified_folder(load_settings().llmft_home, session.get(ModelVersion, config["version_id"]))
+    prepared = prepare(Path(config["data_file"]), model=config["base_model"],
+                       config=DataConfig(max_length=config["max_length"]))
+    if not prepared.report["split"]["validation"]:
+        raise ValueError("the dataset has no validation examples (too few examples to hold 10% out)")
+    with session_scope(url) as session:
+        record_event(session, session.get(Job, job_id), "evaluating", f"evaluating {config['model']}")
+    report = evaluate(base_model=config["base_model"], candidate=candidate,
+                      examples=prepared.folder / "validation.jsonl",
+                      tokens=prepared.folder / "validation.tokens.safetensors",
+                      max_samples=config["max_samples"], max_new_tokens=config["max_new_tokens"])
+    report.update(dataset=Path(config["data_file"]).name, model=config["model"])
+    with _fenced(url, job_id, token) as (session, job):
+        job.result = report
+        side = report.get("candidate", report["base"])
+        record_event(session, job, "evaluated", f"eval_loss {side['eval_loss']:.4f}, rouge_l {side['rouge_l']:.4f}",
+                     {k: report[k] for k in ("base", "candidate") if k in report})
     return 0
 
 
-def _register(url: str, job_id: str, token: int, config: TrainConfig, result, evaluation: dict | None) -> None:
-    with session_scope(url) as session:
-        job = session.scalar(select(Job).where(Job.id == job_id, Job.fencing_token == token))
-        if job is None:
-            raise SystemExit("the job was taken over by another runner")
-        version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
-                                   home=load_settings().llmft_home, evaluation=evaluation,
-                                   base_revision=base_revision(config.model.base_model))
-        record_event(session, job, "registered", f"registered as {job.fine_tuned_model}",
-                     {"model": job.fine_tuned_model, "version_id": version.id})
-
-
-def _evaluate(url: str, job_id: str, config: TrainConfig, result, on_event) -> dict | None:
+def _evaluate_fine_tune(url: str, job_id: str, config: TrainConfig, result, on_event) -> dict | None:
     """The fine-tune next to its base on the validation split; None (and a warning event) when there is
     none or evaluation itself failed: the fine-tune is registered either way."""
     prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=data_options(config))
@@ -177,6 +158,11 @@ def _evaluate(url: str, job_id: str, config: TrainConfig, result, on_event) -> d
     report["dataset"] = Path(config.data.validation_file or config.data.train_file).name
     on_event({"type": "evaluated", "base": report["base"], "candidate": report["candidate"]})
     return report
+
+
+def _registered(session, job: Job, version: ModelVersion) -> None:
+    record_event(session, job, "registered", f"registered as {job.fine_tuned_model}",
+                 {"model": job.fine_tuned_model, "version_id": version.id})
 
 
 def _warn(url: str, job_id: str, message: str) -> None:
