@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     from llmft.api import datasets, evaluations, health, jobs, legacy, models
 
     app.register_blueprint(health.bp)
+    app.extensions["llmft_limiter"].exempt(health.bp)  # probes are never rate limited
     app.register_blueprint(datasets.bp, url_prefix="/api/v1")
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(legacy.bp, url_prefix="/api/v1")
@@ -61,7 +62,7 @@ def _install_rate_limits(app: APIFlask, settings: Settings) -> None:
 
     limiter = Limiter(key, app=app, default_limits=[settings.rate_limit],
                       storage_uri=settings.redis_url or "memory://", headers_enabled=True,
-                      strategy="fixed-window")
+                      strategy="fixed-window", swallow_errors=True)  # Redis down: serve (logged), do not 500
 
     @app.errorhandler(429)
     def _too_many(error):

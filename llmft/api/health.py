@@ -1,10 +1,11 @@
-"""Liveness and readiness."""
+"""Liveness and readiness: the database, the broker, and at least one job worker's heartbeat."""
 
 from apiflask import APIBlueprint
-from flask import current_app
 from sqlalchemy import text
 
-from llmft.db.session import engine_for
+from llmft.api.context import celery, settings
+from llmft.db.session import engine_for, session_scope
+from llmft.jobs.lease import live_workers
 
 bp = APIBlueprint("health", __name__, tag="health")
 
@@ -16,15 +17,25 @@ def healthz():
 
 
 @bp.get("/readyz")
-@bp.doc(summary="The database answers", responses={200: "ready", 503: "a dependency is down"})
+@bp.doc(summary="The database and the broker answer and a job worker has a recent heartbeat",
+        responses={200: "ready", 503: "a dependency is down, or no worker is alive"})
 def readyz():
-    settings = current_app.config["SETTINGS"]
-    checks = {}
-    try:
-        with engine_for(settings.sqlalchemy_url).connect() as connection:
+    current = settings()
+    checks, workers = {}, []
+    try:  # readiness reports any failure of a dependency, whatever its type
+        with engine_for(current.sqlalchemy_url).connect() as connection:
             connection.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as error:  # readiness reports any failure of the dependency, whatever its type
+        with session_scope(current.sqlalchemy_url) as session:
+            workers = live_workers(session, within_seconds=2 * current.lease_seconds)
+        checks["workers"] = "ok" if workers else f"error: no worker heartbeat in {2 * current.lease_seconds} s"
+    except Exception as error:
         checks["database"] = f"error: {type(error).__name__}"
+    try:
+        with celery().connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as error:
+        checks["broker"] = f"error: {type(error).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+    return {"status": "ready" if ready else "not_ready", "checks": checks, "workers": workers}, 200 if ready else 503

@@ -116,6 +116,14 @@ class JobEvent(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+class Worker(Base):
+    """A job worker's heartbeat (written by its reaper loop; /readyz counts the recent ones)."""
+    __tablename__ = "workers"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # name@host:pid
+    started_at: Mapped[datetime] = mapped_column(default=now)
+    seen_at: Mapped[datetime] = mapped_column(default=now)
+
+
 class RegisteredModel(Base):
     """A name in the registry (per tenant); its versions are the fine-tunes registered under it."""
     __tablename__ = "models"

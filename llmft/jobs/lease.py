@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from llmft.db.models import Job, JobEvent, now
+from llmft.db.models import Job, JobEvent, Worker, now
 
 
 def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: datetime | None = None) -> int | None:
@@ -98,6 +98,21 @@ def reap(session: Session, *, at: datetime | None = None) -> list[str]:
         if values["status"] == "queued":
             requeued.append(job_id)
     return requeued
+
+
+def worker_beat(session: Session, *, name: str, at: datetime | None = None) -> None:
+    """This worker is alive (its reaper loop calls this every few seconds)."""
+    at = at or now()
+    row = session.get(Worker, name)
+    if row is None:
+        session.add(Worker(name=name, started_at=at, seen_at=at))
+    else:
+        row.seen_at = at
+
+
+def live_workers(session: Session, *, within_seconds: float, at: datetime | None = None) -> list[str]:
+    since = (at or now()) - timedelta(seconds=within_seconds)
+    return list(session.scalars(select(Worker.name).where(Worker.seen_at >= since).order_by(Worker.name)))
 
 
 def record_event(session: Session, job: Job, type_: str, message: str, data: dict | None = None,

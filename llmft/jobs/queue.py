@@ -12,7 +12,7 @@ from celery import Celery
 from celery.signals import worker_shutting_down
 
 from llmft.db.session import session_scope
-from llmft.jobs.lease import reap
+from llmft.jobs.lease import reap, worker_beat
 from llmft.jobs.runner import run_job
 from llmft.settings import Settings
 
@@ -47,11 +47,19 @@ def dispatch(app: Celery, job_id: str) -> None:
     app.send_task(TASK, args=[job_id])
 
 
-def reaper_loop(app: Celery, settings: Settings, stop: threading.Event, interval: float | None = None) -> None:
-    """Every few seconds: requeue jobs whose lease expired (their worker died) and dispatch them again."""
+def reaper_loop(app: Celery, settings: Settings, stop: threading.Event, *, name: str,
+                interval: float | None = None) -> None:
+    """Every few seconds: say this worker is alive, requeue jobs whose lease expired (their worker
+    died) and dispatch them again."""
     interval = interval or max(1.0, settings.lease_seconds / 4)
-    while not stop.wait(interval):
-        with session_scope(settings.sqlalchemy_url) as session:
-            requeued = reap(session)
-        for job_id in requeued:
-            dispatch(app, job_id)
+    while True:
+        try:
+            with session_scope(settings.sqlalchemy_url) as session:
+                worker_beat(session, name=name)
+                requeued = reap(session)
+            for job_id in requeued:
+                dispatch(app, job_id)
+        except Exception:  # the outer edge of a background loop: log, try again next round
+            log.exception("reaper round failed; retrying in %.1f s", interval)
+        if stop.wait(interval):
+            return

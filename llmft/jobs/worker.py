@@ -4,6 +4,8 @@
 """
 
 import logging
+import os
+import socket
 import threading
 
 from llmft.db.session import create_schema
@@ -17,7 +19,9 @@ def start_worker(settings: Settings, *, name: str = "worker") -> None:
     create_schema(settings.sqlalchemy_url)
     app = make_celery(settings)
     stop = threading.Event()
-    reaper = threading.Thread(target=reaper_loop, args=(app, settings, stop), daemon=True, name="reaper")
+    beat_name = f"{name}@{socket.gethostname()}:{os.getpid()}"
+    reaper = threading.Thread(target=reaper_loop, args=(app, settings, stop), kwargs={"name": beat_name},
+                              daemon=True, name="reaper")
     reaper.start()
     try:
         app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO", f"--hostname={name}@%h",

@@ -61,3 +61,21 @@ def test_rate_limits_are_shared_through_redis_when_configured(tmp_path, redis_ur
     assert first_app.test_client().get("/api/v1/datasets", headers=headers).status_code == 429
     stored = b" ".join(redis.Redis.from_url(redis_url).keys("*"))
     assert key.encode() not in stored
+
+
+def test_readiness_needs_a_live_worker_and_a_reachable_broker(tmp_path):
+    from llmft.db.session import session_scope
+    from llmft.jobs.lease import worker_beat
+
+    settings = load_settings(llmft_home=tmp_path)
+    client = create_app(settings).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json["checks"]["workers"].startswith("error: no worker")
+    assert response.json["checks"]["broker"] == "ok" and response.json["checks"]["database"] == "ok"
+    with session_scope(settings.sqlalchemy_url) as session:
+        worker_beat(session, name="w@host:1")
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.json["workers"] == ["w@host:1"]
+    down = load_settings(llmft_home=tmp_path, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
+    response = create_app(down).test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["checks"]["broker"].startswith("error")

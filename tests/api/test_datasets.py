@@ -1,5 +1,6 @@
 """Datasets over HTTP against a running server: upload, validation errors, limits, tenants."""
 
+import time
 import sqlite3
 from pathlib import Path
 
@@ -101,5 +102,9 @@ def test_openapi_docs_and_error_shape(server):
     assert requests.get(f"{server}/docs", timeout=10).status_code == 200
     response = requests.get(f"{server}/no/such/route", timeout=10)
     assert response.status_code == 404 and set(response.json()["error"]) == {"code", "message", "details"}
-    ready = requests.get(f"{server}/readyz", timeout=10).json()
-    assert ready == {"status": "ready", "checks": {"database": "ok"}}
+    deadline = time.time() + 60
+    while (ready := requests.get(f"{server}/readyz", timeout=10)).status_code != 200:  # the worker starts beside
+        assert time.time() < deadline, ready.json()
+        time.sleep(0.5)
+    assert ready.json()["checks"] == {"database": "ok", "workers": "ok", "broker": "ok"}
+    assert ready.json()["workers"][0].startswith("embedded@")
