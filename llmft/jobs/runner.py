@@ -57,11 +57,13 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
     code = child.returncode
     with session_scope(url) as session:
         cancel = session.get(Job, job_id).cancel_requested
+        # a trainer signalled before it set up its SIGTERM handler dies of the signal: stopped all the same
+        stopped = code == EXIT_STOPPED or (signalled and code != 0)
         if code == 0:
             status, error = "succeeded", None
-        elif code == EXIT_STOPPED and cancel:
+        elif stopped and cancel:
             status, error = "cancelled", None
-        elif code == EXIT_STOPPED:
+        elif stopped:
             finish(session, job_id=job_id, token=token, status="queued", requeue=True)
             return "queued"
         else:

@@ -36,3 +36,9 @@ def test_tenants_are_created_once_and_roles_are_checked(database_url):
         assert first.tenant_id == second.tenant_id
         with pytest.raises(ValueError, match="role must be one of"):
             create_key(session, tenant="acme", role="owner")
+
+
+def test_one_engine_and_pool_per_url(database_url):
+    from llmft.db.session import engine_for
+
+    assert engine_for(database_url) is engine_for(database_url)
