@@ -34,7 +34,8 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 
 def create_schema(url: str) -> None:
-    """Create missing tables (development and tests; production runs `llmft db upgrade`)."""
+    """Create missing tables. It adds no column to a table that exists: a database made by an earlier
+    llmft needs migrations (Alembic, not yet here) or a fresh $LLMFT_HOME."""
     if url.startswith("sqlite:///"):
         from pathlib import Path
 
