@@ -11,8 +11,6 @@ from llmft.api.context import celery, settings
 from llmft.api.jobs import JobOut
 from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
-from llmft.db.models import Job
-from llmft.db.pages import newest_first
 from llmft.db.session import session_scope
 from llmft.errors import NotFound
 from llmft.jobs import service
@@ -59,8 +57,8 @@ def create(body):
 @bp.doc(summary="The tenant's evaluations, newest first", responses={404: "the after cursor names no job"})
 def index(query):
     with session_scope(settings().sqlalchemy_url) as session:
-        rows = newest_first(session, Job, tenant_id=principal().tenant_id, after=query["after"],
-                            limit=query["limit"] + 1, prefix="job", where=[Job.kind == "evaluation"])
+        rows = service.list_jobs(session, principal=principal(), kind="evaluation", after=query["after"],
+                                 limit=query["limit"] + 1)
     return page(rows, query["limit"])
 
 

@@ -4,8 +4,8 @@ The original system's `GET /api/v1/models` and `GET /api/v1/models/{id}` answer 
 model is found by its name or its `mdl-...` id).
 """
 
-import io
 import tarfile
+import tempfile
 
 from apiflask import APIBlueprint, Schema, fields, validators
 from flask import send_file
@@ -136,12 +136,12 @@ def download(name, version):
         except IntegrityError as error:
             raise Conflict(str(error), code="integrity_error") from None
         files = sorted(row.files)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    spool = tempfile.TemporaryFile()  # on disk, not in memory: a full model is gigabytes; gone when sent
+    with tarfile.open(fileobj=spool, mode="w:gz") as archive:
         for relative in files:
             archive.add(folder / relative, arcname=f"{model.name}-{version}/{relative}")
-    buffer.seek(0)
-    return send_file(buffer, mimetype="application/gzip", as_attachment=True,
+    spool.seek(0)
+    return send_file(spool, mimetype="application/gzip", as_attachment=True,
                      download_name=f"{model.name}-{version}.tar.gz")
 
 
@@ -170,11 +170,10 @@ def export(name, version):
 def set_alias(name, alias, body):
     caller = require_write()
     current = settings()
-    gate = service.Gate(aliases=current.gated_alias_names, metrics=current.gated_metrics,
-                        tolerance=current.promotion_tolerance)
     with session_scope(current.sqlalchemy_url) as session:
         return service.set_alias(session, principal=caller, name=name, alias=alias, version=body["version"],
-                                 gate=gate, force=body["force"], reason=body["reason"])
+                                 gate=service.Gate.from_settings(current), force=body["force"],
+                                 reason=body["reason"])
 
 
 @bp.delete("/models/<name>/aliases/<alias>")

@@ -16,9 +16,7 @@ EXIT_ERROR = 1
 
 
 def run(args) -> int:
-    from llmft.config import DataConfig
-    from llmft.data.prepare import prepare
-    from llmft.evaluate.run import evaluate
+    from llmft.evaluate.run import NothingToEvaluate, evaluate_file
 
     model, base, dataset = args.model, args.base, Path(args.dataset)
     if _is_ref(model) or args.dataset.startswith("ds-"):
@@ -28,15 +26,13 @@ def run(args) -> int:
         model, registry_base, dataset = _from_registry(args)
         base = base or registry_base
     candidate = Path(model) if Path(model).is_dir() and base else None
-    prepared = prepare(dataset, model=base or model,
-                       config=DataConfig(validation_ratio=args.validation_ratio, max_length=args.max_length))
-    if not prepared.report["split"]["validation"]:
-        print(f"llmft: {dataset.name} has no validation examples to evaluate on", file=sys.stderr)
+    try:
+        report = evaluate_file(base_model=base or model, candidate=candidate, data_file=dataset,
+                               max_length=args.max_length, validation_ratio=args.validation_ratio,
+                               max_samples=args.max_samples, max_new_tokens=args.max_new_tokens)
+    except NothingToEvaluate as error:
+        print(f"llmft: {error}", file=sys.stderr)
         return EXIT_ERROR
-    report = evaluate(base_model=base or model, candidate=candidate, examples=prepared.folder / "validation.jsonl",
-                      tokens=prepared.folder / "validation.tokens.safetensors", max_samples=args.max_samples,
-                      max_new_tokens=args.max_new_tokens)
-    report["dataset"] = dataset.name
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

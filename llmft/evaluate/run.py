@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from llmft.config import DataConfig
 from llmft.data.normalize import Message
+from llmft.data.prepare import prepare
 from llmft.data.render import is_r1_tokenizer, render_prompt
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
@@ -68,6 +70,25 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
                           **{side: outputs[side][i] for side in outputs}}
                          for i, (messages, reference) in enumerate(conversations[:5])]
     report["seconds"] = round(time.time() - started, 2)
+    return report
+
+
+class NothingToEvaluate(ValueError):
+    """The data file leaves no validation examples (too few to hold any out)."""
+
+
+def evaluate_file(*, base_model: str, candidate: Path | None, data_file: Path, max_length: int = 2048,
+                  validation_ratio: float = 0.1, **options) -> dict:
+    """`evaluate` on the validation split training makes of `data_file` (the same hash-based split, so
+    a model is never scored on what it was trained on); `options` go to `evaluate`."""
+    prepared = prepare(Path(data_file), model=base_model,
+                       config=DataConfig(max_length=max_length, validation_ratio=validation_ratio))
+    if not prepared.report["split"]["validation"]:
+        raise NothingToEvaluate(f"{Path(data_file).name} has no validation examples to evaluate on "
+                                f"(too few to hold {validation_ratio:.0%} out)")
+    report = evaluate(base_model=base_model, candidate=candidate, examples=prepared.folder / "validation.jsonl",
+                      tokens=prepared.folder / "validation.tokens.safetensors", **options)
+    report["dataset"] = Path(data_file).name
     return report
 
 

@@ -17,11 +17,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from llmft.config import DataConfig
-from llmft.data.prepare import prepare
 from llmft.db.models import Job, ModelVersion, RegisteredModel
 from llmft.db.session import session_scope
-from llmft.evaluate.run import evaluate
+from llmft.evaluate.run import evaluate, evaluate_file
 from llmft.jobs.lease import record_event
 from llmft.jobs.progress import Pace, advance
 from llmft.models.resolve import base_revision
@@ -30,7 +28,7 @@ from llmft.registry.service import register_export, register_version, verified_f
 from llmft.settings import load_settings
 from llmft.train import checkpoints
 from llmft.train.config import TrainConfig
-from llmft.train.run import EXIT_STOPPED, data_options, train
+from llmft.train.run import EXIT_STOPPED, RunResult, train
 
 RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "trained",
             "evaluating", "evaluated"}
@@ -88,7 +86,7 @@ def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
                    on_event=on_event, should_stop=should_stop, progress=False)
     if result.status != "succeeded":
         return EXIT_STOPPED
-    evaluation = _evaluate_fine_tune(url, job_id, config, result, on_event)
+    evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
     with _fenced(url, job_id, token) as (session, job):
         version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
                                    home=load_settings().llmft_home, evaluation=evaluation,
@@ -120,17 +118,12 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
     if config["version_id"]:
         with session_scope(url) as session:
             candidate = verified_folder(load_settings().llmft_home, session.get(ModelVersion, config["version_id"]))
-    prepared = prepare(Path(config["data_file"]), model=config["base_model"],
-                       config=DataConfig(max_length=config["max_length"]))
-    if not prepared.report["split"]["validation"]:
-        raise ValueError("the dataset has no validation examples (too few examples to hold 10% out)")
     with session_scope(url) as session:
         record_event(session, session.get(Job, job_id), "evaluating", f"evaluating {config['model']}")
-    report = evaluate(base_model=config["base_model"], candidate=candidate,
-                      examples=prepared.folder / "validation.jsonl",
-                      tokens=prepared.folder / "validation.tokens.safetensors",
-                      max_samples=config["max_samples"], max_new_tokens=config["max_new_tokens"])
-    report.update(dataset=Path(config["data_file"]).name, model=config["model"])
+    report = evaluate_file(base_model=config["base_model"], candidate=candidate, data_file=Path(config["data_file"]),
+                           max_length=config["max_length"], max_samples=config["max_samples"],
+                           max_new_tokens=config["max_new_tokens"])
+    report["model"] = config["model"]
     with _fenced(url, job_id, token) as (session, job):
         job.result = report
         side = report.get("candidate", report["base"])
@@ -139,23 +132,22 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
     return 0
 
 
-def _evaluate_fine_tune(url: str, job_id: str, config: TrainConfig, result, on_event) -> dict | None:
-    """The fine-tune next to its base on the validation split; None (and a warning event) when there is
-    none or evaluation itself failed: the fine-tune is registered either way."""
-    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=data_options(config))
-    if not prepared.report["split"]["validation"]:
+def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResult, on_event) -> dict | None:
+    """The fine-tune next to its base on the validation split it was trained with; None (and a warning
+    event) when there is none or evaluation itself failed: the fine-tune is registered either way."""
+    if not result.summary["data"]["validation_examples"]:
         _warn(url, job_id, "no validation examples: the version is registered without an evaluation")
         return None
     on_event({"type": "evaluating"})
     try:
-        report = evaluate(base_model=config.model.base_model, candidate=result.final_dir,
-                          examples=prepared.folder / "validation.jsonl",
-                          tokens=prepared.folder / "validation.tokens.safetensors")
+        report = evaluate(base_model=base_model, candidate=result.final_dir,
+                          examples=result.data_dir / "validation.jsonl",
+                          tokens=result.data_dir / "validation.tokens.safetensors")
     except Exception as error:  # the outer edge of the evaluation step: record it, register without it
         logging.exception("evaluation of job %s failed", job_id)
         _warn(url, job_id, f"evaluation failed ({type(error).__name__}: {error}); registered without it")
         return None
-    report["dataset"] = Path(config.data.validation_file or config.data.train_file).name
+    report["dataset"] = result.summary["data"]["sources"][-1]["name"]
     on_event({"type": "evaluated", "base": report["base"], "candidate": report["candidate"]})
     return report
 

@@ -142,9 +142,9 @@ def get_job(session: Session, *, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def list_jobs(session: Session, *, principal: Principal, status: str | None = None, after: str | None = None,
-              limit: int = 20) -> list[Job]:
-    where = [Job.status == status] if status else []
+def list_jobs(session: Session, *, principal: Principal, status: str | None = None, kind: str | None = None,
+              after: str | None = None, limit: int = 20) -> list[Job]:
+    where = ([Job.status == status] if status else []) + ([Job.kind == kind] if kind else [])
     return newest_first(session, Job, tenant_id=principal.tenant_id, after=after, limit=limit, prefix="job",
                         where=where)
 

@@ -70,10 +70,8 @@ def _alias(session, principal, settings, args) -> int:
         return 0
     if args.version is None:
         raise ServiceError("give the VERSION the alias should point at (or --delete)")
-    gate = service.Gate(aliases=settings.gated_alias_names, metrics=settings.gated_metrics,
-                        tolerance=settings.promotion_tolerance)
     moved = service.set_alias(session, principal=principal, name=args.name, alias=args.alias, version=args.version,
-                              gate=gate, force=args.force, reason=args.reason)
+                              gate=service.Gate.from_settings(settings), force=args.force, reason=args.reason)
     note = " (gate overridden: " + "; ".join(f["message"] for f in moved["failures"]) + ")" if moved["override"] else ""
     print(f"{args.name}@{args.alias} -> {args.version}" + (f" (was {moved['previous']})" if moved["previous"] else "")
           + note)

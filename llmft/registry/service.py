@@ -37,6 +37,11 @@ class Gate:
     metrics: tuple[tuple[str, str], ...] = (("eval_loss", "min"), ("rouge_l", "max"), ("bleu", "max"))
     tolerance: float = 0.0  # relative: 0.01 lets a metric be 1% worse
 
+    @classmethod
+    def from_settings(cls, settings) -> "Gate":
+        return cls(aliases=settings.gated_alias_names, metrics=settings.gated_metrics,
+                   tolerance=settings.promotion_tolerance)
+
 
 def model_name_for(job: Job) -> str:
     """The job's suffix, or `<base model>-ft`: every fine-tune of a base becomes its next version."""
@@ -52,16 +57,9 @@ def register_version(session: Session, *, job: Job, final_dir: Path, summary: di
     existing = session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
     if existing is not None:
         return existing
-    name = model_name_for(job)
-    model = session.scalar(select(RegisteredModel).where(RegisteredModel.tenant_id == job.tenant_id,
-                                                         RegisteredModel.name == name))
-    if model is None:
-        model = RegisteredModel(tenant_id=job.tenant_id, name=name, base_model=job.base_model)
-        session.add(model)
-        session.flush()
-    return _register(session, model=model, job=job, folder=final_dir, home=home, evaluation=evaluation,
-                     lineage=_lineage(session, job, summary, base_revision), metrics=_metrics(summary, evaluation),
-                     message=f"registered from job {job.id}")
+    return _register(session, name=model_name_for(job), base_model=job.base_model, job=job, folder=final_dir,
+                     home=home, evaluation=evaluation, lineage=_lineage(session, job, summary, base_revision),
+                     metrics=_metrics(summary, evaluation), message=f"registered from job {job.id}")
 
 
 def register_export(session: Session, *, job: Job, source: ModelVersion, folder: Path, home: Path) -> ModelVersion:
@@ -72,16 +70,22 @@ def register_export(session: Session, *, job: Job, source: ModelVersion, folder:
     model = session.get(RegisteredModel, source.model_id)
     lineage = {**source.lineage, "job_id": job.id, "exported_from": f"{model.name}:{source.version}",
                "exported_from_job": source.job_id}
-    return _register(session, model=model, job=job, folder=folder, home=home, evaluation=source.evaluation,
-                     lineage=lineage, metrics=dict(source.metrics),
+    return _register(session, name=model.name, base_model=model.base_model, job=job, folder=folder, home=home,
+                     evaluation=source.evaluation, lineage=lineage, metrics=dict(source.metrics),
                      message=f"exported from {model.name}:{source.version} (LoRA merged into the base) by job {job.id}")
 
 
-def _register(session: Session, *, model: RegisteredModel, job: Job, folder: Path, home: Path, lineage: dict,
+def _register(session: Session, *, name: str, base_model: str, job: Job, folder: Path, home: Path, lineage: dict,
               metrics: dict, evaluation: dict | None, message: str) -> ModelVersion:
     version_id = new_id("mv")
     target = artifacts_dir(home, job.tenant_id, version_id)
-    files = store(folder, target)
+    files = store(folder, target)  # before any write: copying gigabytes must not hold SQLite's write lock
+    model = session.scalar(select(RegisteredModel).where(RegisteredModel.tenant_id == job.tenant_id,
+                                                         RegisteredModel.name == name))
+    if model is None:
+        model = RegisteredModel(tenant_id=job.tenant_id, name=name, base_model=base_model)
+        session.add(model)
+        session.flush()
     kind = "adapter" if "adapter_config.json" in files else "full"
     for attempt in range(5):  # two registrations at once: the loser takes the next number
         number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id))

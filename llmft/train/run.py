@@ -43,6 +43,7 @@ class RunResult:
     output_dir: Path
     final_dir: Path | None
     summary: dict
+    data_dir: Path  # the prepared data it trained on: train and validation splits, tokens
 
 
 def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | None = None,
@@ -57,7 +58,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
     _trim_metrics(output_dir, resume_from)
     started = time.time()
 
-    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=data_options(config))
+    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=_data_options(config))
     train_rows = PackedRows(prepared.tokens("train"), max_length=config.data.max_length, pack=config.data.pack)
     validation = prepared.tokens("validation")
     eval_rows = PackedRows(validation, max_length=config.data.max_length, pack=config.data.pack) if validation else None
@@ -96,7 +97,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         summary = _summary(config, prepared, trainer, output, started, status="stopped", final=None, recorder=recorder)
         _write_json(output_dir / "summary.json", summary)
         on_event({"type": "stopped", "step": trainer.state.global_step})
-        return RunResult("stopped", output_dir, None, summary)
+        return RunResult("stopped", output_dir, None, summary, prepared.folder)
 
     best = recorder.best_checkpoint()
     if config.output.final_model == "best" and best is not None \
@@ -107,7 +108,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
                        best=best)
     _write_json(output_dir / "summary.json", summary)
     on_event({"type": "succeeded", "final_dir": str(final), "summary": summary})
-    return RunResult("succeeded", output_dir, final, summary)
+    return RunResult("succeeded", output_dir, final, summary, prepared.folder)
 
 
 def _resume_point(output_dir: Path, resume: bool) -> Path | None:
@@ -118,8 +119,7 @@ def _resume_point(output_dir: Path, resume: bool) -> Path | None:
     return latest if resume else None
 
 
-def data_options(config: TrainConfig):
-    """The data group of a training config as the data pipeline takes it."""
+def _data_options(config: TrainConfig):
     from llmft.config import DataConfig
 
     return DataConfig(**config.data.model_dump(exclude={"train_file"}))

@@ -175,6 +175,8 @@ class RunRecorder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         """Here the total number of steps is known, and after a resume the step it starts from."""
+        if not state.is_world_process_zero:
+            return
         self.on_event({"type": "started", "resumed_from": self.resumed_from, "step": state.global_step,
                        "max_steps": state.max_steps, "epochs": args.num_train_epochs})
 
