@@ -29,6 +29,19 @@ class Settings(BaseSettings):
         "Metrics a version must not be worse on to take a gated alias: NAME:min (lower is better) or NAME:max."))
     promotion_tolerance: float = Field(0.0, ge=0, description="How much worse a gated metric may be, relative (0.01 = 1%).")
     gated_aliases: str = Field("production", description="Comma-separated aliases that only move through the gate.")
+    inference_base_models: str = Field("tiny-r1", description=(
+        "Comma-separated base models the inference endpoints serve by name, besides registered versions."))
+    inference_max_batch: int = Field(16, ge=1, description="Most generations decoded together per model.")
+    inference_max_waiting: int = Field(256, ge=1, description="Most generations queued or running (503 above).")
+    inference_cache_mb: int = Field(8192, ge=1, description=(
+        "Memory for models kept loaded (bases, adapters, full versions); the least recently used idle one goes first."))
+    inference_max_input_tokens: int = Field(4096, ge=1, description="Longest prompt in tokens (400 above).")
+    inference_max_new_tokens: int = Field(2048, ge=1, description="Most tokens one answer may generate (400 above).")
+    inference_default_max_tokens: int = Field(1024, ge=1, description="Tokens generated when a request sets no limit.")
+    inference_timeout_seconds: float = Field(300, gt=0, description=(
+        "Longest a generation may take, waiting included: a waiting one then fails with 503, a running one ends."))
+    inference_backend: str = Field("torch", pattern="^(torch|vllm)$", description=(
+        "torch (the default, CPU or GPU) or vllm (GPU, `pip install llmft[vllm]`)."))
     host: str = Field("127.0.0.1", description="Address llmft serve listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port llmft serve listens on.")
 
@@ -62,6 +75,10 @@ class Settings(BaseSettings):
     @cached_property
     def broker_url(self) -> str:
         return self.redis_url or f"sqla+sqlite:///{self.llmft_home / 'broker.db'}"
+
+    @property
+    def served_base_models(self) -> tuple[str, ...]:
+        return tuple(filter(None, (part.strip() for part in self.inference_base_models.split(","))))
 
     @property
     def uploads_dir(self) -> Path:

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     install_error_handlers(app)
     _install_rate_limits(app, settings)
 
-    from llmft.api import datasets, evaluations, health, jobs, legacy, models
+    from llmft.api import datasets, evaluations, health, jobs, legacy, models, openai_compat, predict
 
     app.register_blueprint(health.bp)
     app.extensions["llmft_limiter"].exempt(health.bp)  # probes are never rate limited
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.register_blueprint(legacy.bp, url_prefix="/api/v1")
     app.register_blueprint(models.bp, url_prefix="/api/v1")
     app.register_blueprint(evaluations.bp, url_prefix="/api/v1")
+    app.register_blueprint(predict.bp, url_prefix="/api/v1")
+    app.register_blueprint(openai_compat.bp, url_prefix="/v1")
     logging.getLogger("llmft").setLevel(logging.INFO)
     return app
 

@@ -1,4 +1,6 @@
-"""What views need from the application: its settings, and the Celery app that dispatches jobs."""
+"""What views need from the application: its settings, the Celery app that dispatches jobs, the inference engine."""
+
+import threading
 
 from celery import Celery
 from flask import current_app
@@ -17,3 +19,25 @@ def celery() -> Celery:
     if app is None:
         app = current_app.extensions["llmft_celery"] = make_celery(settings())
     return app
+
+
+_engine_lock = threading.Lock()
+
+
+def engine():
+    """The process's inference engine, started on the first inference request (never at import)."""
+    app = current_app._get_current_object()
+    with _engine_lock:
+        if "llmft_engine" not in app.extensions:
+            current = settings()
+            if current.inference_backend == "vllm":
+                from llmft.serve.vllm_engine import VllmEngine
+
+                app.extensions["llmft_engine"] = VllmEngine(current)
+            else:
+                from llmft.serve.engine import Engine
+
+                app.extensions["llmft_engine"] = Engine(
+                    max_batch=current.inference_max_batch, cache_bytes=current.inference_cache_mb << 20,
+                    max_waiting=current.inference_max_waiting)
+        return app.extensions["llmft_engine"]

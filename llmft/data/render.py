@@ -75,6 +75,15 @@ def render_prompt(messages: list[Message]) -> str:
     return "".join(s.text for s in segments) + GENERATION_PROMPT
 
 
+def generation_prompt(tokenizer, messages: list[Message]) -> str:
+    """The prompt that asks `tokenizer`'s model for the next assistant turn: our R1 renderer (it ends
+    inside an open `<think>` block), or the model's own chat template."""
+    if is_r1_tokenizer(tokenizer):
+        return render_prompt(messages)
+    return tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                         tokenize=False, add_generation_prompt=True)
+
+
 def _r1_segments(messages: list[Message], think_mode: ThinkMode, train_on_inputs: bool):
     inputs = train_on_inputs
     yield Segment(BOS, "bos", False)

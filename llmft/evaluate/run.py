@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmft.config import DataConfig
 from llmft.data.normalize import Message
 from llmft.data.prepare import prepare
-from llmft.data.render import is_r1_tokenizer, render_prompt
+from llmft.data.render import generation_prompt
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
 from llmft.evaluate.metrics import perplexity, reasoning_stats, score_answers
@@ -52,7 +52,7 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
 
     scored = read_tokens(tokens)
     conversations = _conversations(examples, max_samples)
-    prompts = [_prompt(tokenizer, messages) for messages, _ in conversations]
+    prompts = [generation_prompt(tokenizer, messages) for messages, _ in conversations]
     references = [reference for _, reference in conversations]
     report = {"examples": len(scored), "generated": len(prompts), "max_new_tokens": max_new_tokens}
     outputs = {}
@@ -105,13 +105,6 @@ def _conversations(path: Path, limit: int) -> list[tuple[list[Message], str]]:
         if len(out) == limit:
             break
     return out
-
-
-def _prompt(tokenizer, messages: list[Message]) -> str:
-    if is_r1_tokenizer(tokenizer):
-        return render_prompt(messages)  # ends with `<｜Assistant｜><think>\n`: generation starts inside the block
-    return tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
-                                         tokenize=False, add_generation_prompt=True)
 
 
 def _mean_loss(model, scored, device: str, max_tokens: int) -> float:

@@ -1,0 +1,274 @@
+"""/v1: the OpenAI protocol, so applications and the official clients call llmft unchanged.
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=LLMFT_KEY)
+    client.models.list()
+    client.chat.completions.create(model="support-bot@production", messages=[...], stream=True)
+
+`model` is a served base, `NAME`, `NAME:V` or `NAME@ALIAS` of the caller's tenant. A reasoning
+model's thinking comes back as `reasoning_content` on the message (and on stream deltas), apart
+from `content`, as DeepSeek's API does. Errors use OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}`, so the client raises its own exception types.
+"""
+
+import json
+import time
+import uuid
+
+from apiflask import APIBlueprint, Schema, fields, validators
+from flask import Response, request
+from marshmallow import ValidationError, pre_load
+
+from llmft.api.auth import auth, principal
+from llmft.api.context import engine, settings
+from llmft.api.text import Text
+from llmft.db.session import session_scope
+from llmft.errors import Invalid, ServiceError
+from llmft.serve.engine import Completion, Generation
+from llmft.serve.sampling import Sampling
+from llmft.serve.service import chat_messages, chat_prompt, check_limits, served_models, target_for, text_prompt
+
+bp = APIBlueprint("openai", __name__, tag="OpenAI-compatible")
+
+# OpenAI parameters llmft does not implement: refused by name rather than ignored.
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "logit_bias",
+               "response_format", "parallel_tool_calls", "audio", "modalities", "prediction", "echo", "suffix",
+               "best_of", "web_search_options", "reasoning_effort")
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+               422: "invalid_request_error", 429: "rate_limit_error"}
+
+
+class StreamOptions(Schema):
+    include_usage = fields.Boolean(load_default=False)
+
+
+class _GenerationIn(Schema):
+    model = Text(required=True, validate=validators.Length(1, 200))
+    max_tokens = fields.Integer(validate=validators.Range(min=1), allow_none=True)
+    max_completion_tokens = fields.Integer(validate=validators.Range(min=1), allow_none=True)
+    temperature = fields.Float(load_default=1.0, allow_none=True, validate=validators.Range(0, 2))
+    top_p = fields.Float(load_default=1.0, allow_none=True, validate=validators.Range(0, 1, min_inclusive=False))
+    stop = fields.Raw(load_default=None, allow_none=True, metadata={"description": "a string or up to 4 strings"})
+    seed = fields.Integer(load_default=None, allow_none=True, validate=validators.Range(0, 2**63 - 1))
+    n = fields.Integer(load_default=1, allow_none=True, validate=validators.Range(1, 8))
+    stream = fields.Boolean(load_default=False, allow_none=True)
+    stream_options = fields.Nested(StreamOptions, load_default=None, allow_none=True)
+    presence_penalty = fields.Float(load_default=0, validate=validators.Equal(0, error="only 0 is supported"))
+    frequency_penalty = fields.Float(load_default=0, validate=validators.Equal(0, error="only 0 is supported"))
+    user = Text(load_default=None, allow_none=True)
+    store = fields.Boolean(load_default=None, allow_none=True, validate=validators.OneOf([False, None]))
+    metadata = fields.Dict(load_default=None, allow_none=True)
+
+    @pre_load
+    def _refuse_unsupported(self, data, **kwargs):
+        if isinstance(data, dict):
+            refused = {key: [f"{key} is not supported by llmft"] for key in UNSUPPORTED
+                       if key in data and data[key] not in (None, False)}
+            if refused:
+                raise ValidationError(refused)
+        return data
+
+
+class ChatIn(_GenerationIn):
+    messages = fields.List(fields.Dict(), required=True, validate=validators.Length(1, 1000),
+                           metadata={"description": "role system|developer|user|assistant, content text"})
+
+
+class CompletionIn(_GenerationIn):
+    prompt = fields.Raw(required=True, metadata={"description": "a string (or a list holding one string)"})
+
+
+class ModelsOut(Schema):
+    object = fields.String()
+    data = fields.List(fields.Dict())
+
+
+@bp.get("/models")
+@bp.auth_required(auth)
+@bp.output(ModelsOut)
+@bp.doc(summary="Models you can call: served bases, your versions (NAME:V) and aliases (NAME@ALIAS)")
+def list_models():
+    current = settings()
+    with session_scope(current.sqlalchemy_url) as session:
+        return {"object": "list", "data": served_models(session, principal=principal(), settings=current)}
+
+
+@bp.post("/chat/completions")
+@bp.auth_required(auth)
+@bp.input(ChatIn, arg_name="body")
+@bp.doc(summary="Chat completion (OpenAI protocol; reasoning_content apart from content)",
+        responses={200: "a chat.completion, or chat.completion.chunk events when stream is true",
+                   400: "a parameter is wrong or a limit is passed", 404: "no such model", 503: "busy"})
+def chat_completions(body):
+    current, inference = settings(), engine()
+    target = _target(body["model"])
+    tokenizer = inference.tokenizer(target.base_model)
+    prompt_ids, reasoning_open = chat_prompt(tokenizer, chat_messages(body["messages"]))
+    generation = inference.submit(target, prompt_ids, _sampling(body, prompt_ids, "messages"),
+                                  reasoning_open=reasoning_open, timeout=current.inference_timeout_seconds,
+                                  n=body["n"] or 1)
+    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": target.label}
+    if body["stream"]:
+        return _stream(generation, _chat_chunks(generation, meta, len(prompt_ids), body))
+    results = generation.results()
+    choices = [{"index": i, "message": _message(result, reasoning_open), "finish_reason": result.finish_reason,
+                "logprobs": None} for i, result in enumerate(results)]
+    return {**meta, "object": "chat.completion", "choices": choices, "usage": _usage(len(prompt_ids), results)}
+
+
+@bp.post("/completions")
+@bp.auth_required(auth)
+@bp.input(CompletionIn, arg_name="body")
+@bp.doc(summary="Text completion (OpenAI protocol): the prompt as is, no chat template",
+        responses={200: "a text_completion, or chunks when stream is true", 400: "a parameter is wrong",
+                   404: "no such model", 503: "busy"})
+def completions(body):
+    current, inference = settings(), engine()
+    prompt = body["prompt"]
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise Invalid("prompt must be a string (a list of several prompts is not supported; send one request each)",
+                      details={"param": "prompt"})
+    target = _target(body["model"])
+    prompt_ids = text_prompt(inference.tokenizer(target.base_model), prompt)
+    generation = inference.submit(target, prompt_ids, _sampling(body, prompt_ids, "prompt"), reasoning_open=False,
+                                  split_reasoning=False, timeout=current.inference_timeout_seconds, n=body["n"] or 1)
+    meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": target.label}
+    if body["stream"]:
+        return _stream(generation, _text_chunks(generation, meta, len(prompt_ids), body))
+    results = generation.results()
+    choices = [{"index": i, "text": result.content, "finish_reason": result.finish_reason, "logprobs": None}
+               for i, result in enumerate(results)]
+    return {**meta, "object": "text_completion", "choices": choices, "usage": _usage(len(prompt_ids), results)}
+
+
+@bp.after_app_request
+def _openai_errors(response):
+    """On /v1, our error shape becomes OpenAI's (and a validation 422 a 400, as OpenAI answers)."""
+    if not request.path.startswith("/v1/") or response.status_code < 400 or not response.is_json:
+        return response
+    error = (response.get_json(silent=True) or {}).get("error")
+    if not isinstance(error, dict) or "details" not in error:
+        return response
+    status = 400 if response.status_code == 422 else response.status_code
+    param, message = _param_and_message(error)
+    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param,
+                      "code": error.get("code")}}
+    response.set_data(json.dumps(body, ensure_ascii=False))
+    response.status_code = status
+    return response
+
+
+def _param_and_message(error: dict) -> tuple[str | None, str]:
+    details = error.get("details") or {}
+    fields_ = details.get("json")
+    if isinstance(fields_, dict) and fields_:
+        problems = [f"{path}: {message}" for path, message in _flatten(fields_)]
+        return problems[0].split(":")[0], "invalid request: " + "; ".join(problems)
+    return details.get("param"), error.get("message") or ""
+
+
+def _flatten(tree, prefix: str = ""):
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            yield from _flatten(value, path)
+        else:
+            yield path, " ".join(value) if isinstance(value, list) else str(value)
+
+
+def _target(model: str):
+    current = settings()
+    with session_scope(current.sqlalchemy_url) as session:
+        return target_for(session, principal=principal(), model=model, settings=current, engine=engine())
+
+
+def _sampling(body: dict, prompt_ids: list[int], param: str) -> Sampling:
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    max_tokens = check_limits(prompt_ids, max_tokens=requested, settings=settings(), param=param)
+    temperature = 1.0 if body["temperature"] is None else body["temperature"]
+    top_p = 1.0 if body["top_p"] is None else body["top_p"]
+    return Sampling(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=_stops(body["stop"]),
+                    seed=body["seed"])
+
+
+def _stops(value) -> tuple[str, ...]:
+    stops = [value] if isinstance(value, str) else value if value is not None else []
+    if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and 0 < len(s) <= 200 for s in stops):
+        raise Invalid("stop must be a string or a list of up to 4 non-empty strings", details={"param": "stop"})
+    return tuple(stops)
+
+
+def _message(result: Completion, reasoning_open: bool) -> dict:
+    reasoning = result.reasoning if (reasoning_open or result.reasoning) else None
+    return {"role": "assistant", "content": result.content, "reasoning_content": reasoning}
+
+
+def _usage(prompt_tokens: int, results: list[Completion]) -> dict:
+    completion = sum(result.completion_tokens for result in results)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+
+
+def _chat_chunks(generation: Generation, meta: dict, prompt_tokens: int, body: dict):
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    usage = {"usage": None} if include_usage else {}
+    chunk = lambda choices: {**meta, "object": "chat.completion.chunk", "choices": choices, **usage}
+    done, started = [], False
+    for index, kind, value in generation.events():
+        if not started:  # after the first event: a model that cannot load fails before the stream starts
+            started = True
+            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                         for i in range(len(generation.requests))])
+        if kind == "done":
+            done.append(value)
+            yield chunk([{"index": index, "delta": {}, "finish_reason": value.finish_reason}])
+        else:
+            key = "reasoning_content" if kind == "reasoning" else "content"
+            yield chunk([{"index": index, "delta": {key: value}, "finish_reason": None}])
+    if include_usage:
+        yield {**meta, "object": "chat.completion.chunk", "choices": [], "usage": _usage(prompt_tokens, done)}
+
+
+def _text_chunks(generation: Generation, meta: dict, prompt_tokens: int, body: dict):
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    usage = {"usage": None} if include_usage else {}
+    done = []
+    for index, kind, value in generation.events():
+        text, finish = ("", value.finish_reason) if kind == "done" else (value, None)
+        if kind == "done":
+            done.append(value)
+        yield {**meta, "object": "text_completion", "choices": [{"index": index, "text": text, "logprobs": None,
+                                                                 "finish_reason": finish}], **usage}
+    if include_usage:
+        yield {**meta, "object": "text_completion", "choices": [], "usage": _usage(prompt_tokens, done)}
+
+
+def _stream(generation: Generation, chunks) -> Response:
+    """Server-sent events. The first chunk is produced before answering, so a model that fails to
+    load is still a plain HTTP error; a failure later ends the stream with an error event."""
+    try:
+        first = next(chunks)
+    except BaseException:
+        generation.cancel()
+        raise
+
+    def body():
+        try:
+            yield _event(first)
+            for chunk in chunks:
+                yield _event(chunk)
+            yield "data: [DONE]\n\n"
+        except ServiceError as error:
+            yield _event({"error": {"message": error.message, "type": "server_error", "param": None,
+                                    "code": error.code}})
+        finally:
+            generation.cancel()  # the client went away (or all is done: then it changes nothing)
+
+    return Response(body(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                   "X-Accel-Buffering": "no"})
+
+
+def _event(chunk: dict) -> str:
+    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"

@@ -1,0 +1,132 @@
+"""The original system's inference endpoints, on the same engine as /v1.
+
+    POST /api/v1/predict         {"text", "max_length"?, "temperature"?, "model"?}   -> answer, reasoning, usage
+    POST /api/v1/generate        {"prompt", "max_new_tokens"?, "temperature"?, "top_p"?, "stop"?, "seed"?, "model"?}
+    POST /api/v1/generate/batch  {"prompts": [...], same knobs}                      -> {"results": [...]}
+
+`text` and `prompt` are a user message, sent through the model's chat template; `model` is as on
+/v1 (a served base, NAME, NAME:V or NAME@ALIAS) and defaults to the first served base model.
+`max_length` counts new tokens, as the original README used it. A batch's prompts are submitted
+together and decoded in one batch.
+"""
+
+from apiflask import APIBlueprint, Schema, fields, validators
+
+from llmft.api.auth import auth, principal
+from llmft.api.context import engine, settings
+from llmft.api.text import Text
+from llmft.data.normalize import Message
+from llmft.db.session import session_scope
+from llmft.errors import Invalid
+from llmft.serve.engine import Completion
+from llmft.serve.sampling import Sampling
+from llmft.serve.service import chat_prompt, check_limits, target_for
+
+bp = APIBlueprint("predict", __name__, tag="inference (original API)")
+
+
+class _Knobs(Schema):
+    model = Text(load_default=None, validate=validators.Length(1, 200),
+                 metadata={"description": "a served base, NAME, NAME:V or NAME@ALIAS; default: the first served base"})
+    temperature = fields.Float(load_default=0.6, validate=validators.Range(0, 2),
+                               metadata={"description": "0 = greedy; DeepSeek-R1 recommends 0.5-0.7"})
+    top_p = fields.Float(load_default=0.95, validate=validators.Range(0, 1, min_inclusive=False))
+    stop = fields.List(Text(validate=validators.Length(1, 200)), load_default=list, validate=validators.Length(max=4))
+    seed = fields.Integer(load_default=None, validate=validators.Range(0, 2**63 - 1))
+
+
+class PredictIn(_Knobs):
+    text = Text(required=True, validate=validators.Length(1, 200_000))
+    max_length = fields.Integer(load_default=None, validate=validators.Range(min=1),
+                                metadata={"description": "most new tokens"})
+
+
+class GenerateIn(_Knobs):
+    prompt = Text(required=True, validate=validators.Length(1, 200_000))
+    max_new_tokens = fields.Integer(load_default=None, validate=validators.Range(min=1))
+
+
+class BatchIn(_Knobs):
+    prompts = fields.List(Text(validate=validators.Length(1, 200_000)), required=True, validate=validators.Length(1, 64))
+    max_new_tokens = fields.Integer(load_default=None, validate=validators.Range(min=1))
+
+
+class Usage(Schema):
+    prompt_tokens = fields.Integer()
+    completion_tokens = fields.Integer()
+    total_tokens = fields.Integer()
+
+
+class AnswerOut(Schema):
+    model = fields.String(metadata={"description": "the version that answered (NAME:V) or the base"})
+    answer = fields.String(metadata={"description": "the answer, reasoning removed"})
+    text = fields.String(metadata={"description": "the same answer (the original API's field name)"})
+    reasoning = fields.String(allow_none=True, metadata={"description": "the model's thinking, apart"})
+    finish_reason = fields.String(metadata={"description": "stop or length"})
+    usage = fields.Nested(Usage)
+
+
+class BatchOut(Schema):
+    results = fields.List(fields.Nested(AnswerOut))
+
+
+@bp.post("/predict")
+@bp.auth_required(auth)
+@bp.input(PredictIn, arg_name="body")
+@bp.output(AnswerOut)
+@bp.doc(summary="Answer one text (original README)", responses={400: "a limit is passed", 404: "no such model",
+                                                                503: "busy"})
+def predict(body):
+    return _answer(body, [body["text"]], body["max_length"])[0]
+
+
+@bp.post("/generate")
+@bp.auth_required(auth)
+@bp.input(GenerateIn, arg_name="body")
+@bp.output(AnswerOut)
+@bp.doc(summary="Generate for one prompt (original system)", responses={400: "a limit is passed",
+                                                                        404: "no such model", 503: "busy"})
+def generate(body):
+    return _answer(body, [body["prompt"]], body["max_new_tokens"])[0]
+
+
+@bp.post("/generate/batch")
+@bp.auth_required(auth)
+@bp.input(BatchIn, arg_name="body")
+@bp.output(BatchOut)
+@bp.doc(summary="Generate for several prompts, decoded together (original system)",
+        responses={400: "a limit is passed", 404: "no such model", 503: "busy"})
+def generate_batch(body):
+    return {"results": _answer(body, body["prompts"], body["max_new_tokens"])}
+
+
+def _answer(body: dict, texts: list[str], max_tokens: int | None) -> list[dict]:
+    current, inference = settings(), engine()
+    model = body["model"] or next(iter(current.served_base_models), None)
+    if model is None:
+        raise Invalid("model is required (INFERENCE_BASE_MODELS names no default)", details={"param": "model"})
+    with session_scope(current.sqlalchemy_url) as session:
+        target = target_for(session, principal=principal(), model=model, settings=current, engine=inference)
+    tokenizer = inference.tokenizer(target.base_model)
+    prompts = [chat_prompt(tokenizer, [Message("user", text)]) for text in texts]
+    budgets = [check_limits(ids, max_tokens=max_tokens, settings=current, param="text") for ids, _ in prompts]
+    generations = []
+    try:
+        for (ids, reasoning_open), budget in zip(prompts, budgets):
+            sampling = Sampling(max_new_tokens=budget, temperature=body["temperature"], top_p=body["top_p"],
+                                stop=tuple(body["stop"]), seed=body["seed"])
+            generations.append(inference.submit(target, ids, sampling, reasoning_open=reasoning_open,
+                                                timeout=current.inference_timeout_seconds))
+        results = [generation.results()[0] for generation in generations]
+    finally:
+        for generation in generations:
+            generation.cancel()  # a failure or a disconnect: the others leave their batch too
+    return [_out(target.label, result, reasoning_open) for result, (_, reasoning_open) in zip(results, prompts)]
+
+
+def _out(label: str, result: Completion, reasoning_open: bool) -> dict:
+    usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+             "total_tokens": result.prompt_tokens + result.completion_tokens}
+    return {"model": label, "answer": result.content, "text": result.content,
+            "reasoning": result.reasoning if reasoning_open or result.reasoning else None,
+            "finish_reason": result.finish_reason, "usage": usage}

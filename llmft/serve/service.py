@@ -1,0 +1,136 @@
+"""Inference requests as plain functions: what a model name means, the prompt, the limits.
+
+    target = target_for(session, principal=p, model="support-bot@production", settings=s, engine=e)
+    prompt_ids, reasoning_open = chat_prompt(tokenizer, chat_messages(body["messages"]))
+    check_limits(prompt_ids, max_tokens=64, n=1, settings=s)
+    generation = engine.submit(target, prompt_ids, Sampling(...), reasoning_open=reasoning_open)
+
+A model is named as a served base (`tiny-r1`), a version (`NAME:V`), an alias (`NAME@ALIAS`,
+looked up on every request, so moving the alias switches what it serves with no restart), or a
+bare `NAME` (its newest version). Names are scoped to the caller's tenant. A version's files are
+checked against their recorded hashes before it is first loaded.
+"""
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from llmft.auth.keys import Principal
+from llmft.data.normalize import Message
+from llmft.data.render import generation_prompt
+from llmft.db.models import ModelAlias, ModelVersion, RegisteredModel
+from llmft.errors import Conflict, Invalid, NotFound, ServiceError
+from llmft.models.r1_tokenizer import THINK_OPEN
+from llmft.registry import service as registry
+from llmft.registry.artifacts import IntegrityError, artifacts_dir
+from llmft.serve.engine import Engine, Target
+from llmft.settings import Settings
+
+ROLES = ("system", "developer", "user", "assistant")
+
+
+class ContextTooLong(ServiceError):
+    status, code = 400, "context_length_exceeded"
+
+
+def target_for(session: Session, *, principal: Principal, model: str, settings: Settings, engine: Engine) -> Target:
+    if model in settings.served_base_models:
+        return Target(key=f"base:{model}", label=model, base_model=model)
+    try:
+        if ":" in model or "@" in model:
+            registered, version = registry.resolve(session, principal=principal, ref=model)
+        else:
+            registered, version = _newest(session, principal, model)
+    except (NotFound, Invalid):
+        raise NotFound(f"no model {model!r}: name a served base ({', '.join(settings.served_base_models)}), "
+                       f"NAME, NAME:VERSION or NAME@ALIAS of your models (GET /v1/models lists them)",
+                       details={"param": "model"}, code="model_not_found") from None
+    if not engine.is_loaded(version.id):
+        try:
+            folder = registry.verified_folder(settings.llmft_home, version)
+        except IntegrityError as error:
+            raise Conflict(f"{registered.name}:{version.version} failed its integrity check and is not served: "
+                           f"{error}", details={"param": "model"}, code="integrity_error") from None
+    else:
+        folder = artifacts_dir(settings.llmft_home, version.tenant_id, version.id)
+    return Target(key=version.id, label=f"{registered.name}:{version.version}", base_model=registered.base_model,
+                  kind=version.kind, folder=folder)
+
+
+def _newest(session: Session, principal: Principal, name: str) -> tuple[RegisteredModel, ModelVersion]:
+    registered = registry.get_model(session, principal=principal, name=name)
+    newest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == registered.id))
+    if newest is None:
+        raise NotFound(f"{name} has no versions")
+    return registry.get_version(session, principal=principal, name=registered.name, version=newest)
+
+
+def served_models(session: Session, *, principal: Principal, settings: Settings) -> list[dict]:
+    """What `model` may name: served bases, then every version and alias of the tenant's models."""
+    out = [{"id": name, "object": "model", "created": 0, "owned_by": "llmft"} for name in settings.served_base_models]
+    models = session.scalars(select(RegisteredModel).where(RegisteredModel.tenant_id == principal.tenant_id)
+                             .order_by(RegisteredModel.name)).all()
+    for model in models:
+        versions = session.scalars(select(ModelVersion).where(ModelVersion.model_id == model.id)
+                                   .order_by(ModelVersion.version)).all()
+        numbers = {version.id: version.version for version in versions}
+        for version in versions:
+            out.append({"id": f"{model.name}:{version.version}", "object": "model",
+                        "created": int(version.created_at.timestamp()), "owned_by": principal.tenant_name,
+                        "kind": version.kind, "base_model": model.base_model})
+        aliases = session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id)
+                                  .order_by(ModelAlias.alias)).all()
+        for alias in aliases:
+            out.append({"id": f"{model.name}@{alias.alias}", "object": "model",
+                        "created": int(alias.updated_at.timestamp()) if alias.updated_at else 0,
+                        "owned_by": principal.tenant_name, "points_to": f"{model.name}:{numbers[alias.version_id]}"})
+    return out
+
+
+def chat_messages(raw: list[dict]) -> list[Message]:
+    """OpenAI chat messages to ours: content as a string or a list of text parts; roles checked."""
+    messages = []
+    for index, item in enumerate(raw):
+        role, content = item.get("role"), item.get("content")
+        if role not in ROLES:
+            raise Invalid(f"messages[{index}].role is {role!r}; llmft serves {', '.join(ROLES)}",
+                          details={"param": f"messages[{index}].role"})
+        if isinstance(content, list):
+            if not all(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                       for part in content):
+                raise Invalid(f"messages[{index}].content: only text parts ({{'type': 'text', 'text': ...}}) "
+                              "are served", details={"param": f"messages[{index}].content"})
+            content = "".join(part["text"] for part in content)
+        if content is None and role == "assistant":
+            content = ""
+        if not isinstance(content, str):
+            raise Invalid(f"messages[{index}].content must be a string or a list of text parts",
+                          details={"param": f"messages[{index}].content"})
+        messages.append(Message("system" if role == "developer" else role, content, item.get("reasoning_content")))
+    if not messages:
+        raise Invalid("messages is empty", details={"param": "messages"})
+    return messages
+
+
+def chat_prompt(tokenizer, messages: list[Message]) -> tuple[list[int], bool]:
+    """Token ids of the generation prompt, and whether it ends inside an open think block."""
+    prompt = generation_prompt(tokenizer, messages)
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"], prompt.endswith(THINK_OPEN + "\n")
+
+
+def text_prompt(tokenizer, text: str) -> list[int]:
+    """A raw completion prompt: the text as is, after the model's BOS token when it has one."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
+
+
+def check_limits(prompt_ids: list[int], *, max_tokens: int | None, settings: Settings, param: str = "messages") -> int:
+    """The new-token budget for this request, or a 400 naming the limit (before any work is queued)."""
+    if len(prompt_ids) > settings.inference_max_input_tokens:
+        raise ContextTooLong(f"the prompt has {len(prompt_ids)} tokens; the limit is "
+                             f"{settings.inference_max_input_tokens} (INFERENCE_MAX_INPUT_TOKENS)",
+                             details={"param": param, "prompt_tokens": len(prompt_ids)})
+    if max_tokens is not None and max_tokens > settings.inference_max_new_tokens:
+        raise Invalid(f"max_tokens is {max_tokens}; the limit is {settings.inference_max_new_tokens} "
+                      "(INFERENCE_MAX_NEW_TOKENS)", details={"param": "max_tokens"}, code="invalid_value")
+    return max_tokens if max_tokens is not None else min(settings.inference_default_max_tokens,
+                                                         settings.inference_max_new_tokens)
