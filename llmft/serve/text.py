@@ -15,6 +15,7 @@ Stop strings apply to the answer only: a stop of "\\n" must not end a model that
 
 from llmft.evaluate.metrics import THINK_CLOSE, THINK_OPEN
 
+HELD_BLANKS = 8  # at most this much trailing whitespace waits to see whether `</think>` follows
 Delta = tuple[str, str]  # (channel: "reasoning" | "content", text)
 
 
@@ -30,6 +31,7 @@ class OutputText:
         # "maybe": not yet known whether the model opens a think block itself; "reasoning"; "content".
         self.state = "reasoning" if reasoning_open else ("maybe" if split_reasoning else "content")
         self.pending = ""          # text received but not yet emitted (a possible tag or stop prefix)
+        self.reasoning_started = False
         self.answer_started = False
 
     def add(self, token: int) -> list[Delta]:
@@ -54,12 +56,17 @@ class OutputText:
             if self.state == "maybe":
                 stripped = self.pending.lstrip()
                 if stripped.startswith(THINK_OPEN):
-                    self.pending, self.state = stripped[len(THINK_OPEN):].lstrip("\n"), "reasoning"
+                    self.pending, self.state = stripped[len(THINK_OPEN):], "reasoning"
                 elif THINK_OPEN.startswith(stripped) and not final:
                     break
                 else:
                     self.state = "content"
             elif self.state == "reasoning":
+                if not self.reasoning_started:
+                    self.pending = self.pending.lstrip()
+                    if not self.pending:
+                        break
+                    self.reasoning_started = True
                 index = self.pending.find(THINK_CLOSE)
                 if index >= 0:
                     self._emit(out, "reasoning", self.pending[:index].rstrip())
@@ -67,7 +74,7 @@ class OutputText:
                     continue
                 # Held back: a possible start of `</think>`, and trailing blanks (dropped if the tag follows).
                 keep = 0 if final else max(_partial_suffix(self.pending, (THINK_CLOSE,)),
-                                           len(self.pending) - len(self.pending.rstrip()))
+                                           min(len(self.pending) - len(self.pending.rstrip()), HELD_BLANKS))
                 self._emit(out, "reasoning", self.pending[:len(self.pending) - keep])
                 self.pending = self.pending[len(self.pending) - keep:]
                 break
