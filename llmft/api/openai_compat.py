@@ -155,7 +155,7 @@ def _openai_errors(response):
     status = 400 if response.status_code == 422 else response.status_code
     param, message = _param_and_message(error)
     body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param,
-                      "code": error.get("code")}}
+                      "code": error.get("code"), "details": error["details"]}}  # details: our own shape, kept
     response.set_data(json.dumps(body, ensure_ascii=False))
     response.status_code = status
     return response
