@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import torch
 
 
+GREEDY_BELOW = 1e-4  # a temperature this small is greedy (dividing by less overflows float32)
+
+
 @dataclass(frozen=True)
 class Sampling:
     max_new_tokens: int = 256
@@ -25,7 +28,7 @@ def choose(logits: torch.Tensor, samplings: list[Sampling], generators: list[tor
     logits = logits.float()
     tokens = logits.argmax(dim=-1).tolist()
     for row, sampling in enumerate(samplings):
-        if sampling.temperature > 0:
+        if sampling.temperature >= GREEDY_BELOW:
             tokens[row] = _sample(logits[row], sampling, generators[row])
     return tokens
 

@@ -27,7 +27,7 @@ def server_env(tmp_path_factory, tiny_model_dir, request) -> dict:
     (home / "models").mkdir()
     (home / "models" / "tiny-r1").symlink_to(tiny_model_dir)
     env = {**os.environ, "LLMFT_HOME": str(home), "MAX_UPLOAD_MB": "2", "RATE_LIMIT": "10000/minute",
-           "INFERENCE_MAX_INPUT_TOKENS": "512", "INFERENCE_MAX_NEW_TOKENS": "256"}
+           "INFERENCE_MAX_INPUT_TOKENS": "512", "INFERENCE_MAX_NEW_TOKENS": "64", "INFERENCE_DEFAULT_MAX_TOKENS": "16"}
     if os.environ.get("LLMFT_TEST_DATABASE") == "postgres":
         url = request.getfixturevalue("postgres_url")
         request.getfixturevalue("reset_postgres")(url)

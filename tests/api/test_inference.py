@@ -85,7 +85,8 @@ def test_models_completions_and_sampling_options(client, versions):
     text = client.completions.create(model="qa-bot:1", prompt="Two and", max_tokens=5, temperature=0)
     assert text.choices[0].text and text.usage.completion_tokens == 5 and text.choices[0].finish_reason == "length"
     messages = [{"role": "user", "content": QUESTION}]
-    stopped = client.chat.completions.create(model="qa-bot:1", messages=messages, temperature=0, stop=["is"])
+    stopped = client.chat.completions.create(model="qa-bot:1", messages=messages, temperature=0, stop=["is"],
+                                             max_tokens=64)
     assert stopped.choices[0].message.content == "The answer " and stopped.choices[0].finish_reason == "stop"
     sampled = [client.chat.completions.create(model="tiny-r1", messages=messages, temperature=1.0, top_p=0.9,
                                               seed=11, max_tokens=8, n=2) for _ in range(2)]

@@ -68,3 +68,11 @@ def test_greedy_and_nucleus_choices():
     wide = Sampling(temperature=1.0, seed=3)
     draws = {choose(logits[1:], [wide], [generator_for(wide, "cpu")])[0] for _ in range(5)}
     assert draws == {choose(logits[1:], [wide], [generator_for(wide, "cpu")])[0]}  # a seed repeats
+
+
+def test_a_vanishing_temperature_is_greedy_not_an_overflow():
+    import torch
+
+    logits = torch.tensor([[0.0, 50.0, 49.0]])
+    tiny = Sampling(temperature=2e-237, seed=1)
+    assert choose(logits, [tiny], [generator_for(tiny, "cpu")]) == [1]
