@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
-    serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    serve.add_argument("--threads", type=int, default=32,
+                       help="threads per worker process (a streaming answer holds one while it streams)")
     serve.add_argument("--no-worker", action="store_true", help="do not start a job worker beside the API")
     serve.set_defaults(run=_serve)
 

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         "Longest a generation may take, waiting included: a waiting one then fails with 503, a running one ends."))
     inference_backend: str = Field("torch", pattern="^(torch|vllm)$", description=(
         "torch (the default, CPU or GPU) or vllm (GPU, `pip install llmft[vllm]`)."))
+    inference_vllm_gpu_fraction: float = Field(0.85, gt=0, le=1, description=(
+        "vllm backend: share of GPU memory each vLLM engine takes (one per base model and per full version)."))
     host: str = Field("127.0.0.1", description="Address llmft serve listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port llmft serve listens on.")
 

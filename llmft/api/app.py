@@ -8,6 +8,7 @@ OpenAPI at /openapi.json, Swagger UI at /docs. Nothing heavy happens at import t
 """
 
 import hashlib
+import importlib.util
 import logging
 import time
 
@@ -17,12 +18,16 @@ from flask_limiter import Limiter
 
 from llmft import __version__
 from llmft.api.errors import ERROR_SCHEMA, error_body, install_error_handlers
+from llmft.config import ConfigError
 from llmft.db.session import create_schema
 from llmft.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None) -> APIFlask:
     settings = settings or load_settings()
+    if settings.inference_backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("INFERENCE_BACKEND=vllm but vLLM is not installed: pip install 'llmft[vllm]' (CUDA only), "
+                          "or unset INFERENCE_BACKEND for the default torch engine")
     app = APIFlask("llmft", title="llmft API", version=__version__, docs_path="/docs", spec_path="/openapi.json",
                    docs_ui="swagger-ui")
     app.config.update(

@@ -3,8 +3,10 @@
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# One process: the inference engine (the model weights) lives in it; each more process holds another copy.
+# Threads serve concurrent requests; a streaming answer holds one for its whole length.
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 worker_class = "gthread"
 timeout = 120
 accesslog = "-"

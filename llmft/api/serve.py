@@ -1,6 +1,6 @@
 """`llmft serve`: the API under gunicorn (threads, so streaming responses do not block others).
 
-    llmft serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--threads 8]
+    llmft serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--threads 32]
 
 Production: `gunicorn -c llmft/api/gunicorn_conf.py 'llmft.api.app:create_app()'`.
 """
@@ -24,7 +24,7 @@ class _Gunicorn(BaseApplication):
         return create_app(self.settings)
 
 
-def serve(settings: Settings, *, workers: int = 1, threads: int = 8) -> None:
+def serve(settings: Settings, *, workers: int = 1, threads: int = 32) -> None:
     _Gunicorn(settings, {"bind": f"{settings.host}:{settings.port}", "workers": workers, "threads": threads,
                          "worker_class": "gthread", "timeout": 120, "accesslog": "-",
                          "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'}).run()

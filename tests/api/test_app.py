@@ -79,3 +79,10 @@ def test_readiness_needs_a_live_worker_and_a_reachable_broker(tmp_path):
     down = load_settings(llmft_home=tmp_path, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
     response = create_app(down).test_client().get("/readyz")
     assert response.status_code == 503 and response.json["checks"]["broker"].startswith("error")
+
+
+def test_the_vllm_backend_without_vllm_is_a_config_error_at_start(tmp_path):
+    with pytest.raises(ConfigError, match="pip install 'llmft\\[vllm\\]'"):
+        create_app(load_settings(llmft_home=tmp_path, inference_backend="vllm"))
+    with pytest.raises(ConfigError, match="INFERENCE_BACKEND"):
+        load_settings(llmft_home=tmp_path, inference_backend="tgi")

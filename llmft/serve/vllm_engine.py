@@ -1,0 +1,133 @@
+"""The optional vLLM backend for GPU deployments, behind the same calls as `Engine`.
+
+    pip install 'llmft[vllm]'            # on a CUDA machine
+    INFERENCE_BACKEND=vllm llmft serve
+
+vLLM does the batching (paged attention, continuous batching, CUDA graphs). A base model and its
+LoRA versions share one vLLM engine (`enable_lora`, one `LoRARequest` per version); a full-weight
+version gets an engine of its own, so size INFERENCE_VLLM_GPU_FRACTION for how many you serve at
+once. Prompts, reasoning separation, stop strings, usage and errors are the ones the default
+engine uses (`OutputText`, `Generation`), so the API cannot tell the two apart.
+
+Not exercised by the test suite: CI has no GPU. The default torch engine is the tested path.
+"""
+
+import asyncio
+import itertools
+import queue
+import threading
+import time
+import uuid
+from dataclasses import replace
+
+from transformers import AutoTokenizer
+
+from llmft.models.resolve import resolve_model, weights_source
+from llmft.serve.engine import Busy, Completion, Generation, Request, Target
+from llmft.serve.sampling import Sampling
+from llmft.serve.text import OutputText
+from llmft.settings import Settings
+
+
+class VllmEngine:
+    def __init__(self, settings: Settings):
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise RuntimeError("INFERENCE_BACKEND=vllm needs vLLM on a CUDA machine: pip install 'llmft[vllm]'") from None
+        self.settings = settings
+        self.max_waiting = settings.inference_max_waiting
+        self._engines: dict[str, object] = {}
+        self._adapters: dict[str, object] = {}  # version id -> LoRARequest
+        self._lora_ids = itertools.count(1)
+        self._tokenizers: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._running = 0
+        self.stats = {"requests": 0, "tokens": 0}
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="llmft-vllm", daemon=True).start()
+
+    def tokenizer(self, base_model: str):
+        with self._lock:
+            if base_model not in self._tokenizers:
+                self._tokenizers[base_model] = AutoTokenizer.from_pretrained(resolve_model(base_model))
+            return self._tokenizers[base_model]
+
+    def is_loaded(self, key: str) -> bool:
+        return key in self._engines or key in self._adapters
+
+    def loaded(self) -> list[dict]:
+        return [{"key": key, "kind": "vllm"} for key in [*self._engines, *self._adapters]]
+
+    def submit(self, target: Target, prompt_ids: list[int], sampling: Sampling, *, reasoning_open: bool,
+               split_reasoning: bool = True, timeout: float = 120.0, n: int = 1) -> Generation:
+        with self._lock:
+            if self._running + n > self.max_waiting:
+                raise Busy(f"{self._running} generations are running (INFERENCE_MAX_WAITING={self.max_waiting})")
+            self._running += n
+            self.stats["requests"] += 1
+        events: queue.Queue = queue.Queue()
+        deadline = time.monotonic() + timeout
+        requests = [Request(target, prompt_ids, replace(sampling, seed=None if sampling.seed is None else sampling.seed + i),
+                            reasoning_open, split_reasoning, deadline, i, events) for i in range(n)]
+        for request in requests:
+            asyncio.run_coroutine_threadsafe(self._run(request), self._loop)
+        return Generation(requests, events)
+
+    async def _run(self, request: Request) -> None:
+        from vllm import SamplingParams
+
+        try:
+            engine, lora = self._engine_for(request.target)
+            sampling = request.sampling
+            params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                                    top_p=sampling.top_p, seed=sampling.seed)
+            text = OutputText(self.tokenizer(request.target.base_model), reasoning_open=request.reasoning_open,
+                              split_reasoning=request.split_reasoning, stop=sampling.stop)
+            request_id, seen, first, finish = uuid.uuid4().hex, 0, None, "length"
+            async for output in engine.generate({"prompt_token_ids": request.prompt_ids}, params, request_id,
+                                                lora_request=lora):
+                tokens = output.outputs[0].token_ids
+                first = first or time.monotonic()
+                for token in tokens[seen:]:
+                    for delta in text.add(token):
+                        request._put(*delta)
+                seen = len(tokens)
+                if output.finished:
+                    finish = "stop" if output.outputs[0].finish_reason == "stop" else "length"
+                if text.stopped or request.cancelled or time.monotonic() > request.deadline:
+                    finish = "stop" if text.stopped else "length"
+                    await engine.abort(request_id)
+                    break
+            if not request.cancelled:
+                for delta in text.finish():
+                    request._put(*delta)
+                self.stats["tokens"] += seen
+                request._put("done", Completion(
+                    reasoning="".join(text.reasoning), content="".join(text.content), finish_reason=finish,
+                    prompt_tokens=len(request.prompt_ids), completion_tokens=seen,
+                    time_to_first_token=first - request.created if first else None, token_ids=list(text.ids)))
+        except Exception as error:  # one request fails; the engine goes on
+            request._put("error", error)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _engine_for(self, target: Target):
+        from vllm import AsyncEngineArgs, AsyncLLMEngine
+        from vllm.lora.request import LoRARequest
+
+        key = f"base:{target.base_model}" if target.kind in ("base", "adapter") else target.key
+        if key not in self._engines:
+            source = weights_source(target.base_model) if target.kind in ("base", "adapter") else str(target.folder)
+            args = AsyncEngineArgs(model=source, enable_lora=target.kind != "full", max_loras=8, max_lora_rank=64,
+                                   gpu_memory_utilization=self.settings.inference_vllm_gpu_fraction,
+                                   max_model_len=self.settings.inference_max_input_tokens
+                                   + self.settings.inference_max_new_tokens, trust_remote_code=False)
+            self._engines[key] = AsyncLLMEngine.from_engine_args(args)
+        lora = None
+        if target.kind == "adapter":
+            if target.key not in self._adapters:
+                self._adapters[target.key] = LoRARequest(target.key, next(self._lora_ids), str(target.folder))
+            lora = self._adapters[target.key]
+        return self._engines[key], lora
