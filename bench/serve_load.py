@@ -3,15 +3,18 @@
     .venv/bin/python bench/serve_load.py [--max-tokens 64] [--clients 1,4,8,16] [--requests N] [--json out.json]
 
 One run, in a fresh $LLMFT_HOME:
-  sequential generate  in this process, one prompt at a time: `model.generate(..., do_sample=False)` with
-                       min_new_tokens = max_new_tokens = M, so every request makes exactly M tokens
+  sequential generate  in this process, one prompt at a time: `model.generate(..., do_sample=True,
+                       temperature=1, top_k=0)` with min_new_tokens = max_new_tokens = M, so every request
+                       makes exactly M tokens
   server c=N           `llmft serve --threads 64` in a subprocess (continuous batching), N client threads
-                       sending streaming chat completions (temperature 0, max_tokens M) one after another
+                       sending streaming chat completions (temperature 1, max_tokens M) one after another
                        from a shared queue of R requests (default R = max(16, 2N))
 Both sides get the same chat prompts (first user messages of data/sample/brokerage_support.jsonl, rendered
 by the server's own `chat_prompt`). The baseline runs before the server starts, so the two never compete
 for the CPU. Prints output tokens/s, the ratio to sequential generate, p50/p95 latency and time to first
-token, and whether the server at 8 clients reaches 3x sequential generate.
+token, and whether the server at 8 clients reaches 3x sequential generate. Both sides sample at
+temperature 1: greedy decoding of the random tiny model yields only newlines, which stream as no text,
+so the server's time to first token could not be seen.
 """
 
 import argparse
@@ -102,7 +105,8 @@ def sequential_generate(prompts: list[str], max_tokens: int) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
     inputs = [torch.tensor([chat_prompt(tokenizer, [Message("user", text)])[0]]) for text in prompts]
-    options = {"max_new_tokens": max_tokens, "min_new_tokens": max_tokens, "do_sample": False,
+    options = {"max_new_tokens": max_tokens, "min_new_tokens": max_tokens, "do_sample": True,
+               "temperature": 1.0, "top_p": 1.0, "top_k": 0,
                "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id}
     latencies, ttfts, tokens = [], [], []
     with torch.inference_mode():
@@ -120,9 +124,9 @@ def sequential_generate(prompts: list[str], max_tokens: int) -> dict:
 
 def start_server(home: Path, port: int | None) -> tuple[subprocess.Popen, int]:
     port = port or free_port()
-    log = open(home / "server.log", "w")
     command = [sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "64"]
-    server = subprocess.Popen(command, cwd=home, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    with open(home / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen(command, cwd=home, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -162,7 +166,7 @@ def one_request(client, text: str, max_tokens: int) -> tuple[float, float | None
     """Latency, time to first reasoning/content delta, and usage.completion_tokens of one streamed chat."""
     start, first, tokens = time.perf_counter(), None, None
     stream = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=max_tokens, temperature=0,
+        model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=max_tokens, temperature=1.0,
         stream=True, stream_options={"include_usage": True})
     for chunk in stream:
         if chunk.usage is not None:
@@ -210,11 +214,11 @@ def summarize(mode: str, wall: float, latencies, ttfts, tokens) -> dict:
             "missing_ttft": len(latencies) - len(ttfts)}
 
 
-def percentile(values, q: float) -> float:
-    """Linear interpolation between the closest ranks (numpy's default)."""
+def percentile(values, q: float) -> float | None:
+    """Linear interpolation between the closest ranks (numpy's default); None without values."""
     ordered = sorted(values)
     if not ordered:
-        return float("nan")
+        return None
     position = (len(ordered) - 1) * q / 100
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
@@ -228,13 +232,21 @@ def report(rows: list[dict], args) -> None:
     header = (f"{'mode':<20} {'requests':>8} {'tokens':>7} {'tok/s':>8} {'ratio':>6} {'p50 lat':>8} {'p95 lat':>8}"
               f" {'p50 TTFT':>9} {'p95 TTFT':>9}")
     print(f"\n{header}\n{'-' * len(header)}")
+
+    def seconds(value, width):
+        return f"{value:>{width - 1}.3f}s" if value is not None else f"{'n/a':>{width}}"
+
     for r in rows:
         print(f"{r['mode']:<20} {r['requests']:>8} {r['tokens']:>7} {r['tokens_per_s']:>8.1f} {r['ratio']:>5.2f}x"
-              f" {r['latency_p50_s']:>7.3f}s {r['latency_p95_s']:>7.3f}s {r['ttft_p50_s']:>8.3f}s {r['ttft_p95_s']:>8.3f}s")
+              f" {seconds(r['latency_p50_s'], 8)} {seconds(r['latency_p95_s'], 8)}"
+              f" {seconds(r['ttft_p50_s'], 9)} {seconds(r['ttft_p95_s'], 9)}")
     for r in rows:
-        if r["tokens_min"] != args.max_tokens or r["tokens_max"] != args.max_tokens or r["missing_ttft"]:
-            print(f"note: {r['mode']}: tokens per request {r['tokens_min']}..{r['tokens_max']} "
-                  f"(asked {args.max_tokens}), {r['missing_ttft']} without a first delta")
+        if r["tokens_min"] != args.max_tokens or r["tokens_max"] != args.max_tokens:
+            print(f"note: {r['mode']}: {r['tokens_min']}..{r['tokens_max']} tokens per request "
+                  f"(asked {args.max_tokens})")
+        if r["missing_ttft"]:
+            print(f"note: {r['mode']}: {r['missing_ttft']} of {r['requests']} streams had no non-empty "
+                  "reasoning/content delta, so no TTFT (text that is only whitespace streams as nothing)")
     target = next((r for r in rows if r["mode"] == f"server c={TARGET_CLIENTS}"), None)
     if target is None:
         print(f"target: server at {TARGET_CLIENTS} clients not measured")

@@ -2,8 +2,8 @@
 
     tokens = choose(logits, [Sampling(temperature=0), Sampling(temperature=0.7, top_p=0.9)], generators)
 
-Each sampled row draws from its own `torch.Generator`, so a request with a `seed` gets the same
-tokens whichever other requests share its batch.
+Each sampled row draws from its own `torch.Generator`; a request with a `seed` gets the same tokens
+whichever other requests share its batch (see `choose`).
 """
 
 from dataclasses import dataclass
@@ -24,23 +24,49 @@ class Sampling:
 
 
 def choose(logits: torch.Tensor, samplings: list[Sampling], generators: list[torch.Generator]) -> list[int]:
-    """One token per row of `logits` [rows, vocab]."""
+    """One token per row of `logits` [rows, vocab]: one batched softmax, then per row an inverse-CDF draw
+    (one uniform number: far cheaper than `multinomial` over 152k tokens), or for a seeded row a draw that
+    does not depend on which other rows share the batch."""
     logits = logits.float()
     tokens = logits.argmax(dim=-1).tolist()
-    for row, sampling in enumerate(samplings):
-        if sampling.temperature >= GREEDY_BELOW:
-            tokens[row] = _sample(logits[row], sampling, generators[row])
+    rows = [row for row, sampling in enumerate(samplings) if sampling.temperature >= GREEDY_BELOW]
+    if not rows:
+        return tokens
+    temperatures = torch.tensor([samplings[row].temperature for row in rows], device=logits.device)
+    probs = torch.softmax(logits[rows] / temperatures[:, None], dim=-1)
+    for j, row in enumerate(rows):
+        generator = generators[row]
+        candidates, ids = _nucleus(probs[j], samplings[row].top_p)
+        if samplings[row].seed is None:
+            cdf = candidates.cumsum(0)
+            draw = torch.rand((), generator=generator, device=generator.device) * cdf[-1]
+            pick = min(int(torch.searchsorted(cdf, draw.reshape(1), right=True)), len(cdf) - 1)
+        else:
+            # Seeded: an exponential race (argmax p / Exp(1), one draw per token in token-id order). A
+            # cumulative sum moves with the last digits of the logits, which change with the batch; each
+            # token's own comparison does not, so a seed gives the same tokens whatever shares the batch.
+            if ids is not None:
+                ids, order = ids.sort()
+                candidates = candidates[order]
+            noise = torch.rand(candidates.shape, generator=generator, device=generator.device).clamp_(min=1e-12)
+            pick = int((candidates / -noise.log()).argmax())
+        tokens[row] = int(ids[pick]) if ids is not None else pick
     return tokens
 
 
-def _sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> int:
-    probs = torch.softmax(logits / sampling.temperature, dim=-1)
-    if sampling.top_p < 1.0:
-        sorted_probs, order = probs.sort(descending=True)
-        before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the tokens ranked above each one
-        sorted_probs[before >= sampling.top_p] = 0.0     # keep the smallest set reaching top_p (at least one)
-        return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
-    return int(torch.multinomial(probs, 1, generator=generator))
+def _nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The smallest most-likely set of tokens whose mass reaches top_p (all tokens when top_p is 1).
+    Looks at the top 256, then 4x more, before sorting everything: a full sort costs ~8 ms a row."""
+    if top_p >= 1.0:
+        return probs, None
+    size = 256
+    while True:
+        values, ids = probs.topk(min(size, probs.numel()))
+        mass = values.cumsum(0)
+        if mass[-1] >= top_p or size >= probs.numel():
+            keep = (mass - values) < top_p  # a token stays if the mass ranked above it is short of top_p
+            return values[keep], ids[keep]
+        size *= 4
 
 
 def generator_for(sampling: Sampling, device: str) -> torch.Generator:
