@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default="worker", help="worker name (hostname is appended)")
     worker.set_defaults(run=_worker)
 
+    db = commands.add_parser("db", help="database schema").add_subparsers(title="db commands")
+    db_upgrade = db.add_parser("upgrade", help="migrate the database (DATABASE_URL or $LLMFT_HOME's SQLite) to the "
+                                               "current schema")
+    db_upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
+    db_upgrade.set_defaults(run=_db_upgrade)
+    db.add_parser("current", help="print the database's schema revision").set_defaults(run=_db_current)
+
     keys = commands.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
     create_key = keys.add_parser("create", help="create a key (printed once) for a tenant, creating the tenant")
     create_key.add_argument("--tenant", required=True)
@@ -182,6 +189,38 @@ def _worker(args) -> int:
 
     start_worker(load_settings(), name=args.name)
     return 0
+
+
+def _db_upgrade(args) -> int:
+    from llmft.db.migrate import upgrade
+    from llmft.settings import load_settings
+
+    settings = load_settings()
+    before = _db_revision(settings.sqlalchemy_url)
+    after = upgrade(settings.sqlalchemy_url, args.revision)
+    print(f"llmft: database schema {before or 'empty'} -> {after}", file=sys.stderr)
+    return 0
+
+
+def _db_current(args) -> int:
+    from llmft.db.migrate import head
+    from llmft.settings import load_settings
+
+    revision = _db_revision(load_settings().sqlalchemy_url)
+    print(f"{revision or 'empty'} (head {head()})")
+    return 0
+
+
+def _db_revision(url: str) -> str | None:
+    from sqlalchemy import inspect
+
+    from llmft.db.migrate import BASELINE, current
+    from llmft.db.session import engine_for
+
+    tables = set(inspect(engine_for(url)).get_table_names())
+    if tables and "alembic_version" not in tables:
+        return f"{BASELINE} (made before migrations, not stamped)"
+    return current(url)
 
 
 def _keys_create(args) -> int:

@@ -7,8 +7,6 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from llmft.db.models import Base
-
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -34,13 +32,11 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 
 def create_schema(url: str) -> None:
-    """Create missing tables. It adds no column to a table that exists: a database made by an earlier
-    llmft needs migrations (Alembic, not yet here) or a fresh $LLMFT_HOME."""
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
+    """Bring the database to the current schema: the Alembic migrations in `llmft/db/migrations`
+    (an empty database gets every table; one made by an earlier llmft gets what it lacks)."""
+    from llmft.db.migrate import upgrade
 
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    Base.metadata.create_all(engine_for(url))
+    upgrade(url)
 
 
 @contextmanager

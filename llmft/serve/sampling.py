@@ -65,6 +65,7 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Ten
         mass = values.cumsum(0)
         if mass[-1] >= top_p or size >= probs.numel():
             keep = (mass - values) < top_p  # a token stays if the mass ranked above it is short of top_p
+            keep[0] = True                   # the most likely always (a top_p below float32's range keeps none)
             return values[keep], ids[keep]
         size *= 4
 

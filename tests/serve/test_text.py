@@ -76,3 +76,12 @@ def test_a_vanishing_temperature_is_greedy_not_an_overflow():
     logits = torch.tensor([[0.0, 50.0, 49.0]])
     tiny = Sampling(temperature=2e-237, seed=1)
     assert choose(logits, [tiny], [generator_for(tiny, "cpu")]) == [1]
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_a_vanishing_top_p_keeps_the_most_likely_token(seed):
+    import torch
+
+    logits = torch.tensor([[0.0, 3.0, 2.9]])
+    tiny = Sampling(temperature=1.6, top_p=1e-145, seed=seed)  # found by fuzzing: 1e-145 is 0 in float32
+    assert choose(logits, [tiny], [generator_for(tiny, "cpu")]) == [1]
