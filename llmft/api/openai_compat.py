@@ -26,7 +26,8 @@ from llmft.db.session import session_scope
 from llmft.errors import Invalid, ServiceError
 from llmft.serve.engine import Completion, Generation
 from llmft.serve.sampling import Sampling
-from llmft.serve.service import chat_messages, chat_prompt, check_limits, served_models, target_for, text_prompt
+from llmft.serve.service import (chat_messages, chat_prompt, check_limits, check_text, served_models, target_for,
+                                 text_prompt)
 
 bp = APIBlueprint("openai", __name__, tag="OpenAI-compatible")
 
@@ -131,6 +132,7 @@ def completions(body):
     if not isinstance(prompt, str):
         raise Invalid("prompt must be a string (a list of several prompts is not supported; send one request each)",
                       details={"param": "prompt"})
+    check_text(prompt, "prompt")
     target = _target(body["model"])
     prompt_ids = text_prompt(inference.tokenizer(target.base_model), prompt)
     generation = inference.submit(target, prompt_ids, _sampling(body, prompt_ids, "prompt"), reasoning_open=False,
@@ -198,7 +200,7 @@ def _stops(value) -> tuple[str, ...]:
     stops = [value] if isinstance(value, str) else value if value is not None else []
     if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and 0 < len(s) <= 200 for s in stops):
         raise Invalid("stop must be a string or a list of up to 4 non-empty strings", details={"param": "stop"})
-    return tuple(stops)
+    return tuple(check_text(stop, "stop") for stop in stops)
 
 
 def _message(result: Completion, reasoning_open: bool) -> dict:

@@ -105,10 +105,21 @@ def chat_messages(raw: list[dict]) -> list[Message]:
         if not isinstance(content, str):
             raise Invalid(f"messages[{index}].content must be a string or a list of text parts",
                           details={"param": f"messages[{index}].content"})
+        check_text(content, f"messages[{index}].content")
         messages.append(Message("system" if role == "developer" else role, content, item.get("reasoning_content")))
     if not messages:
         raise Invalid("messages is empty", details={"param": "messages"})
     return messages
+
+
+def check_text(text: str, param: str) -> str:
+    """Text a tokenizer can take: valid Unicode (no lone surrogates, which JSON can carry)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise Invalid(f"{param} is not valid Unicode text (a lone surrogate at character {error.start})",
+                      details={"param": param}) from None
+    return text
 
 
 def chat_prompt(tokenizer, messages: list[Message]) -> tuple[list[int], bool]:

@@ -111,6 +111,11 @@ def test_errors_are_the_clients_exception_types(client, server, keys, versions):
     with pytest.raises(openai.BadRequestError) as bad_role:
         client.chat.completions.create(model="qa-bot:1", messages=[{"role": "robot", "content": "x"}])
     assert bad_role.value.body["param"] == "messages[0].role"
+    for bad in ({"messages": [{"role": "user", "content": "a\ud800b"}]}, {"messages": messages, "stop": ["\udfff"]}):
+        # JSON can carry a lone surrogate (escaped); the openai client cannot even send one
+        response = requests.post(f"{server}/v1/chat/completions", headers={**auth(keys["alice"]),
+                                 "Content-Type": "application/json"}, data=json.dumps({"model": "qa-bot:1", **bad}))
+        assert response.status_code == 400 and "not valid Unicode" in response.json()["error"]["message"]
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{server}/v1", api_key="llmft_wrong", max_retries=0).models.list()
     other = openai.OpenAI(base_url=f"{server}/v1", api_key=keys["bob"], max_retries=0)
