@@ -6,6 +6,7 @@
     llmft data preview FILE [--model tiny-r1] [-n 3]
 
     llmft train --config FILE [--set key=value ...] [--resume]
+    llmft train --config FILE --nproc-per-node N [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]
     llmft model init --config config.json --tokenizer tiny-r1 --out DIR
 
 Exit codes: 0 success, 1 the data has errors (the report says which), 2 bad arguments,
@@ -14,7 +15,11 @@ config or model, 3 training stopped on request (checkpoint saved; resume with --
 
 import argparse
 import json
+import signal
+import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 EXIT_DATA_ERRORS, EXIT_USAGE = 1, 2
@@ -60,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. training.max_steps=20 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the last committed checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--nproc-per-node", type=int, metavar="N",
+                       help="train on N processes of this host through torchrun (DDP unless distributed.strategy says)")
+    train.add_argument("--nnodes", type=int, default=1, metavar="M", help="hosts taking part (with --nproc-per-node)")
+    train.add_argument("--node-rank", type=int, default=0, metavar="R", help="this host's rank among --nnodes")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="rendezvous address every host reaches (needed with --nnodes > 1)")
     train.set_defaults(run=_train)
 
     serve = commands.add_parser("serve", help="start the API (embedded defaults: SQLite under $LLMFT_HOME)")
@@ -73,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="start a job worker (Celery + lease reaper)")
     worker.add_argument("--name", default="worker", help="worker name (hostname is appended)")
+    worker.add_argument("--slots", type=int, help="training processes this worker runs at once (default WORKER_SLOTS, 1)")
     worker.set_defaults(run=_worker)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(title="db commands")
@@ -144,11 +156,9 @@ def _data_config(args):
 
 
 def _serve(args) -> int:
-    import signal
-    import subprocess
 
     from llmft.api.serve import serve
-    from llmft.jobs.runner import die_with_parent
+    from llmft.processes import die_with_parent
     from llmft.settings import load_settings
 
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
@@ -187,7 +197,10 @@ def _worker(args) -> int:
     from llmft.jobs.worker import start_worker
     from llmft.settings import load_settings
 
-    start_worker(load_settings(), name=args.name)
+    if args.slots is not None and not 1 <= args.slots <= 64:
+        print("llmft: --slots must be between 1 and 64", file=sys.stderr)
+        return 2
+    start_worker(load_settings(), name=args.name, slots=args.slots)
     return 0
 
 
@@ -268,15 +281,21 @@ def _train(args) -> int:
     from llmft.data.prepare import DataError
     from llmft.data.report import format_report
     from llmft.train.config import load_config
+    from llmft.train.distributed import is_main
     from llmft.train.run import EXIT_STOPPED, train
 
     config = load_config(args.config, args.overrides)
+    if args.nproc_per_node is not None or args.nnodes > 1:
+        return _train_torchrun(args, config)
     try:
         result = train(config, resume=args.resume, progress=not args.no_progress)
     except DataError as error:
-        print(format_report(error.report))
-        print("llmft: the training data has errors; fix them or set data.on_invalid: drop", file=sys.stderr)
+        if is_main():
+            print(format_report(error.report))
+            print("llmft: the training data has errors; fix them or set data.on_invalid: drop", file=sys.stderr)
         return EXIT_DATA_ERRORS
+    if not is_main():
+        return 0 if result.status == "succeeded" else EXIT_STOPPED
     summary = result.summary
     if result.status == "stopped":
         print(f"stopped at step {summary['steps']}; checkpoint saved in {result.output_dir / 'checkpoints'}; "
@@ -287,6 +306,52 @@ def _train(args) -> int:
           f"{summary['final_train_loss']}; best validation loss {summary['best_eval_loss']}")
     print(f"final model: {result.final_dir}")
     return 0
+
+
+def _train_torchrun(args, config) -> int:
+    """The same command on N processes per host: torchrun starts them, each runs `llmft.train`.
+    SIGTERM to this command goes to torchrun, which passes it to every rank: they checkpoint together."""
+    from llmft.train.distributed import torchrun_command
+    from llmft.train.run import EXIT_STOPPED, read_summary
+
+    if (args.nproc_per_node or 1) < 1 or args.nnodes < 1:
+        print("llmft: --nproc-per-node and --nnodes must be at least 1", file=sys.stderr)
+        return 2
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        print("llmft: --nnodes > 1 needs --rdzv-endpoint HOST:PORT, an address every host reaches", file=sys.stderr)
+        return 2
+    forwarded = [*(["--config", str(args.config)] if args.config else []),
+                 *(arg for override in args.overrides for arg in ("--set", override)),
+                 *(["--resume"] if args.resume else []), *(["--no-progress"] if args.no_progress else [])]
+    command = torchrun_command(["llmft.train", *forwarded], nproc_per_node=args.nproc_per_node or 1,
+                               nnodes=args.nnodes, node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint)
+    started = time.time()
+    with _forwarding_signals() as forward:
+        child = subprocess.Popen(command)
+        forward.append(child)
+        code = child.wait()
+    if code == 0:
+        return 0
+    summary = read_summary(config.output.output_dir, since=started)
+    if summary is not None and summary["status"] == "stopped":
+        return EXIT_STOPPED  # torchrun reports a rank that exits 3 as failed; the run was stopped and saved
+    return code
+
+
+@contextmanager
+def _forwarding_signals():
+    """SIGTERM to this process goes on to torchrun (which passes it to every rank)."""
+    children: list = []
+
+    def forward(signum, frame):
+        for child in children:
+            child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield children
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _data_validate(args) -> int:

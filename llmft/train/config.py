@@ -2,7 +2,7 @@
 
     llmft train --config config/demo.yaml --set training.learning_rate=1e-4
 
-Groups: model, data, method (with lora), training, output. Unknown keys are errors that name
+Groups: model, data, method (with lora), training, distributed, output. Unknown keys are errors that name
 the closest valid key. The original system's flat `model:` section (max_length,
 learning_rate, batch_size, num_epochs, warmup_steps, weight_decay, save_steps, logging_steps,
 output_dir all under `model`) loads as written: those keys move to their groups.
@@ -78,6 +78,13 @@ class TrainingConfig(Strict):
         None, ge=1, description="Stop after this many evaluations without a better validation loss.")
 
 
+class DistributedConfig(Strict):
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp", description="With several processes: ddp (a full copy per process), fsdp or deepspeed (sharded).")
+    config_file: str | None = Field(
+        None, description="fsdp: options (JSON, optional); deepspeed: its JSON config (required). See config/distributed/.")
+
+
 class OutputConfig(Strict):
     output_dir: str = Field("./output", description="Checkpoints, final model, metrics.jsonl and summary.json.")
     final_model: Literal["best", "last"] = Field(
@@ -89,6 +96,7 @@ class TrainConfig(Strict):
     data: TrainDataConfig = Field(default_factory=TrainDataConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="before")

@@ -9,6 +9,7 @@ with `on_event` (progress) and `should_stop` (cancel); SIGTERM stops the same wa
 checkpoint is saved and `train` returns status "stopped" (exit code 3 from the command).
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import TrainingArguments, set_seed
+from transformers import TrainerState, TrainingArguments, set_seed
+from transformers.trainer_utils import TrainOutput
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
 
@@ -28,7 +30,7 @@ from llmft import __version__
 from llmft.config import ConfigError
 from llmft.data.prepare import prepare
 from llmft.models.resolve import load_tokenizer
-from llmft.train import checkpoints
+from llmft.train import checkpoints, distributed
 from llmft.train.config import TrainConfig
 from llmft.train.model import load_model, training_precision
 from llmft.train.optim import Lamb
@@ -50,15 +52,17 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
           should_stop=None, progress: bool = True) -> RunResult:
     if config.data.train_file is None:
         raise ConfigError("data.train_file is required to train (a JSONL, JSON, CSV or Parquet file)")
-    on_event = on_event or (lambda event: None)
+    distributed.init()  # under torchrun: every rank runs this function; only rank 0 writes and reports
+    on_event = on_event if (on_event and distributed.is_main()) else (lambda event: None)
     output_dir = Path(config.output.output_dir).resolve()
     resume_from = _resume_point(output_dir, resume)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints.clear_staging(output_dir)
-    _trim_metrics(output_dir, resume_from)
     started = time.time()
-
-    prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=_data_options(config))
+    with distributed.main_first():
+        if distributed.is_main():
+            output_dir.mkdir(parents=True, exist_ok=True)
+            checkpoints.clear_staging(output_dir)
+            _trim_metrics(output_dir, resume_from)
+        prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=_data_options(config))
     train_rows = PackedRows(prepared.tokens("train"), max_length=config.data.max_length, pack=config.data.pack)
     validation = prepared.tokens("validation")
     eval_rows = PackedRows(validation, max_length=config.data.max_length, pack=config.data.pack) if validation else None
@@ -66,6 +70,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
               "validation_examples": len(validation), "data_sha256": prepared.report["sha256"],
               "cache_hit": prepared.cache_hit})
 
+    arguments = _training_arguments(config, output_dir, has_validation=eval_rows is not None, progress=progress)
     set_seed(config.training.seed)
     hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(config.model.base_model, trust_remote_code=config.model.trust_remote_code)
@@ -77,7 +82,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
                            eval_per_epoch=config.training.eval_per_epoch, has_validation=eval_rows is not None)
     trainer = LlmftTrainer(
         model=model,
-        args=_training_arguments(config, output_dir, has_validation=eval_rows is not None, progress=progress),
+        args=arguments,
         train_dataset=train_rows,
         eval_dataset=eval_rows,
         data_collator=collate_rows,
@@ -89,24 +94,31 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         recorder.restore(resume_from, checkpoints.info(resume_from))
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    with stop.on_sigterm():
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    checkpoints.clear_staging(output_dir)
+    if resume_from is not None and _trained_to_the_end(resume_from):
+        output = _restore_finished(trainer, resume_from)  # killed after its last step, before the final model
+    else:
+        with stop.on_sigterm():
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    tokens_seen = trainer.total_tokens_seen()
+    distributed.barrier()
+    if distributed.is_main():
+        checkpoints.clear_staging(output_dir)
 
     if recorder.stopped_by == "stop_requested":
-        summary = _summary(config, prepared, trainer, output, started, status="stopped", final=None, recorder=recorder)
-        _write_json(output_dir / "summary.json", summary)
+        summary = _summary(config, prepared, trainer, output, started, status="stopped", final=None, recorder=recorder,
+                           tokens_seen=tokens_seen)
+        _write_main(output_dir / "summary.json", summary)
         on_event({"type": "stopped", "step": trainer.state.global_step})
         return RunResult("stopped", output_dir, None, summary, prepared.folder)
 
     best = recorder.best_checkpoint()
     if config.output.final_model == "best" and best is not None \
             and checkpoints.info(best)["step"] != trainer.state.global_step:
-        trainer._load_from_checkpoint(str(best))  # the best validation loss becomes the final model
+        trainer._load_from_checkpoint(str(best))  # the best validation loss becomes the final model (every rank)
     final = _save_final(trainer, output_dir)
     summary = _summary(config, prepared, trainer, output, started, status="succeeded", final=final, recorder=recorder,
-                       best=best)
-    _write_json(output_dir / "summary.json", summary)
+                       best=best, tokens_seen=tokens_seen)
+    _write_main(output_dir / "summary.json", summary)
     on_event({"type": "succeeded", "final_dir": str(final), "summary": summary})
     return RunResult("succeeded", output_dir, final, summary, prepared.folder)
 
@@ -117,6 +129,18 @@ def _resume_point(output_dir: Path, resume: bool) -> Path | None:
         raise ConfigError(f"{output_dir} already holds a run (last checkpoint {latest.name}); "
                           "pass --resume to continue it, or choose another output.output_dir")
     return latest if resume else None
+
+
+def _trained_to_the_end(checkpoint: Path) -> bool:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return state["global_step"] >= state["max_steps"] > 0
+
+
+def _restore_finished(trainer: LlmftTrainer, checkpoint: Path) -> TrainOutput:
+    """The state of a run whose last checkpoint is its last step: Trainer would train one step more."""
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
 def _data_options(config: TrainConfig):
@@ -164,7 +188,40 @@ def _training_arguments(config: TrainConfig, output_dir: Path, *, has_validation
         remove_unused_columns=False,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trained weight takes part in every step
+        **_strategy_arguments(config),
     )
+
+
+def _strategy_arguments(config: TrainConfig) -> dict:
+    """FSDP or DeepSpeed for Trainer; DDP needs nothing (torchrun's environment is enough)."""
+    d = config.distributed
+    if d.strategy != "ddp" and not torch.cuda.is_available():
+        # Accelerate, under Trainer, keeps FSDP only on GPUs: on CPU it drops the plugin and trains with DDP
+        raise ConfigError(f"distributed.strategy {d.strategy} needs CUDA GPUs; on CPU use ddp (the default)")
+    if d.strategy == "fsdp":
+        return {"fsdp": True, "fsdp_config": _json_file(d.config_file, "distributed.config_file") if d.config_file else None}
+    if d.strategy == "deepspeed":
+        if d.config_file is None:
+            raise ConfigError("distributed.strategy deepspeed needs distributed.config_file: "
+                              "config/distributed/deepspeed_zero2.json or deepspeed_zero3.json")
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError("distributed.strategy deepspeed needs DeepSpeed: pip install 'llmft[deepspeed]' (CUDA)")
+        _json_file(d.config_file, "distributed.config_file")  # checked here; DeepSpeed reads the file itself
+        return {"deepspeed": d.config_file}
+    return {}
+
+
+def _json_file(path: str, field: str) -> dict:
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{field}: cannot read {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{field}: {path} is not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{field}: {path} must hold a JSON object")
+    return value
 
 
 def _lamb(config: TrainConfig):
@@ -175,17 +232,20 @@ def _lamb(config: TrainConfig):
 def _save_final(trainer: LlmftTrainer, output_dir: Path) -> Path:
     """The final adapter (or full model) with tokenizer and config, published like a checkpoint."""
     staging = checkpoints.staging_dir(output_dir) / "final"
-    trainer.save_model(str(staging))
-    trainer.processing_class.save_pretrained(str(staging))
+    trainer.save_model(str(staging))  # every rank: FSDP and ZeRO-3 gather the shards, rank 0 writes
     final = output_dir / "final"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
-    checkpoints.clear_staging(output_dir)
+    distributed.barrier()
+    if distributed.is_main():
+        trainer.processing_class.save_pretrained(str(staging))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        checkpoints.clear_staging(output_dir)
+    distributed.barrier()
     return final
 
 
-def _summary(config, prepared, trainer, output, started, *, status, final, recorder, best=None) -> dict:
+def _summary(config, prepared, trainer, output, started, *, status, final, recorder, tokens_seen, best=None) -> dict:
     history = trainer.state.log_history
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
@@ -200,15 +260,17 @@ def _summary(config, prepared, trainer, output, started, *, status, final, recor
         "best_eval_loss": recorder.best[0] if recorder.best else None,
         "best_checkpoint": best.name if best else None,
         "stopped_by": recorder.stopped_by,
-        "tokens_seen": trainer.tokens_seen,
+        "tokens_seen": tokens_seen,
         "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 3),
-        "tokens_per_second": round(trainer.tokens_seen / max(output.metrics.get("train_runtime", 0.0), 1e-9), 2),
+        "tokens_per_second": round(tokens_seen / max(output.metrics.get("train_runtime", 0.0), 1e-9), 2),
+        "processes": distributed.world_size(),
         "wall_time_s": round(elapsed, 3),
         **memory_stats(),
         "final_dir": str(final) if final else None,
         "tokenizer_sha256": prepared.manifest["tokenizer_sha256"],
         "renderer_version": prepared.manifest["renderer_version"],
         "data": {"sha256": prepared.report["sha256"], "sources": prepared.manifest["sources"],
+                 "folder": str(prepared.folder),
                  "train_examples": prepared.report["split"]["train"],
                  "validation_examples": prepared.report["split"]["validation"]},
         "config": config.model_dump(),
@@ -228,6 +290,19 @@ def _trim_metrics(output_dir: Path, resume_from: Path | None) -> None:
     step = checkpoints.info(resume_from)["step"]
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def read_summary(output_dir, *, since: float = 0.0) -> dict | None:
+    """summary.json of a run in `output_dir` when written after `since` (a Unix time), else None."""
+    path = Path(output_dir) / "summary.json"
+    if not path.is_file() or path.stat().st_mtime < since:
+        return None
+    return json.loads(path.read_text())
+
+
+def _write_main(path: Path, value: dict) -> None:
+    if distributed.is_main():
+        _write_json(path, value)
 
 
 def _write_json(path: Path, value: dict) -> None:

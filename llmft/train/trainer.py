@@ -21,10 +21,11 @@ from peft import PeftModel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from llmft.data.pack import PackedCollator, pack_best_fit
 from llmft.data.tokenize import Tokenized
-from llmft.train import checkpoints
+from llmft.train import checkpoints, distributed
 from llmft.train.loss import linear_cross_entropy, trained_positions
 
 EventHook = Callable[[dict], None]
@@ -81,18 +82,25 @@ class LlmftTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
         positions, targets = trained_positions(labels)
-        self._capture.active = True
-        try:
-            model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False,
-                  logits_to_keep=positions)
-        finally:
-            self._capture.active = False
-        hidden = self._capture.hidden.reshape(-1, self._capture.hidden.shape[-1])
-        self._capture.hidden = None
-        head = self._capture.head
-        loss_sum, correct = linear_cross_entropy(hidden, head.weight, targets.to(hidden.device), head.bias)
+        if self._sharded_weights():
+            loss_sum, correct = self._loss_from_logits(model, inputs, positions, targets)
+        else:
+            self._capture.active = True
+            try:
+                model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False,
+                      logits_to_keep=positions)
+            finally:
+                self._capture.active = False
+            hidden = self._capture.hidden.reshape(-1, self._capture.hidden.shape[-1])
+            self._capture.hidden = None
+            head = self._capture.head
+            loss_sum, correct = linear_cross_entropy(hidden, head.weight, targets.to(hidden.device), head.bias)
         denominator = num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1)
         loss = loss_sum / denominator
+        if model.training and num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts every rank's tokens and DDP averages gradients over ranks:
+            # scale back so the step equals one process taking the whole global batch
+            loss = loss * self.accelerator.num_processes
         if model.training:
             self._window["tokens"] += inputs["input_ids"].numel()
             self._window["trained"] += len(targets)
@@ -102,19 +110,35 @@ class LlmftTrainer(Trainer):
             return loss, {"loss_sum": loss_sum.detach(), "count": len(targets), "correct": correct}
         return loss
 
+    def _sharded_weights(self) -> bool:
+        """FSDP and ZeRO-3 hold only a shard of the output layer outside the model's forward, so the
+        loss cannot read its weight there: the model computes the kept logits itself."""
+        return self.is_fsdp_enabled or (self.is_deepspeed_enabled and is_deepspeed_zero3_enabled())
+
+    @staticmethod
+    def _loss_from_logits(model, inputs, positions, targets):
+        logits = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False,
+                       logits_to_keep=positions).logits
+        logits = logits.reshape(-1, logits.shape[-1]).float()
+        targets = targets.to(logits.device)
+        loss_sum = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+        return loss_sum, (logits.detach().argmax(-1) == targets).sum()
+
     @torch.no_grad()
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         model = self.model
         was_training = model.training
         model.eval()
         loss_sum, count, correct, started = 0.0, 0, 0, time.perf_counter()
-        for batch in self.get_eval_dataloader(eval_dataset):
+        for batch in self._eval_batches(eval_dataset if eval_dataset is not None else self.eval_dataset):
             batch = self._prepare_inputs(batch)
             with self.compute_loss_context_manager():
                 _, out = self.compute_loss(model, batch, return_outputs=True)
             loss_sum, count, correct = loss_sum + float(out["loss_sum"]), count + out["count"], correct + int(out["correct"])
         if was_training:
             model.train()
+        loss_sum, count, correct = distributed.all_sum([loss_sum, count, correct])  # every rank, same numbers
+        count, correct = int(count), int(correct)
         loss = loss_sum / max(count, 1)
         metrics = {
             f"{metric_key_prefix}_loss": loss,
@@ -127,12 +151,26 @@ class LlmftTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
+    def _eval_batches(self, dataset):
+        """This rank's share of the validation rows, in batches: each row once over all ranks, no
+        padding rows (a sharded loader would repeat rows to even out the ranks, and bias the loss)."""
+        rows = [dataset[i] for i in distributed.shard(len(dataset))]
+        size = self.args.per_device_eval_batch_size
+        for start in range(0, len(rows), size):
+            yield self.data_collator(rows[start:start + size])
+
+    def total_tokens_seen(self) -> int:
+        """Tokens trained on by all ranks (a collective: every rank calls it)."""
+        return int(distributed.all_sum([self.tokens_seen])[0])
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
+        if "loss" in logs:  # every rank logs a training step (Trainer gathers the loss), so they sum here
             window, now = self._window, time.perf_counter()
-            logs["tokens_per_second"] = round(window["tokens"] / max(now - window["started"], 1e-9), 2)
-            logs["token_accuracy"] = round(window["correct"] / max(window["trained"], 1), 4)
-            logs["tokens_seen"] = self.tokens_seen
+            tokens, trained, correct, seen = distributed.all_sum(
+                [window["tokens"], window["trained"], window["correct"], self.tokens_seen])
+            logs["tokens_per_second"] = round(tokens / max(now - window["started"], 1e-9), 2)
+            logs["token_accuracy"] = round(correct / max(trained, 1), 4)
+            logs["tokens_seen"] = int(seen)
             logs.update(memory_stats())
             self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": now}
         super().log(logs, start_time)
@@ -199,13 +237,14 @@ class RunRecorder(TrainerCallback):
             self.best, self.bad_evals = (loss, state.global_step), 0
         else:
             self.bad_evals += 1
-            if self.patience and self.bad_evals >= self.patience:
-                self.stopped_by = "early_stopping"
+            if self.patience and self.bad_evals >= self.patience:  # the same on every rank: the loss is
+                self.stopped_by = "early_stopping"                    # summed over all of them
                 control.should_training_stop = True
                 self.on_event({"type": "early_stopping", "step": state.global_step, "best_eval_loss": self.best[0]})
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stopped_by is None and self.should_stop():
+        # one rank may see SIGTERM or a cancel a step before another: they agree, and stop together
+        if self.stopped_by is None and distributed.any_rank(self.should_stop()):
             self.stopped_by = "stop_requested"
             control.should_save = True
             control.should_training_stop = True
@@ -218,8 +257,15 @@ class RunRecorder(TrainerCallback):
         control.should_evaluate = self.eval_per_epoch and not evaluated
 
     def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
+        # every rank has written its part (its RNG state, its optimizer shard) before rank 0 publishes,
+        # and no rank reads the checkpoints (best, rotation) before the publishing is done
+        distributed.barrier()
+        if state.is_world_process_zero:
+            self._publish(state)
+        self.saved_step = state.global_step
+        distributed.barrier()
+
+    def _publish(self, state) -> None:
         staged = checkpoints.staging_dir(self.output_dir) / f"{checkpoints.PREFIX}{state.global_step}"
         evaluated = self.last_eval if self.last_eval and self.last_eval["step"] == state.global_step else None
         info = {"step": state.global_step, "epoch": state.epoch,
@@ -228,7 +274,6 @@ class RunRecorder(TrainerCallback):
                 "best_step": self.best[1] if self.best else None,
                 "bad_evals": self.bad_evals}
         published = checkpoints.publish(staged, self.output_dir, info=info)
-        self.saved_step = state.global_step
         checkpoints.rotate(self.output_dir, keep=self.save_total_limit, protect=self.best_checkpoint())
         self.on_event({"type": "checkpoint", "step": state.global_step, "path": str(published),
                        "eval_loss": info["eval_loss"]})

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,3 +144,19 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, small_d
     files = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())  # noqa: E731
     assert files(output) == files(tmp_path / "straight")
     assert reference.final_dir is not None
+
+
+@pytest.mark.slow
+def test_resume_from_the_last_steps_checkpoint_finishes_without_training_more(tmp_path, small_data, tiny_model_dir):
+    """Killed after the last checkpoint but before the final model: resume writes the final model
+    from that checkpoint; Trainer alone would train one step past max_steps."""
+    output = tmp_path / "out"
+    config = load_config(None, settings(small_data, output, "training.max_steps=4", "training.save_steps=2"))
+    first = train(config, progress=False)
+    shutil.rmtree(first.final_dir)
+    (output / "summary.json").unlink()
+    resumed = train(config, resume=True, progress=False)
+    assert resumed.summary["steps"] == 4 and resumed.summary["final_train_loss"] == first.summary["final_train_loss"]
+    assert max(row["step"] for row in read_metrics(output)) == 4
+    assert load_file(resumed.final_dir / "adapter_model.safetensors").keys() == \
+        load_file(output / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").keys()
