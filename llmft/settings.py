@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     data_root: Path | None = Field(None, description="Folder the legacy /train dataset_path may point into.")
     job_max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails (worker crashes count).")
     lease_seconds: int = Field(60, ge=5, description="A running job's lease; renewed by heartbeats.")
+    worker_slots: int = Field(1, ge=1, le=64, description=(
+        "Training processes a worker runs at once (its GPUs; on CPU, 1): jobs of up to this many processes go to it."))
     promotion_gate: str = Field("eval_loss:min,rouge_l:max,bleu:max", description=(
         "Metrics a version must not be worse on to take a gated alias: NAME:min (lower is better) or NAME:max."))
     promotion_tolerance: float = Field(0.0, ge=0, description="How much worse a gated metric may be, relative (0.01 = 1%).")

@@ -18,6 +18,14 @@ from llmft.jobs.queue import dispatch
 bp = APIBlueprint("jobs", __name__, tag="jobs")
 
 
+class ResourcesIn(Schema):
+    processes = fields.Integer(load_default=1, validate=validators.Range(1, 64),
+                               metadata={"description": "training processes (GPUs), 1 to 64"})
+    nodes = fields.Integer(load_default=1, validate=validators.Range(1, 1, error=(
+        "resources.nodes: queued jobs run on one host; for several hosts run `llmft train --nnodes M` on each")),
+        metadata={"description": "hosts; queued jobs use one"})
+
+
 class JobIn(Schema):
     base_model = Text(load_default="tiny-r1", validate=validators.Length(1, 255))
     dataset_id = Text(required=True, validate=validators.Length(1, 40))
@@ -29,6 +37,8 @@ class JobIn(Schema):
         metadata={"description": "the registry model the result becomes a version of; default <base>-ft"})
     seed = fields.Integer(load_default=42, validate=validators.Range(0, 2**31 - 1))
     metadata = fields.Dict(load_default=dict)
+    resources = fields.Nested(ResourcesIn, load_default=dict, metadata={
+        "description": "processes > 1: trained through torchrun (DDP) on one worker with that many free slots"})
 
 
 class JobOut(Schema):
@@ -49,6 +59,7 @@ class JobOut(Schema):
     error = fields.Dict(allow_none=True)
     fine_tuned_model = fields.String(allow_none=True, metadata={"description": "NAME:V once registered"})
     result = fields.Dict(allow_none=True, metadata={"description": "an evaluation job's report"})
+    resources = fields.Function(lambda job: {"processes": job.processes, "nodes": 1})
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
@@ -127,7 +138,7 @@ def create(body):
                                           max_attempts=current.job_max_attempts, **body)
     if not created:
         return job, 200
-    dispatch(celery(), job.id)
+    dispatch(celery(), job.id, processes=job.processes)
     return job
 
 

@@ -90,6 +90,7 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    processes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # training processes (torchrun)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
@@ -122,6 +123,8 @@ class Worker(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)  # name@host:pid
     started_at: Mapped[datetime] = mapped_column(default=now)
     seen_at: Mapped[datetime] = mapped_column(default=now)
+    slots: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # training processes it can run at once
+    busy: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of which in use, at seen_at
 
 
 class RegisteredModel(Base):

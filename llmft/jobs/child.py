@@ -6,10 +6,16 @@ registers it as a version. An export merges a LoRA version into its base; an eva
 scores a model on a dataset. Progress is written as job events, and every write is made only
 while the fencing token is still the job's. SIGTERM or a cancel request stops a fine-tune with
 a checkpoint.
+A job of several processes (`resources.processes`) trains through torchrun: this process
+starts `torchrun ... -m llmft.jobs.child JOB_ID TOKEN --rank`, every rank runs `train` (rank 0
+alone records events), and this process evaluates and registers the result as usual.
 Exit codes: 0 succeeded, 3 stopped (checkpoint saved), 1 failed (an "error" event says why).
 """
 
 import logging
+import os
+import signal
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -22,31 +28,34 @@ from llmft.db.session import session_scope
 from llmft.evaluate.run import evaluate, evaluate_file
 from llmft.jobs.lease import record_event
 from llmft.jobs.progress import Pace, advance
+from llmft.processes import die_with_parent
 from llmft.models.resolve import base_revision
 from llmft.registry.export import merge_adapter
 from llmft.registry.service import register_export, register_version, verified_folder
 from llmft.settings import load_settings
 from llmft.train import checkpoints
 from llmft.train.config import TrainConfig
-from llmft.train.run import EXIT_STOPPED, RunResult, train
+from llmft.train.distributed import torchrun_command
+from llmft.train.run import EXIT_STOPPED, RunResult, read_summary, train
 
 RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "trained",
             "evaluating", "evaluated"}
 
 
-def main(job_id: str, token: int) -> int:
+def main(job_id: str, token: int, *, rank: bool = False) -> int:
     url = load_settings().sqlalchemy_url
     with session_scope(url) as session:
         job = session.get(Job, job_id)
         kind, config = job.kind, job.config
-    run = {"fine_tune": _fine_tune, "export": _export, "evaluation": _evaluation}[kind]
+    run = _rank if rank else {"fine_tune": _fine_tune, "export": _export, "evaluation": _evaluation}[kind]
     try:
         return run(url, job_id, token, config)
     except Exception as error:  # the outer edge of a job: record why, exit non-zero
         logging.exception("%s job %s failed", kind, job_id)
+        where = f"rank {os.environ.get('RANK')}: " if rank else ""
         with session_scope(url) as session:
-            record_event(session, session.get(Job, job_id), "error", f"{type(error).__name__}: {error}"[:2000], {},
-                         level="error")
+            record_event(session, session.get(Job, job_id), "error", f"{where}{type(error).__name__}: {error}"[:2000],
+                         {}, level="error")
         return 1
 
 
@@ -62,6 +71,56 @@ def _fenced(url: str, job_id: str, token: int):
 
 def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
     config = TrainConfig.model_validate(raw_config)
+    with session_scope(url) as session:
+        processes = session.get(Job, job_id).processes
+    on_event, should_stop = _hooks(url, job_id, token)
+    if processes > 1:
+        result = _train_with_torchrun(job_id, token, config, processes)
+    else:
+        result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
+                       on_event=on_event, should_stop=should_stop, progress=False)
+    if result.status != "succeeded":
+        return EXIT_STOPPED
+    evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
+    with _fenced(url, job_id, token) as (session, job):
+        version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
+                                   home=load_settings().llmft_home, evaluation=evaluation,
+                                   base_revision=base_revision(config.model.base_model))
+        _registered(session, job, version)
+    return 0
+
+
+def _rank(url: str, job_id: str, token: int, raw_config: dict) -> int:
+    """One process of a torchrun job: train (rank 0 records the events, every rank polls for a cancel)."""
+    config = TrainConfig.model_validate(raw_config)
+    on_event, should_stop = _hooks(url, job_id, token)
+    result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
+                   on_event=on_event, should_stop=should_stop, progress=False)
+    return 0 if result.status == "succeeded" else EXIT_STOPPED
+
+
+def _train_with_torchrun(job_id: str, token: int, config: TrainConfig, processes: int) -> RunResult:
+    """torchrun with `processes` ranks of this job. SIGTERM (cancel, worker shutdown) reaches torchrun
+    with this process (one process group); torchrun passes it to the ranks, which checkpoint together
+    while we wait. Killed, this process takes torchrun with it, and torchrun its ranks."""
+    output_dir = Path(config.output.output_dir).resolve()
+    started = time.time()
+    command = torchrun_command(["llmft.jobs.child", job_id, str(token), "--rank"], nproc_per_node=processes)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        code = subprocess.Popen(command, preexec_fn=die_with_parent).wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    summary = read_summary(output_dir, since=started)
+    if code == 0 and summary is not None:
+        return RunResult("succeeded", output_dir, Path(summary["final_dir"]), summary, Path(summary["data"]["folder"]))
+    if summary is not None and summary["status"] == "stopped":
+        return RunResult("stopped", output_dir, None, summary, Path(summary["data"]["folder"]))
+    raise RuntimeError(f"torchrun with {processes} processes exited with code {code}; the ranks' errors are above")
+
+
+def _hooks(url: str, job_id: str, token: int):
+    """on_event (progress and events, fenced) and should_stop (the job's cancel flag, read at most once a second)."""
     last_check = [0.0, False]
     pace: list[Pace] = [None]
 
@@ -82,17 +141,7 @@ def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
             last_check[0] = time.monotonic()
         return last_check[1]
 
-    result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
-                   on_event=on_event, should_stop=should_stop, progress=False)
-    if result.status != "succeeded":
-        return EXIT_STOPPED
-    evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
-    with _fenced(url, job_id, token) as (session, job):
-        version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
-                                   home=load_settings().llmft_home, evaluation=evaluation,
-                                   base_revision=base_revision(config.model.base_model))
-        _registered(session, job, version)
-    return 0
+    return on_event, should_stop
 
 
 def _export(url: str, job_id: str, token: int, config: dict) -> int:
@@ -174,4 +223,4 @@ def _message(event: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2])))
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), rank="--rank" in sys.argv[3:]))

@@ -100,14 +100,14 @@ def reap(session: Session, *, at: datetime | None = None) -> list[str]:
     return requeued
 
 
-def worker_beat(session: Session, *, name: str, at: datetime | None = None) -> None:
-    """This worker is alive (its reaper loop calls this every few seconds)."""
+def worker_beat(session: Session, *, name: str, slots: int = 1, busy: int = 0, at: datetime | None = None) -> None:
+    """This worker is alive, with `busy` of its `slots` in use (its reaper loop calls this every few seconds)."""
     at = at or now()
     row = session.get(Worker, name)
     if row is None:
-        session.add(Worker(name=name, started_at=at, seen_at=at))
+        session.add(Worker(name=name, started_at=at, seen_at=at, slots=slots, busy=busy))
     else:
-        row.seen_at = at
+        row.seen_at, row.slots, row.busy = at, slots, busy
 
 
 def live_workers(session: Session, *, within_seconds: float, at: datetime | None = None) -> list[str]:

@@ -7,7 +7,6 @@ crash in training cannot take the worker down. The lease decides: if it is held 
 runner this returns "skipped" and starts nothing.
 """
 
-import ctypes
 import os
 import signal
 import socket
@@ -18,16 +17,11 @@ import time
 from llmft.db.models import Job
 from llmft.db.session import session_scope
 from llmft.jobs.lease import claim, finish, heartbeat
+from llmft.processes import die_with_parent  # kill -9 of a worker leaves no orphan trainer
 from llmft.settings import Settings
 from llmft.train.run import EXIT_STOPPED
 
 HEARTBEAT_SECONDS = 2.0
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """In a child, before exec: receive `sig` when the parent dies (kill -9 of a worker leaves no orphan trainer)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stopping=lambda: False) -> str:

@@ -6,6 +6,7 @@ succeeded | failed | cancelled.
 """
 
 import difflib
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from llmft.auth.keys import Principal
 from llmft.config import ConfigError
 from llmft.datasets.service import dataset_path, get_dataset
-from llmft.db.models import Job, JobEvent, is_id, new_id
+from llmft.db.models import Job, JobEvent, Worker, is_id, new_id, now
 from llmft.db.pages import newest_first
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.jobs.lease import record_event
@@ -32,15 +33,19 @@ FINAL = ("succeeded", "failed", "cancelled")
 def create_job(session: Session, *, principal: Principal, uploads_dir: Path, runs_dir: Path, base_model: str,
                dataset_id: str, validation_dataset_id: str | None = None, method: str = "lora",
                hyperparameters: dict | None = None, suffix: str | None = None, seed: int = 42,
-               metadata: dict | None = None, idempotency_key: str | None = None,
+               metadata: dict | None = None, idempotency_key: str | None = None, resources: dict | None = None,
                max_attempts: int = 3) -> tuple[Job, bool]:
-    """(the job, True) when created; (the earlier job, False) when the Idempotency-Key was seen."""
+    """(the job, True) when created; (the earlier job, False) when the Idempotency-Key was seen.
+
+    `resources` {processes, nodes}: processes > 1 trains through torchrun on one worker with that
+    many free slots; nodes must be 1 (several hosts: `llmft train --nnodes` on each)."""
     if not requestable(base_model):
         raise Invalid(f"base_model {base_model!r}: name {', '.join(sorted(REQUESTABLE))} or a hub id (org/name); "
                       "local folders are for the command line", details={"param": "base_model"})
     if suffix is not None and not MODEL_NAME.match(suffix):
         raise Invalid(f"suffix {suffix!r}: lowercase letters, digits, '.', '_' or '-' (64 at most)",
                       details={"param": "suffix"})
+    processes = _processes(resources or {})
     if idempotency_key:
         existing = session.scalar(select(Job).where(Job.tenant_id == principal.tenant_id,
                                                     Job.idempotency_key == idempotency_key))
@@ -79,12 +84,32 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
     job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", base_model=base_model,
               dataset_id=dataset.id, validation_dataset_id=validation_dataset_id, method=method,
               hyperparameters=dict(hyperparameters or {}), suffix=suffix, seed=seed, metadata_=dict(metadata or {}),
-              config=config.model_dump(), idempotency_key=idempotency_key, max_attempts=max_attempts)
+              config=config.model_dump(), idempotency_key=idempotency_key, max_attempts=max_attempts,
+              processes=processes)
     session.add(job)
     session.flush()
     record_event(session, job, "validating", f"validating {dataset.filename} and the hyperparameters")
-    record_event(session, job, "queued", "validated; waiting for a worker")
+    record_event(session, job, "queued", "validated; waiting for a worker"
+                 + (f" with {processes} free slots" if processes > 1 else ""), {"processes": processes})
+    if processes > 1 and not _a_worker_fits(session, processes):
+        record_event(session, job, "warning", f"no live worker has {processes} slots: the job waits until one "
+                     f"starts (llmft worker --slots {processes})", {"processes": processes}, level="warning")
     return job, True
+
+
+def _processes(resources: dict) -> int:
+    processes, nodes = resources.get("processes", 1), resources.get("nodes", 1)
+    if nodes != 1:
+        raise Invalid("resources.nodes: queued jobs run on one host; train on several hosts with "
+                      "`llmft train --nproc-per-node N --nnodes M --rdzv-endpoint HOST:PORT` on each",
+                      details={"param": "resources.nodes"})
+    return processes
+
+
+def _a_worker_fits(session: Session, processes: int) -> bool:
+    since = now() - timedelta(seconds=120)
+    return session.scalar(select(Worker.name).where(Worker.seen_at >= since, Worker.slots >= processes).limit(1)) \
+        is not None
 
 
 def create_export_job(session: Session, *, principal: Principal, name: str, version: int, runs_dir: Path,

@@ -143,3 +143,24 @@ def test_jobs_list_pages_newest_first_and_filters_by_status(server, keys, datase
                                                            headers=auth(keys["bob"]), timeout=10).json()["data"]}
     foreign = requests.get(f"{server}/api/v1/jobs", params={"after": made[0]}, headers=auth(keys["bob"]), timeout=10)
     assert foreign.status_code == 404
+
+
+def test_resources_ask_for_processes_on_one_host(server, keys, dataset_id):
+    post = lambda resources: requests.post(f"{server}/api/v1/jobs", headers=auth(keys["alice"]), timeout=30,  # noqa: E731
+                                           json={"dataset_id": dataset_id, "resources": resources})
+    response = post({"nodes": 2})
+    assert response.status_code == 422 and "llmft train --nnodes" in response.text, response.text
+    for bad in ({"processes": 0}, {"processes": 65}, {"processes": "two"}, {"gpus": 2}):
+        response = post(bad)
+        assert response.status_code == 422, (bad, response.text)
+    # the embedded worker has one slot: a job of two processes waits for a worker with two, and says so
+    response = post({"processes": 2})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["resources"] == {"processes": 2, "nodes": 1} and job["status"] == "queued"
+    events = requests.get(f"{server}/api/v1/jobs/{job['id']}/events", headers=auth(keys["alice"]), timeout=10).json()
+    warning = [e for e in events["data"] if e["type"] == "warning"]
+    assert warning and "llmft worker --slots 2" in warning[0]["message"]
+    assert requests.post(f"{server}/api/v1/jobs/{job['id']}/cancel", headers=auth(keys["alice"]),
+                         timeout=10).status_code == 200
+    assert wait_for(server, keys["alice"], job["id"], {"cancelled"})["status"] == "cancelled"

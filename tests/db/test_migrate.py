@@ -7,11 +7,11 @@ import sys
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
 from llmft.auth.keys import authenticate, create_key
 from llmft.db.migrate import BASELINE, current, head, upgrade
-from llmft.db.models import Base
+from llmft.db.models import Base, Job, Worker
 from llmft.db.session import engine_for, session_scope
 
 
@@ -36,13 +36,34 @@ def test_an_empty_database_gets_the_whole_schema(empty_url):
 
 
 def test_a_database_made_before_migrations_is_stamped_then_upgraded_and_keeps_its_rows(empty_url):
-    Base.metadata.create_all(engine_for(empty_url))  # what llmft did before it had migrations
+    upgrade(empty_url, BASELINE)  # the schema llmft created before it had migrations ...
+    with engine_for(empty_url).begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))  # ... which had no version table
     with session_scope(empty_url) as session:
         key, _ = create_key(session, tenant="acme", role="admin")
     assert "alembic_version" not in inspect(engine_for(empty_url)).get_table_names()
     assert upgrade(empty_url) == head()
     with session_scope(empty_url) as session:
         assert authenticate(session, key).tenant_name == "acme"
+    assert differences(empty_url) == []
+
+
+def test_the_previous_schema_upgrades_and_its_jobs_and_workers_get_defaults(empty_url):
+    upgrade(empty_url, "0001")
+    with engine_for(empty_url).begin() as connection:
+        connection.execute(text("INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'acme', '2026-11-01')"))
+        connection.execute(text(
+            "INSERT INTO jobs (id, tenant_id, status, kind, base_model, method, hyperparameters, seed, metadata, "
+            "config, attempts, max_attempts, fencing_token, cancel_requested, progress, created_at) VALUES "
+            "('job_1', 'ten_1', 'queued', 'fine_tune', 'tiny-r1', 'lora', '{}', 42, '{}', '{}', 0, 3, 0, false, "
+            "'{}', '2026-11-01')"))
+        connection.execute(text("INSERT INTO workers (name, started_at, seen_at) VALUES ('w@h:1', '2026-11-01', "
+                                "'2026-11-01')"))
+    assert current(empty_url) == "0001"
+    assert upgrade(empty_url) == head()
+    with session_scope(empty_url) as session:
+        assert session.scalar(select(Job.processes).where(Job.id == "job_1")) == 1
+        assert session.execute(select(Worker.slots, Worker.busy)).one() == (1, 0)
     assert differences(empty_url) == []
 
 
