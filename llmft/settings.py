@@ -46,6 +46,8 @@ class Settings(BaseSettings):
         "torch (the default, CPU or GPU) or vllm (GPU, `pip install llmft[vllm]`)."))
     inference_vllm_gpu_fraction: float = Field(0.85, gt=0, le=1, description=(
         "vllm backend: share of GPU memory each vLLM engine takes (one per base model and per full version)."))
+    metrics_token: str | None = Field(None, description=(
+        "When set, /metrics answers only requests with Authorization: Bearer METRICS_TOKEN; unset, it is open."))
     host: str = Field("127.0.0.1", description="Address llmft serve listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port llmft serve listens on.")
 

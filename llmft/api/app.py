@@ -20,6 +20,7 @@ from llmft import __version__
 from llmft.api.errors import ERROR_SCHEMA, error_body, install_error_handlers
 from llmft.config import ConfigError
 from llmft.db.session import create_schema
+from llmft.monitor.prometheus import install_metrics
 from llmft.settings import Settings, load_settings
 
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     create_schema(settings.sqlalchemy_url)
     install_error_handlers(app)
     _install_rate_limits(app, settings)
+    install_metrics(app, settings)
 
     from llmft.api import datasets, evaluations, health, jobs, legacy, models, openai_compat, predict
 

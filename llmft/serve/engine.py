@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,11 +30,14 @@ from transformers.cache_utils import DynamicCache
 
 from llmft.errors import ServiceError
 from llmft.models.resolve import resolve_model, weights_source
+from llmft.monitor.histogram import Histogram
 from llmft.serve.sampling import Sampling, choose, generator_for
 from llmft.serve.text import OutputText
 
 log = logging.getLogger("llmft.serve")
 BASE_ROW = "__base__"
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class Busy(ServiceError):
@@ -234,6 +237,8 @@ class Engine:
         self._tokenizers: dict[str, object] = {}
         self._tokenizer_lock = threading.Lock()
         self.stats = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "loads": 0, "evictions": 0}
+        self.histograms = {"ttft": Histogram(TTFT_BUCKETS), "batch": Histogram(BATCH_BUCKETS)}  # read by /metrics
+        self._recent: deque[tuple[float, int]] = deque(maxlen=4096)  # (time, tokens) of recent decoding steps
         self._thread = threading.Thread(target=self._loop, name="llmft-inference", daemon=True)
         self._thread.start()
 
@@ -262,6 +267,11 @@ class Engine:
             self.stats["requests"] += 1
             self._wake.notify()
         return Generation(requests, events)
+
+    def recent_tokens_per_second(self, window: float = 10.0) -> float:
+        """Tokens generated per second over the last `window` seconds."""
+        since = time.monotonic() - window
+        return sum(tokens for at, tokens in list(self._recent) if at >= since) / window
 
     def is_loaded(self, key: str) -> bool:
         return key in self._loaded
@@ -343,12 +353,14 @@ class Engine:
         logits = backbone.step()
         self.stats["steps"] += 1
         self.stats["rows_stepped"] += len(backbone.rows)
+        self.histograms["batch"].observe(len(backbone.rows))
         self._advance(backbone, backbone.rows, logits)
 
     def _advance(self, backbone: _Backbone, rows: list[_Row], logits: torch.Tensor) -> None:
         """Choose each row's next token, stream its text, end the rows that are done."""
         tokens = choose(logits, [row.request.sampling for row in rows], [row.generator for row in rows])
         now = time.monotonic()
+        self._recent.append((now, len(rows)))
         for row, token in zip(rows, tokens):
             request = row.request
             if request.cancelled:
@@ -358,6 +370,7 @@ class Engine:
             self.stats["tokens"] += 1
             if row.first_token_at is None:
                 row.first_token_at = now
+                self.histograms["ttft"].observe(now - request.created)
             if token in backbone.eos:
                 row.finish = "stop"
             else:

@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics, alerts and their notifications, system readings for training."""
