@@ -10,7 +10,8 @@
     llmft model init --config config.json --tokenizer tiny-r1 --out DIR
 
 Exit codes: 0 success, 1 the data has errors (the report says which), 2 bad arguments,
-config or model, 3 training stopped on request (checkpoint saved; resume with --resume).
+config or model, 3 training stopped on request (checkpoint saved; resume with --resume), 4 training
+stopped because the loss became NaN or infinite (the last good checkpoint is kept).
 """
 
 import argparse
@@ -282,7 +283,7 @@ def _train(args) -> int:
     from llmft.data.report import format_report
     from llmft.train.config import load_config
     from llmft.train.distributed import is_main
-    from llmft.train.run import EXIT_STOPPED, train
+    from llmft.train.run import EXIT_NAN_LOSS, EXIT_STOPPED, train
 
     config = load_config(args.config, args.overrides)
     if args.nproc_per_node is not None or args.nnodes > 1:
@@ -295,8 +296,13 @@ def _train(args) -> int:
             print("llmft: the training data has errors; fix them or set data.on_invalid: drop", file=sys.stderr)
         return EXIT_DATA_ERRORS
     if not is_main():
-        return 0 if result.status == "succeeded" else EXIT_STOPPED
+        return {"succeeded": 0, "stopped": EXIT_STOPPED, "nan_loss": EXIT_NAN_LOSS}[result.status]
     summary = result.summary
+    if result.status == "nan_loss":
+        print(f"llmft: the loss or gradient became NaN or infinite at step {summary['nan_step']}; stopped. "
+              f"Last good checkpoint: {summary['last_good_checkpoint']} (lower training.learning_rate, "
+              f"check the data, then --resume)", file=sys.stderr)
+        return EXIT_NAN_LOSS
     if result.status == "stopped":
         print(f"stopped at step {summary['steps']}; checkpoint saved in {result.output_dir / 'checkpoints'}; "
               f"continue with --resume")
@@ -312,7 +318,7 @@ def _train_torchrun(args, config) -> int:
     """The same command on N processes per host: torchrun starts them, each runs `llmft.train`.
     SIGTERM to this command goes to torchrun, which passes it to every rank: they checkpoint together."""
     from llmft.train.distributed import torchrun_command
-    from llmft.train.run import EXIT_STOPPED, read_summary
+    from llmft.train.run import EXIT_NAN_LOSS, EXIT_STOPPED, read_summary
 
     if (args.nproc_per_node or 1) < 1 or args.nnodes < 1:
         print("llmft: --nproc-per-node and --nnodes must be at least 1", file=sys.stderr)
@@ -333,8 +339,9 @@ def _train_torchrun(args, config) -> int:
     if code == 0:
         return 0
     summary = read_summary(config.output.output_dir, since=started)
-    if summary is not None and summary["status"] == "stopped":
-        return EXIT_STOPPED  # torchrun reports a rank that exits 3 as failed; the run was stopped and saved
+    if summary is not None and summary["status"] in ("stopped", "nan_loss"):
+        # torchrun reports a rank that exits 3 or 4 as failed: the run stopped as rank 0 told
+        return EXIT_STOPPED if summary["status"] == "stopped" else EXIT_NAN_LOSS
     return code
 
 

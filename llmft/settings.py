@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         "torch (the default, CPU or GPU) or vllm (GPU, `pip install llmft[vllm]`)."))
     inference_vllm_gpu_fraction: float = Field(0.85, gt=0, le=1, description=(
         "vllm backend: share of GPU memory each vLLM engine takes (one per base model and per full version)."))
+    alert_webhooks: str = Field("", description=(
+        "Comma-separated URLs that receive every alert (the operator's), besides each tenant's own webhooks."))
+    alert_disk_free_fraction: float = Field(0.05, ge=0, le=1, description=(
+        "Alert when the free share of the disk holding LLMFT_HOME falls below this."))
     metrics_token: str | None = Field(None, description=(
         "When set, /metrics answers only requests with Authorization: Bearer METRICS_TOKEN; unset, it is open."))
     host: str = Field("127.0.0.1", description="Address llmft serve listens on.")

@@ -5,10 +5,13 @@ Set LLMFT_REQUIRE_SERVICES=1 (CI does) to turn a missing Redis or PostgreSQL int
 instead of a skip.
 """
 
+import json
 import os
 import shutil
 import socket
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -105,3 +108,49 @@ def _reset_postgres(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
+
+
+# -- a local webhook receiver: a real HTTP server on a free port that records what it is sent --
+
+
+class WebhookReceiver:
+    def __init__(self, fail_first: int = 0):
+        self.received: list[dict] = []
+        self.attempts = 0
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts += 1
+                if receiver.attempts <= receiver.fail_first:
+                    self.send_response(503)
+                else:
+                    receiver.received.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    made = WebhookReceiver()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def flaky_receiver():
+    made = WebhookReceiver(fail_first=2)
+    yield made
+    made.close()

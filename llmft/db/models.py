@@ -11,6 +11,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp read through an aggregate (no column type) may come back without its zone."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
@@ -176,3 +181,28 @@ class ModelEvent(Base):
     message: Mapped[str] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(100))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Alert(Base):
+    """Something an operator should see: a rule fired on a job (tenant_id set) or on the service (none)."""
+    __tablename__ = "alerts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("alr"))
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # one alert per occurrence, however many watchers
+    severity: Mapped[str] = mapped_column(String(16))  # warning | critical
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    notified_at: Mapped[datetime | None]
+    notify_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertSettings(Base):
+    """A tenant's webhooks and rule thresholds (llmft/monitor/alerts.py: AlertRules)."""
+    __tablename__ = "alert_settings"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    webhooks: Mapped[list] = mapped_column(JSON, default=list)
+    rules: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=now)

@@ -9,10 +9,12 @@ a checkpoint.
 A job of several processes (`resources.processes`) trains through torchrun: this process
 starts `torchrun ... -m llmft.jobs.child JOB_ID TOKEN --rank`, every rank runs `train` (rank 0
 alone records events), and this process evaluates and registers the result as usual.
-Exit codes: 0 succeeded, 3 stopped (checkpoint saved), 1 failed (an "error" event says why).
+Exit codes: 0 succeeded, 3 stopped (checkpoint saved), 4 NaN or infinite loss (stopped, the last
+good checkpoint kept), 1 failed (an "error" event says why).
 """
 
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -30,16 +32,18 @@ from llmft.jobs.lease import record_event
 from llmft.jobs.progress import Pace, advance
 from llmft.processes import die_with_parent
 from llmft.models.resolve import base_revision
+from llmft.monitor.alerts import notifier, raise_alert, rules_for
+from llmft.monitor.watch import TrainingWatch
 from llmft.registry.export import merge_adapter
 from llmft.registry.service import register_export, register_version, verified_folder
 from llmft.settings import load_settings
 from llmft.train import checkpoints
 from llmft.train.config import TrainConfig
 from llmft.train.distributed import torchrun_command
-from llmft.train.run import EXIT_STOPPED, RunResult, read_summary, train
+from llmft.train.run import EXIT_NAN_LOSS, EXIT_STOPPED, RunResult, read_summary, train
 
 RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "trained",
-            "evaluating", "evaluated"}
+            "evaluating", "evaluated", "nan_loss"}
 
 
 def main(job_id: str, token: int, *, rank: bool = False) -> int:
@@ -57,6 +61,8 @@ def main(job_id: str, token: int, *, rank: bool = False) -> int:
             record_event(session, session.get(Job, job_id), "error", f"{where}{type(error).__name__}: {error}"[:2000],
                          {}, level="error")
         return 1
+    finally:
+        notifier.flush()  # alerts raised by this job reach their webhooks before the process ends
 
 
 @contextmanager
@@ -79,6 +85,8 @@ def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
     else:
         result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
                        on_event=on_event, should_stop=should_stop, progress=False)
+    if result.status == "nan_loss":
+        return EXIT_NAN_LOSS
     if result.status != "succeeded":
         return EXIT_STOPPED
     evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
@@ -96,7 +104,7 @@ def _rank(url: str, job_id: str, token: int, raw_config: dict) -> int:
     on_event, should_stop = _hooks(url, job_id, token)
     result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
                    on_event=on_event, should_stop=should_stop, progress=False)
-    return 0 if result.status == "succeeded" else EXIT_STOPPED
+    return {"succeeded": 0, "stopped": EXIT_STOPPED, "nan_loss": EXIT_NAN_LOSS}[result.status]
 
 
 def _train_with_torchrun(job_id: str, token: int, config: TrainConfig, processes: int) -> RunResult:
@@ -114,8 +122,8 @@ def _train_with_torchrun(job_id: str, token: int, config: TrainConfig, processes
     summary = read_summary(output_dir, since=started)
     if code == 0 and summary is not None:
         return RunResult("succeeded", output_dir, Path(summary["final_dir"]), summary, Path(summary["data"]["folder"]))
-    if summary is not None and summary["status"] == "stopped":
-        return RunResult("stopped", output_dir, None, summary, Path(summary["data"]["folder"]))
+    if summary is not None and summary["status"] in ("stopped", "nan_loss"):
+        return RunResult(summary["status"], output_dir, None, summary, Path(summary["data"]["folder"]))
     raise RuntimeError(f"torchrun with {processes} processes exited with code {code}; the ranks' errors are above")
 
 
@@ -123,8 +131,19 @@ def _hooks(url: str, job_id: str, token: int):
     """on_event (progress and events, fenced) and should_stop (the job's cancel flag, read at most once a second)."""
     last_check = [0.0, False]
     pace: list[Pace] = [None]
+    settings = load_settings()
+    with session_scope(url) as session:
+        rules = rules_for(session, session.get(Job, job_id).tenant_id)
+
+    def fire(rule: str, severity: str, message: str, key: str, data: dict) -> None:
+        with _fenced(url, job_id, token) as (session, job):
+            raise_alert(session, settings=settings, job=job, rule=rule, severity=severity, message=message, key=key,
+                        data=data)
+
+    watch = TrainingWatch(rules, fire, job_id=job_id)
 
     def on_event(event: dict) -> None:
+        event = _finite(event)  # a NaN loss is recorded as null: JSON (and PostgreSQL) has no NaN
         if event["type"] == "succeeded":  # training is; the job still evaluates and registers
             event = {**event, "type": "trained"}
         if event["type"] not in RECORDED:
@@ -132,7 +151,9 @@ def _hooks(url: str, job_id: str, token: int):
         with _fenced(url, job_id, token) as (session, job):
             job.progress, pace[0] = advance(job.progress, event, pace[0], at=time.time())
             data = {k: v for k, v in event.items() if k not in ("type", "summary")}
-            record_event(session, job, event["type"], _message(event), data)
+            record_event(session, job, event["type"], _message(event), data,
+                         level="error" if event["type"] == "nan_loss" else "info")
+        watch(event)
 
     def should_stop() -> bool:
         if time.monotonic() - last_check[0] > 1.0:
@@ -201,6 +222,16 @@ def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResul
     return report
 
 
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _registered(session, job: Job, version: ModelVersion) -> None:
     record_event(session, job, "registered", f"registered as {job.fine_tuned_model}",
                  {"model": job.fine_tuned_model, "version_id": version.id})
@@ -211,14 +242,21 @@ def _warn(url: str, job_id: str, message: str) -> None:
         record_event(session, session.get(Job, job_id), "warning", message, {}, level="warning")
 
 
+def _number(value) -> str:
+    return "NaN" if value is None else f"{value:.4f}"  # None: a NaN or infinity made JSON-safe
+
+
 def _message(event: dict) -> str:
     kind = event["type"]
     if kind == "metrics":
-        return f"step {event['step']}: loss {event.get('loss', float('nan')):.4f}"
+        return f"step {event['step']}: loss {_number(event.get('loss'))}"
     if kind == "eval":
-        return f"step {event['step']}: validation loss {event.get('eval_loss', float('nan')):.4f}"
+        return f"step {event['step']}: validation loss {_number(event.get('eval_loss'))}"
     if kind == "checkpoint":
         return f"checkpoint at step {event['step']}"
+    if kind == "nan_loss":
+        return (f"the loss or gradient became NaN or infinite at step {event['step']}; stopped, last good checkpoint: "
+                f"{event.get('last_good_checkpoint') or 'none'}")
     return kind.replace("_", " ")
 
 

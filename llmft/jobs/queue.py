@@ -21,6 +21,7 @@ from llmft.db.models import Job
 from llmft.db.session import session_scope
 from llmft.jobs.lease import reap, worker_beat
 from llmft.jobs.runner import run_job
+from llmft.monitor.watch import check_service
 from llmft.settings import Settings
 
 TASK = "llmft.run_job"
@@ -90,7 +91,7 @@ def dispatch(app: Celery, job_id: str, *, processes: int = 1) -> None:
 def reaper_loop(app: Celery, settings: Settings, stop: threading.Event, *, name: str,
                 interval: float | None = None, slots: Slots | None = None) -> None:
     """Every few seconds: say this worker is alive (and its slots in use), requeue jobs whose lease
-    expired (their worker died) and dispatch them again."""
+    expired (their worker died) and dispatch them again, and check the service's alert rules."""
     interval = interval or max(1.0, settings.lease_seconds / 4)
     while True:
         try:
@@ -98,6 +99,8 @@ def reaper_loop(app: Celery, settings: Settings, stop: threading.Event, *, name:
                 worker_beat(session, name=name, slots=slots.total if slots else settings.worker_slots,
                             busy=slots.busy if slots else 0)
                 requeued = [(job_id, session.get(Job, job_id).processes) for job_id in reap(session)]
+            with session_scope(settings.sqlalchemy_url) as session:
+                check_service(session, settings)  # stalled and failed jobs, a full disk: alerts
             for job_id, processes in requeued:
                 dispatch(app, job_id, processes=processes)
         except Exception:  # the outer edge of a background loop: log, try again next round

@@ -19,7 +19,7 @@ from llmft.db.session import session_scope
 from llmft.jobs.lease import claim, finish, heartbeat
 from llmft.processes import die_with_parent  # kill -9 of a worker leaves no orphan trainer
 from llmft.settings import Settings
-from llmft.train.run import EXIT_STOPPED
+from llmft.train.run import EXIT_NAN_LOSS, EXIT_STOPPED
 
 HEARTBEAT_SECONDS = 2.0
 
@@ -60,6 +60,11 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
         elif stopped:
             finish(session, job_id=job_id, token=token, status="queued", requeue=True)
             return "queued"
+        elif code == EXIT_NAN_LOSS:
+            status = "failed"
+            error = {"code": "nan_loss", "param": None,
+                     "message": "the loss or gradient became NaN or infinite; training stopped and the last good "
+                                "checkpoint is kept (lower the learning rate or check the data, then run again)"}
         else:
             status = "failed"
             error = {"code": "training_failed", "param": None,

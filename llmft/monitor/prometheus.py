@@ -11,7 +11,6 @@ histograms. Each app has its own registry (tests build several apps in one proce
 
 import hmac
 import time
-from datetime import UTC
 
 from flask import Flask, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics,
@@ -20,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sqlalchemy import func, select
 
 from llmft.api.errors import error_body
-from llmft.db.models import Job, Tenant, Worker, now
+from llmft.db.models import Job, Tenant, Worker, as_utc, now
 from llmft.db.session import session_scope
 from llmft.settings import Settings
 
@@ -95,7 +94,7 @@ class _ServiceCollector:
                 jobs.add_metric([status], counts.get(status, 0))
             queue.add_metric([], counts.get("queued", 0))
             for worker in session.scalars(select(Worker)):
-                age = (at - _aware(worker.seen_at)).total_seconds()
+                age = (at - as_utc(worker.seen_at)).total_seconds()
                 seen.add_metric([worker.name], age)
                 slots.add_metric([worker.name], worker.slots)
                 busy.add_metric([worker.name], worker.busy)
@@ -135,6 +134,3 @@ def _engine_metrics(engine):
         yield HistogramMetricFamily(name, doc, buckets=[(str(float(b)), c) for b, c in buckets] + [("+Inf", count)],
                                     sum_value=total)
 
-
-def _aware(moment):
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

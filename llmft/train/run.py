@@ -37,11 +37,12 @@ from llmft.train.optim import Lamb
 from llmft.train.trainer import EventHook, LlmftTrainer, PackedRows, ProgressBar, RunRecorder, collate_rows, memory_stats
 
 EXIT_STOPPED = 3  # stopped on request (SIGTERM, cancel): a checkpoint was saved, resume with --resume
+EXIT_NAN_LOSS = 4  # the loss or gradient became NaN or infinite: stopped, the last good checkpoint kept
 
 
 @dataclass
 class RunResult:
-    status: str  # "succeeded" or "stopped"
+    status: str  # "succeeded", "stopped" or "nan_loss"
     output_dir: Path
     final_dir: Path | None
     summary: dict
@@ -92,6 +93,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
     )
     if resume_from is not None:
         recorder.restore(resume_from, checkpoints.info(resume_from))
+    recorder.nonfinite = lambda: trainer.nonfinite_step
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if resume_from is not None and _trained_to_the_end(resume_from):
@@ -110,6 +112,13 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         _write_main(output_dir / "summary.json", summary)
         on_event({"type": "stopped", "step": trainer.state.global_step})
         return RunResult("stopped", output_dir, None, summary, prepared.folder)
+    if recorder.stopped_by == "nan_loss":
+        last = checkpoints.latest(output_dir)
+        summary = _summary(config, prepared, trainer, output, started, status="nan_loss", final=None, recorder=recorder,
+                           tokens_seen=tokens_seen)
+        summary["nan_step"], summary["last_good_checkpoint"] = trainer.nonfinite_step, last.name if last else None
+        _write_main(output_dir / "summary.json", summary)
+        return RunResult("nan_loss", output_dir, None, summary, prepared.folder)
 
     best = recorder.best_checkpoint()
     if config.output.final_model == "best" and best is not None \
@@ -187,6 +196,7 @@ def _training_arguments(config: TrainConfig, output_dir: Path, *, has_validation
         report_to="none",
         remove_unused_columns=False,
         disable_tqdm=True,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN, never hidden behind the window's mean
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every trained weight takes part in every step
         **_strategy_arguments(config),

@@ -78,6 +78,29 @@ class LlmftTrainer(Trainer):
         self._capture = _HiddenCapture(base.get_output_embeddings())
         self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": time.perf_counter()}
         self.tokens_seen = 0
+        self.nonfinite_step: int | None = None  # the step whose loss or gradient was NaN or infinite
+        self._losses_finite: torch.Tensor | None = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        finite = torch.isfinite(loss)  # no host sync here: read once per optimizer step, with the grad norm
+        self._losses_finite = finite if self._losses_finite is None else self._losses_finite & finite
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """Before the optimizer steps: a NaN or infinite loss or gradient norm drops this step's gradients
+        (the optimizer then changes nothing) and marks the step, so the weights stay those of the last
+        good step and the run stops without saving them (RunRecorder)."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        finite = bool(torch.isfinite(torch.as_tensor(grad_norm)))
+        if self._losses_finite is not None:
+            finite = finite and bool(self._losses_finite)
+        self._losses_finite = None
+        if not finite and self.nonfinite_step is None:
+            self.nonfinite_step = self.state.global_step + 1
+        if self.nonfinite_step is not None:
+            model.zero_grad(set_to_none=True)
+        return grad_norm
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
@@ -179,7 +202,9 @@ class LlmftTrainer(Trainer):
 def memory_stats() -> dict[str, float]:
     stats = {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
     if torch.cuda.is_available():
-        stats["gpu_peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        peak = torch.cuda.max_memory_allocated()
+        stats["gpu_peak_memory_gb"] = round(peak / 2**30, 3)
+        stats["gpu_memory_fraction"] = round(peak / torch.cuda.get_device_properties(0).total_memory, 4)
     return stats
 
 
@@ -187,10 +212,12 @@ class RunRecorder(TrainerCallback):
     """metrics.jsonl, checkpoint publishing, the service's hooks, early stopping, epoch-end eval/save."""
 
     def __init__(self, output_dir: Path, *, on_event: EventHook, should_stop: Callable[[], bool],
-                 save_total_limit: int, patience: int | None, eval_per_epoch: bool, has_validation: bool):
+                 save_total_limit: int, patience: int | None, eval_per_epoch: bool, has_validation: bool,
+                 nonfinite: Callable[[], int | None] = lambda: None):
         self.output_dir = Path(output_dir)
         self.on_event = on_event
         self.should_stop = should_stop
+        self.nonfinite = nonfinite  # the trainer's nonfinite_step
         self.save_total_limit = save_total_limit
         self.patience = patience
         self.eval_per_epoch = eval_per_epoch and has_validation
@@ -243,8 +270,20 @@ class RunRecorder(TrainerCallback):
                 self.on_event({"type": "early_stopping", "step": state.global_step, "best_eval_loss": self.best[0]})
 
     def on_step_end(self, args, state, control, **kwargs):
-        # one rank may see SIGTERM or a cancel a step before another: they agree, and stop together
-        if self.stopped_by is None and distributed.any_rank(self.should_stop()):
+        if self.stopped_by is not None:
+            return
+        # one rank may see SIGTERM, a cancel or a NaN a step before another: they agree, and stop together
+        stop, bad = (value > 0 for value in distributed.all_sum(
+            [float(self.should_stop()), float(self.nonfinite() is not None)]))
+        if bad:
+            last = checkpoints.latest(self.output_dir)
+            self.stopped_by = "nan_loss"
+            control.should_training_stop = True
+            control.should_save = control.should_evaluate = False  # never save what followed a NaN
+            self.on_event({"type": "nan_loss", "step": state.global_step,
+                           "last_good_checkpoint": last.name if last else None})
+            return
+        if stop:
             self.stopped_by = "stop_requested"
             control.should_save = True
             control.should_training_stop = True
@@ -252,6 +291,9 @@ class RunRecorder(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         """Evaluate and save at every epoch end (and when max_steps ends a run), unless done at this step."""
+        if self.stopped_by == "nan_loss":
+            control.should_save = control.should_evaluate = False
+            return
         control.should_save = self.saved_step != state.global_step
         evaluated = self.last_eval is not None and self.last_eval["step"] == state.global_step
         control.should_evaluate = self.eval_per_epoch and not evaluated
