@@ -193,7 +193,8 @@ def _training_arguments(config: TrainConfig, output_dir: Path, *, has_validation
         save_strategy="steps" if t.save_steps else "epoch",
         save_steps=t.save_steps or 500,
         save_total_limit=None,
-        report_to="none",
+        report_to=_reporters(),
+        run_name=output_dir.name,
         remove_unused_columns=False,
         disable_tqdm=True,
         logging_nan_inf_filter=False,  # a NaN loss is logged as NaN, never hidden behind the window's mean
@@ -232,6 +233,15 @@ def _json_file(path: str, field: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{field}: {path} must hold a JSON object")
     return value
+
+
+def _reporters() -> list[str] | str:
+    """MLflow when MLFLOW_TRACKING_URI is set (TensorBoard files are always written, by RunRecorder)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return "none"
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("MLFLOW_TRACKING_URI is set but MLflow is not installed: pip install 'llmft[mlflow]'")
+    return ["mlflow"]
 
 
 def _lamb(config: TrainConfig):

@@ -5,8 +5,8 @@
                 cross-entropy from their hidden states (train/loss.py), never all logits;
   evaluate      token-weighted validation loss, perplexity and token accuracy;
   log           adds useful tokens/s, token accuracy and memory to every training log.
-The callbacks publish checkpoints atomically, write metrics.jsonl, call the service's hooks,
-stop early, and show a progress bar.
+The callbacks publish checkpoints atomically, write metrics.jsonl and TensorBoard event files,
+call the service's hooks, stop early (and on a NaN), and show a progress bar.
 """
 
 import json
@@ -25,6 +25,7 @@ from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from llmft.data.pack import PackedCollator, pack_best_fit
 from llmft.data.tokenize import Tokenized
+from llmft.monitor import system
 from llmft.train import checkpoints, distributed
 from llmft.train.loss import linear_cross_entropy, trained_positions
 
@@ -195,6 +196,7 @@ class LlmftTrainer(Trainer):
             logs["token_accuracy"] = round(correct / max(trained, 1), 4)
             logs["tokens_seen"] = int(seen)
             logs.update(memory_stats())
+            logs.update(system.readings())
             self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": now}
         super().log(logs, start_time)
 
@@ -227,6 +229,7 @@ class RunRecorder(TrainerCallback):
         self.saved_step: int | None = None
         self.stopped_by: str | None = None
         self.resumed_from: str | None = None
+        self.writer = None  # TensorBoard, opened at the first log (rank 0 only)
 
     def restore(self, checkpoint: Path, info: dict) -> None:
         """Pick up early-stopping state from the checkpoint a run resumes from."""
@@ -251,9 +254,27 @@ class RunRecorder(TrainerCallback):
         record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": round(time.time(), 3), **logs}
         with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+        self._tensorboard(state.global_step, logs)
         kind = "eval" if any(key.startswith("eval_") for key in logs) else \
             "train_end" if "train_runtime" in logs else "metrics"  # train_end: Trainer's whole-run averages
         self.on_event({"type": kind, **record})
+
+    def _tensorboard(self, step: int, logs: dict) -> None:
+        """Every logged number as a scalar in output_dir/tensorboard (train/..., eval/...)."""
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+        for key, value in logs.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                name = f"eval/{key[5:]}" if key.startswith("eval_") else f"train/{key}"
+                self.writer.add_scalar(name, value, step)
+        self.writer.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         loss = metrics["eval_loss"]

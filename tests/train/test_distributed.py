@@ -64,7 +64,8 @@ def curve(output: Path) -> list[tuple]:
 
 
 def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Every file but TensorBoard's, named by time and process (a resumed run adds one)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.parent.name != "tensorboard")
 
 
 def assert_same_curve(a: Path, b: Path) -> None:
