@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     install_metrics(app, settings)
 
     from llmft.api import alerts, datasets, evaluations, health, jobs, legacy, models, openai_compat, predict
+    from llmft.web import ui
 
     app.register_blueprint(health.bp)
     app.extensions["llmft_limiter"].exempt(health.bp)  # probes are never rate limited
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.register_blueprint(evaluations.bp, url_prefix="/api/v1")
     app.register_blueprint(predict.bp, url_prefix="/api/v1")
     app.register_blueprint(openai_compat.bp, url_prefix="/v1")
+    app.register_blueprint(ui.bp)  # the dashboard at /ui; the page asks for the key itself
     app.register_blueprint(alerts.bp, url_prefix="/api/v1")
     logging.getLogger("llmft").setLevel(logging.INFO)
     return app

@@ -1,0 +1,186 @@
+// Labels in English and Chinese. The language comes from the toggle (remembered), else from the
+// browser: zh for any zh-*, English otherwise. Static labels in index.html carry data-i18n.
+const STORAGE = "llmft.language";
+
+const LABELS = {
+  // the header and sign in
+  title: ["llmft dashboard", "llmft 控制台"],
+  datasets: ["Datasets", "数据集"],
+  jobs: ["Jobs", "训练任务"],
+  models: ["Models", "模型"],
+  playground: ["Playground", "对话测试"],
+  alerts: ["Alerts", "告警"],
+  language_toggle: ["中文", "English"],
+  sign_out: ["Sign out", "退出登录"],
+  sign_in: ["Sign in", "登录"],
+  sign_in_hint: ["Paste an API key from `llmft keys create`. It stays in this browser tab only.",
+    "粘贴 `llmft keys create` 生成的 API 密钥。密钥只保存在当前浏览器标签页中。"],
+  api_key: ["API key", "API 密钥"],
+  checking: ["Checking the key…", "正在验证密钥…"],
+  key_rejected: ["The API key was refused (unknown or revoked). Sign in again.", "API 密钥被拒绝（未知或已吊销），请重新登录。"],
+  // shared
+  loading: ["Loading…", "加载中…"],
+  nothing_yet: ["Nothing yet.", "暂无内容。"],
+  error: ["error", "错误"],
+  warning: ["warning", "警告"],
+  info: ["info", "信息"],
+  critical: ["critical", "严重"],
+  details: ["Details", "详情"],
+  created: ["Created", "创建时间"],
+  started: ["Started", "开始时间"],
+  finished: ["Finished", "已完成"],
+  status: ["Status", "状态"],
+  time: ["Time", "时间"],
+  type: ["Type", "类型"],
+  message: ["Message", "消息"],
+  more_not_shown: ["More exist than are shown here.", "还有更多未显示。"],
+  // datasets
+  upload_dataset: ["Upload a dataset", "上传数据集"],
+  file: ["File", "文件"],
+  file_hint: ["JSONL, JSON, CSV, TSV or Parquet", "支持 JSONL、JSON、CSV、TSV 或 Parquet"],
+  tokenizer_model: ["Tokenizer of model", "分词器所属模型"],
+  max_length: ["Max length (tokens)", "最大长度（token）"],
+  upload: ["Upload and validate", "上传并校验"],
+  uploading: ["Uploading and validating…", "正在上传并校验…"],
+  your_datasets: ["Your datasets", "我的数据集"],
+  examples: ["Examples", "样本数"],
+  records: ["Records", "记录数"],
+  errors: ["Errors", "错误"],
+  warnings: ["Warnings", "警告"],
+  tokens: ["tokens", "token"],
+  tokens_total: ["Tokens", "token 总数"],
+  trained: ["trained", "参与训练"],
+  trained_tokens: ["Trained tokens", "训练 token 数"],
+  length: ["Length min / mean / max", "长度 最小 / 平均 / 最大"],
+  with_reasoning: ["With reasoning", "含推理过程"],
+  split: ["Train / validation", "训练 / 验证"],
+  validation_report: ["Validation report", "校验报告"],
+  issues: ["Issues", "问题"],
+  no_issues: ["No issues.", "没有发现问题。"],
+  severity: ["Severity", "级别"],
+  line: ["Line", "行"],
+  field: ["Field", "字段"],
+  code: ["Code", "代码"],
+  preview: ["Preview of the trained text", "训练文本预览"],
+  trained_text: ["trained on", "参与训练"],
+  context_text: ["context only", "仅作上下文"],
+  train_on_this: ["Train a model on this dataset →", "用此数据集训练模型 →"],
+  // jobs
+  new_job: ["New fine-tuning job", "新建微调任务"],
+  base_model: ["Base model", "基础模型"],
+  dataset: ["Dataset", "数据集"],
+  method: ["Method", "方法"],
+  method_lora: ["LoRA (adapter)", "LoRA（适配器）"],
+  method_full: ["Full fine-tune", "全参数微调"],
+  suffix: ["Model name (suffix)", "模型名称（后缀）"],
+  suffix_hint: ["default: <base>-ft", "默认：<基础模型>-ft"],
+  num_epochs: ["Epochs", "训练轮数"],
+  max_steps: ["Max steps", "最大步数"],
+  learning_rate: ["Learning rate", "学习率"],
+  batch_size: ["Batch size", "批大小"],
+  logging_steps: ["Log every N steps", "每 N 步记录"],
+  processes: ["Processes (GPUs)", "进程数（GPU）"],
+  start_job: ["Start training", "开始训练"],
+  starting: ["Creating the job…", "正在创建任务…"],
+  upload_first: ["Upload a dataset first:", "请先上传数据集："],
+  your_jobs: ["Your jobs", "我的任务"],
+  progress: ["Progress", "进度"],
+  result: ["Result", "结果"],
+  step: ["step", "步"],
+  step_of: ["step {step}{of}", "第 {step}{of} 步"],
+  status_validating: ["validating", "校验中"],
+  status_queued: ["queued", "排队中"],
+  status_running: ["running", "运行中"],
+  status_succeeded: ["succeeded", "成功"],
+  status_failed: ["failed", "失败"],
+  status_cancelled: ["cancelled", "已取消"],
+  cancel_job: ["Cancel job", "取消任务"],
+  eta: ["Time left", "剩余时间"],
+  loss: ["Training loss", "训练损失"],
+  eval_loss: ["Validation loss", "验证损失"],
+  tokens_per_second: ["Tokens per second", "每秒 token 数"],
+  attempts: ["Attempts", "尝试次数"],
+  hyperparameters: ["Hyperparameters", "超参数"],
+  events: ["Events", "事件"],
+  waiting_for_points: ["Waiting for the first points…", "等待第一个数据点…"],
+  // models
+  model: ["Model", "模型"],
+  no_models: ["No models yet: a successful job registers one.", "暂无模型：训练任务成功后会自动注册。"],
+  versions: ["Versions", "版本"],
+  version: ["Version", "版本"],
+  aliases: ["Aliases", "别名"],
+  alias: ["Alias", "别名"],
+  no_aliases: ["No aliases yet.", "暂无别名。"],
+  kind: ["Kind", "类型"],
+  train_loss: ["Train loss", "训练损失"],
+  job: ["Job", "任务"],
+  roll_back_to: ["Roll back to", "回滚到"],
+  no_earlier_version: ["no earlier version", "没有更早的版本"],
+  rolled_back: ["Rolled back", "已回滚"],
+  promote: ["Promote", "发布"],
+  promoted: ["Promoted", "已发布"],
+  force: ["Override the gate (recorded)", "强制越过门禁（会被记录）"],
+  reason: ["Reason", "原因"],
+  reason_hint: ["why (kept in the history)", "原因（记录在历史中）"],
+  was: ["was", "原为"],
+  gate_overridden: ["the gate was overridden", "已强制越过门禁"],
+  lineage: ["Lineage", "血缘"],
+  base_revision: ["Base revision", "基础模型修订"],
+  parent: ["Parent", "父版本"],
+  seed: ["Seed", "随机种子"],
+  metrics: ["Metrics", "指标"],
+  evaluation: ["Evaluation beside the base model", "与基础模型的评估对比"],
+  no_evaluation: ["No evaluation was recorded for this version.", "此版本没有评估记录。"],
+  metric: ["Metric", "指标"],
+  base: ["Base", "基础模型"],
+  fine_tuned: ["Fine-tuned", "微调后"],
+  change: ["Change", "变化"],
+  evaluated_on: ["{examples} validation examples scored, {generated} answers generated",
+    "评估了 {examples} 条验证样本，生成了 {generated} 条回答"],
+  files: ["Files", "文件"],
+  history: ["History", "历史"],
+  // playground
+  model_ref_hint: ["NAME@ALIAS, NAME:V or a base model", "NAME@别名、NAME:版本 或基础模型"],
+  max_tokens: ["Max new tokens", "最大生成 token 数"],
+  server_default: ["server default", "服务器默认"],
+  temperature: ["Temperature", "温度"],
+  system_prompt: ["System prompt", "系统提示词"],
+  system_hint: ["optional", "可选"],
+  ask_hint: ["Ask something…", "输入问题…"],
+  send: ["Send", "发送"],
+  stop: ["Stop", "停止"],
+  clear: ["Clear", "清空"],
+  you: ["You", "你"],
+  reasoning: ["Reasoning", "推理过程"],
+  answer: ["Answer", "回答"],
+  no_answer: ["(no answer: the reasoning used every token; raise max new tokens)",
+    "（没有回答：推理过程用完了全部 token，请调大最大生成 token 数）"],
+  streaming: ["Streaming…", "生成中…"],
+  stopped: ["Stopped.", "已停止。"],
+  // alerts
+  rule: ["Rule", "规则"],
+  no_alerts: ["No alerts.", "没有告警。"],
+};
+
+export function language() {
+  const chosen = localStorage.getItem(STORAGE);
+  if (chosen === "en" || chosen === "zh") return chosen;
+  return (navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
+}
+
+export function setLanguage(value) {
+  localStorage.setItem(STORAGE, value);
+}
+
+// t("step_of", { step: 3, of: " / 12" }): {name} in the label is replaced by vars.name.
+export function t(key, vars = {}) {
+  const label = LABELS[key];
+  const text = label ? label[language() === "zh" ? 1 : 0] : key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+export function applyLabels(root) {
+  document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
+  document.title = t("title");
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
