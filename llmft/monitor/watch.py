@@ -21,7 +21,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from llmft.db.models import Job, JobEvent, as_utc, now
+from llmft.db.models import Alert, Job, JobEvent, as_utc, now
 from llmft.monitor.alerts import AlertRules, raise_alert, rules_for
 from llmft.settings import Settings
 
@@ -91,7 +91,7 @@ def check_service(session: Session, settings: Settings) -> None:
     for job, last_at, last_id in running:
         rules = rules_for(session, job.tenant_id)
         silent = at - as_utc(last_at)
-        if silent > timedelta(minutes=rules.stalled_minutes):
+        if silent > timedelta(minutes=rules.stalled_minutes) and not _raised(session, f"stalled:{job.id}:{last_id}"):
             raise_alert(session, settings=settings, job=job, rule="stalled", severity="warning",
                         message=f"no progress for {silent.total_seconds() / 60:.1f} minutes "
                                 f"(threshold {rules.stalled_minutes:g})",
@@ -99,15 +99,21 @@ def check_service(session: Session, settings: Settings) -> None:
     failed = session.scalars(select(Job).where(Job.status == "failed", Job.finished_at >= at - timedelta(hours=1)))
     for job in failed:
         code = (job.error or {}).get("code")
-        if code != "nan_loss" and rules_for(session, job.tenant_id).job_failed:  # a NaN alerted already
+        if code != "nan_loss" and rules_for(session, job.tenant_id).job_failed \
+                and not _raised(session, f"job_failed:{job.id}"):  # a NaN alerted already, as nan_loss
             raise_alert(session, settings=settings, job=job, rule="job_failed", severity="critical",
                         message=f"job failed: {(job.error or {}).get('message', 'no reason recorded')}",
                         key=f"job_failed:{job.id}", data={"code": code})
     usage = shutil.disk_usage(settings.llmft_home)
     free = usage.free / usage.total
-    if free < settings.alert_disk_free_fraction:
+    hour_key = f"disk_full:{int(time.time() // 3600)}"
+    if free < settings.alert_disk_free_fraction and not _raised(session, hour_key):
         raise_alert(session, settings=settings, rule="disk_full", severity="critical",
                     message=f"{free:.1%} of the disk holding {settings.llmft_home} is free "
                             f"(threshold {settings.alert_disk_free_fraction:.0%})",
-                    key=f"disk_full:{int(time.time() // 3600)}", data={"free_fraction": round(free, 4)})
+                    key=hour_key, data={"free_fraction": round(free, 4)})
 
+
+def _raised(session: Session, key: str) -> bool:
+    """Already alerted (checked first, so rounds do not hit the unique key; it still settles races)."""
+    return session.scalar(select(Alert.id).where(Alert.key == key)) is not None
