@@ -19,7 +19,7 @@ from test_runner import new_job, setup  # noqa: F401  (the runner tests' fixture
 
 
 @pytest.mark.slow
-def test_a_nan_stops_the_job_keeps_the_last_good_checkpoint_and_notifies(setup, receiver):
+def test_a_nan_stops_the_job_keeps_the_last_good_checkpoint_and_notifies(setup, receiver):  # noqa: F811
     settings, principal, dataset_id = setup
     with session_scope(settings.sqlalchemy_url) as session:
         update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=[receiver.url], rules=None)
