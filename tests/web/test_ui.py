@@ -116,6 +116,7 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
 
     with stage(page, screenshots, "06-job-succeeded"):
         page.locator("#job-summary .badge-succeeded").wait_for(timeout=240_000)
+        page.locator("figure[data-chart=loss] circle.point").nth(11).wait_for()  # the last poll drawn
         assert points(page, "loss") == 12 and points(page, "learning_rate") == 12
         assert page.locator("#events li").count() >= 5
         assert page.is_disabled("#cancel-job")
@@ -129,6 +130,7 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
         page.fill("#alias-name", "production")
         page.click("#promote-form button[type=submit]")
         page.locator("#alias-status .ok").wait_for()
+        page.locator("#model-head table").filter(has_text="support-bot@production").first.wait_for()
         assert "support-bot@production" in page.inner_text("#model-head")
         assert "production" in page.inner_text("#model-head table")
 
@@ -157,6 +159,7 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
         page.locator("#alias-status .ok").filter(has_text="overridden").wait_for()
         page.click("#model-head button:has-text('Roll back to v1')")
         page.locator("#alias-status .ok").filter(has_text="Rolled back").wait_for()
+        page.locator("#model-history").filter(has_text="alias_moved").wait_for()
         assert "support-bot@production" in page.inner_text("#model-head table")
         assert "v1" in page.inner_text("#model-head table tbody tr:first-child")
         assert "alias_moved" in page.inner_text("#model-history")
@@ -170,17 +173,19 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
         page.locator("figure[data-chart=loss]").wait_for()
         page.click("#language")
         page.locator("nav a[data-section=models]").filter(has_text="模型").wait_for()
+        # the page renders again in the new language: wait for the charts to come back, then read them
+        page.locator("#charts").filter(has_text="训练损失").wait_for()
         assert "训练损失" in page.inner_text("#charts")
         assert page.inner_text("#language") == "English"
 
     with stage(page, screenshots, "13-jobs-chinese"):
         page.click("nav a[data-section=jobs]")
-        page.locator("#job-list table").wait_for()
+        page.locator("#job-list table").filter(has_text="成功").wait_for()
         assert "开始训练" in page.inner_text("#job-form") and "成功" in page.inner_text("#job-list")
 
     with stage(page, screenshots, "14-models-chinese"):
         page.click("nav a[data-section=models]")
-        page.locator("#model-list table").wait_for()
+        page.locator("#model-list").filter(has_text="基础模型").filter(has_text="production → v1").wait_for()
         assert "production → v1" in page.inner_text("#model-list") and "基础模型" in page.inner_text("#model-list")
 
     with stage(page, screenshots, "15-signed-out"):
