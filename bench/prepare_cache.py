@@ -24,7 +24,7 @@ def main() -> None:
     os.environ.setdefault("LLMFT_HOME", str(ROOT / "var"))
     from llmft.data import cache
     from llmft.data.prepare import prepare
-    from llmft.models.resolve import ensure_tiny_model
+    from llmft.bases.resolve import ensure_tiny_model
 
     ensure_tiny_model()
     with tempfile.TemporaryDirectory() as scratch:

@@ -85,7 +85,7 @@ def sequential_generate(prompts: list[str], max_tokens: int) -> dict:
     from transformers.generation.streamers import BaseStreamer
 
     from llmft.data.normalize import Message
-    from llmft.models.resolve import ensure_tiny_model
+    from llmft.bases.resolve import ensure_tiny_model
     from llmft.serve.service import chat_prompt
 
     class FirstToken(BaseStreamer):

@@ -139,7 +139,7 @@ def _run_trl(args, prepared, train, output):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from llmft.models.resolve import ensure_tiny_model
+    from llmft.bases.resolve import ensure_tiny_model
     from llmft.data.tokenize import IGNORE
 
     torch.manual_seed(COMMON["seed"])
@@ -168,7 +168,7 @@ def _load_final(folder: Path, method: str):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from llmft.models.resolve import ensure_tiny_model
+    from llmft.bases.resolve import ensure_tiny_model
 
     if method == "full":
         return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from llmft.config import ConfigError
-    from llmft.models.resolve import ModelNotFoundError
+    from llmft.bases.resolve import ModelNotFoundError
 
     try:
         return args.run(args)
@@ -158,7 +158,7 @@ def _data_config(args):
 
 def _serve(args) -> int:
 
-    from llmft.api.serve import serve
+    from llmft.api.server import serve
     from llmft.processes import die_with_parent
     from llmft.settings import load_settings
 
@@ -181,7 +181,7 @@ def _serve(args) -> int:
 def _say_how_to_start(settings) -> None:
     from sqlalchemy import func, select
 
-    from llmft.db.models import ApiKey
+    from llmft.db.tables import ApiKey
     from llmft.db.session import create_schema, session_scope
 
     settings.llmft_home.mkdir(parents=True, exist_ok=True)
@@ -265,14 +265,14 @@ def _keys_revoke(args) -> int:
 
 
 def _model_tiny(args) -> int:
-    from llmft.models.tiny import build_tiny_model
+    from llmft.bases.tiny import build_tiny_model
 
     print(build_tiny_model(args.out, seed=args.seed))
     return 0
 
 
 def _model_init(args) -> int:
-    from llmft.models.init import init_model
+    from llmft.bases.init import init_model
 
     print(init_model(args.config, tokenizer=args.tokenizer, out=args.out, dtype=args.dtype, seed=args.seed))
     return 0
@@ -364,7 +364,7 @@ def _forwarding_signals():
 def _data_validate(args) -> int:
     from llmft.data.report import build_report, format_report
     from llmft.data.validate import check_file
-    from llmft.models.resolve import load_tokenizer
+    from llmft.bases.resolve import load_tokenizer
 
     config = _data_config(args)
     checked = check_file(args.file, tokenizer=load_tokenizer(args.model), config=config)
@@ -394,7 +394,7 @@ def _data_prepare(args) -> int:
 def _data_preview(args) -> int:
     from llmft.data.preview import format_example
     from llmft.data.validate import check_file
-    from llmft.models.resolve import load_tokenizer
+    from llmft.bases.resolve import load_tokenizer
 
     config = _data_config(args)
     tokenizer = load_tokenizer(args.model)

@@ -33,7 +33,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """The `tiny-r1` model, built once per test session under the test $LLMFT_HOME."""
-    from llmft.models.resolve import ensure_tiny_model
+    from llmft.bases.resolve import ensure_tiny_model
 
     return ensure_tiny_model()
 

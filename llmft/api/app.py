@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     _install_rate_limits(app, settings)
     install_metrics(app, settings)
 
-    from llmft.api import alerts, datasets, evaluations, health, jobs, legacy, models, openai_compat, predict
+    from llmft.api import alerts, datasets, evaluations, health, jobs, legacy, openai_compat, predict, registry
     from llmft.web import ui
 
     app.register_blueprint(health.bp)
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.register_blueprint(datasets.bp, url_prefix="/api/v1")
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(legacy.bp, url_prefix="/api/v1")
-    app.register_blueprint(models.bp, url_prefix="/api/v1")
+    app.register_blueprint(registry.bp, url_prefix="/api/v1")
     app.register_blueprint(evaluations.bp, url_prefix="/api/v1")
     app.register_blueprint(predict.bp, url_prefix="/api/v1")
     app.register_blueprint(openai_compat.bp, url_prefix="/v1")

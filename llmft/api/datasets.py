@@ -6,7 +6,7 @@ from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
 from llmft.api.context import settings
 from llmft.api.auth import auth, principal, require_write
-from llmft.datasets import service
+from llmft.data import service
 from llmft.db.session import session_scope
 
 bp = APIBlueprint("datasets", __name__, tag="datasets")

@@ -15,8 +15,8 @@ from apiflask import APIBlueprint, Schema, fields, validators
 from llmft.api.text import Text
 from llmft.api.context import celery, settings
 from llmft.api.auth import auth, principal, require_write
-from llmft.datasets.service import upload_dataset
-from llmft.db.models import Dataset, is_id
+from llmft.data.service import upload_dataset
+from llmft.db.tables import Dataset, is_id
 from llmft.db.session import session_scope
 from llmft.errors import ServiceError
 from llmft.jobs import service

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from llmft.db.models import ApiKey, Tenant, now
+from llmft.db.tables import ApiKey, Tenant, now
 
 ROLES = ("admin", "member", "viewer")
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from llmft.data.issues import Issue, Location
-from llmft.models.r1_tokenizer import THINK_CLOSE, THINK_OPEN
+from llmft.bases.r1_tokenizer import THINK_CLOSE, THINK_OPEN
 
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {

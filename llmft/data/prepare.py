@@ -22,7 +22,7 @@ from llmft.data.split import split_indices
 from llmft.data.store import read_tokens, sha256_file, sha256_files, write_examples, write_tokens
 from llmft.data.tokenize import Tokenized
 from llmft.data.validate import Checked, check_file
-from llmft.models.resolve import load_tokenizer, resolve_model, tokenizer_fingerprint
+from llmft.bases.resolve import load_tokenizer, resolve_model, tokenizer_fingerprint
 
 STRUCTURAL = {"file_unreadable", "file_empty"}  # never dropped: there is nothing left to train on
 DATA_FILES = ("train.jsonl", "validation.jsonl", "train.tokens.safetensors", "validation.tokens.safetensors")

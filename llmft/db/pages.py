@@ -6,7 +6,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from llmft.db.models import is_id
+from llmft.db.tables import is_id
 from llmft.errors import NotFound
 
 

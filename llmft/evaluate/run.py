@@ -26,8 +26,8 @@ from llmft.data.render import generation_prompt
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
 from llmft.evaluate.metrics import perplexity, reasoning_stats, score_answers
-from llmft.models.r1_tokenizer import THINK_OPEN
-from llmft.models.resolve import weights_source
+from llmft.bases.r1_tokenizer import THINK_OPEN
+from llmft.bases.resolve import weights_source
 
 
 def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens: Path, max_samples: int = 16,

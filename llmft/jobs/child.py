@@ -25,13 +25,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from llmft.db.models import Job, ModelVersion, RegisteredModel
+from llmft.db.tables import Job, ModelVersion, RegisteredModel
 from llmft.db.session import session_scope
 from llmft.evaluate.run import evaluate, evaluate_file
 from llmft.jobs.lease import record_event
 from llmft.jobs.progress import Pace, advance
 from llmft.processes import die_with_parent
-from llmft.models.resolve import base_revision
+from llmft.bases.resolve import base_revision
 from llmft.monitor.alerts import notifier, raise_alert, rules_for
 from llmft.monitor.watch import TrainingWatch
 from llmft.registry.export import merge_adapter

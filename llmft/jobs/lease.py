@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from llmft.db.models import Job, JobEvent, Worker, now
+from llmft.db.tables import Job, JobEvent, Worker, now
 
 
 def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: datetime | None = None) -> int | None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
-from llmft.db.models import Job, JobEvent
+from llmft.db.tables import Job, JobEvent
 from llmft.db.session import session_scope
 from llmft.jobs.service import FINAL, get_job
 from llmft.train import checkpoints

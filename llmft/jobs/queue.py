@@ -17,7 +17,7 @@ import time
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from llmft.db.models import Job
+from llmft.db.tables import Job
 from llmft.db.session import session_scope
 from llmft.jobs.lease import reap, worker_beat
 from llmft.jobs.runner import run_job

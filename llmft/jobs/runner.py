@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from llmft.db.models import Job
+from llmft.db.tables import Job
 from llmft.db.session import session_scope
 from llmft.jobs.lease import claim, finish, heartbeat
 from llmft.processes import die_with_parent  # kill -9 of a worker leaves no orphan trainer

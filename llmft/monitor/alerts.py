@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from llmft.config import Strict
-from llmft.db.models import Alert, AlertSettings, Job, now
+from llmft.db.tables import Alert, AlertSettings, Job, now
 from llmft.db.session import session_scope
 from llmft.jobs.lease import record_event
 from llmft.settings import Settings

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sqlalchemy import func, select
 
 from llmft.api.errors import error_body
-from llmft.db.models import Job, Tenant, Worker, as_utc, now
+from llmft.db.tables import Job, Tenant, Worker, as_utc, now
 from llmft.db.session import session_scope
 from llmft.settings import Settings
 

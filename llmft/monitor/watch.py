@@ -21,7 +21,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from llmft.db.models import Alert, Job, JobEvent, as_utc, now
+from llmft.db.tables import Alert, Job, JobEvent, as_utc, now
 from llmft.monitor.alerts import AlertRules, raise_alert, rules_for
 from llmft.settings import Settings
 

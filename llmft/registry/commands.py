@@ -16,7 +16,7 @@ import sys
 from sqlalchemy import select
 
 from llmft.auth.keys import Principal
-from llmft.db.models import Tenant
+from llmft.db.tables import Tenant
 from llmft.db.session import create_schema, session_scope
 from llmft.errors import ServiceError
 from llmft.registry import service

@@ -13,7 +13,7 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmft.models.resolve import weights_source
+from llmft.bases.resolve import weights_source
 
 
 def merge_adapter(*, base_model: str, adapter_dir: Path, out: Path) -> Path:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from llmft import __version__
 from llmft.auth.keys import Principal
-from llmft.db.models import Dataset, Job, ModelAlias, ModelEvent, ModelVersion, RegisteredModel, new_id, now
+from llmft.db.tables import Dataset, Job, ModelAlias, ModelEvent, ModelVersion, RegisteredModel, new_id, now
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry.artifacts import add_file, artifacts_dir, store, verify
 from llmft.registry.card import model_card

@@ -29,7 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.cache_utils import DynamicCache
 
 from llmft.errors import ServiceError
-from llmft.models.resolve import resolve_model, weights_source
+from llmft.bases.resolve import resolve_model, weights_source
 from llmft.monitor.histogram import Histogram
 from llmft.serve.sampling import Sampling, choose, generator_for
 from llmft.serve.text import OutputText

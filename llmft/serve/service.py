@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from llmft.auth.keys import Principal
 from llmft.data.normalize import Message
 from llmft.data.render import generation_prompt
-from llmft.db.models import ModelAlias, ModelVersion, RegisteredModel
+from llmft.db.tables import ModelAlias, ModelVersion, RegisteredModel
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
-from llmft.models.r1_tokenizer import THINK_OPEN
+from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
 from llmft.serve.engine import Engine, Target

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from transformers import AutoTokenizer
 
-from llmft.models.resolve import resolve_model, weights_source
+from llmft.bases.resolve import resolve_model, weights_source
 from llmft.serve.engine import Busy, Completion, Generation, Request, Target
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import OutputText

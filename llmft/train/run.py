@@ -29,10 +29,10 @@ from transformers.utils import logging as hf_logging
 from llmft import __version__
 from llmft.config import ConfigError
 from llmft.data.prepare import prepare
-from llmft.models.resolve import load_tokenizer
+from llmft.bases.resolve import load_tokenizer
 from llmft.train import checkpoints, distributed
 from llmft.train.config import TrainConfig
-from llmft.train.model import load_model, training_precision
+from llmft.train.load import load_model, training_precision
 from llmft.train.optim import Lamb
 from llmft.train.trainer import EventHook, LlmftTrainer, PackedRows, ProgressBar, RunRecorder, collate_rows, memory_stats
 

@@ -2,7 +2,7 @@ import pytest
 from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key, hash_key, revoke_key
-from llmft.db.models import ApiKey
+from llmft.db.tables import ApiKey
 from llmft.db.session import session_scope
 
 

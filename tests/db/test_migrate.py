@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select, text
 
 from llmft.auth.keys import authenticate, create_key
 from llmft.db.migrate import BASELINE, current, head, upgrade
-from llmft.db.models import Base, Job, Worker
+from llmft.db.tables import Base, Job, Worker
 from llmft.db.session import engine_for, session_scope
 
 

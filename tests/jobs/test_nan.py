@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from llmft.db.models import Alert, Job, JobEvent
+from llmft.db.tables import Alert, Job, JobEvent
 from llmft.db.session import session_scope
 from llmft.jobs.runner import run_job
 from llmft.monitor.alerts import update_alert_settings

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key
-from llmft.datasets.service import upload_dataset
-from llmft.db.models import Job, JobEvent
+from llmft.data.service import upload_dataset
+from llmft.db.tables import Job, JobEvent
 from llmft.db.session import session_scope
 from llmft.errors import Invalid
 from llmft.jobs.runner import run_job

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key
-from llmft.db.models import Alert, Job, JobEvent, Tenant, now
+from llmft.db.tables import Alert, Job, JobEvent, Tenant, now
 from llmft.db.session import session_scope
 from llmft.monitor import alerts
 from llmft.monitor.alerts import AlertRules, alerts_of, notifier, raise_alert, update_alert_settings

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmft.auth.keys import create_key
 from llmft.cli import main
-from llmft.db.models import Dataset, Job
+from llmft.db.tables import Dataset, Job
 from llmft.db.session import create_schema, session_scope
 from llmft.registry.service import register_version
 

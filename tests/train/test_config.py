@@ -4,7 +4,7 @@ import pytest
 
 from llmft.config import ConfigError
 from llmft.train.config import load_config
-from llmft.train.model import check_method
+from llmft.train.load import check_method
 
 ROOT = Path(__file__).resolve().parents[2]
 ORIGINAL_README_EXAMPLE = """\

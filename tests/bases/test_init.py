@@ -3,7 +3,7 @@ import json
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmft.models.init import init_model
+from llmft.bases.init import init_model
 
 
 def test_init_writes_a_loadable_model_of_the_given_shape(tmp_path, tiny_model_dir):

@@ -17,7 +17,7 @@ import torch
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 from transformers.utils import logging as hf_logging
 
-from llmft.models.r1_tokenizer import build_r1_tokenizer
+from llmft.bases.r1_tokenizer import build_r1_tokenizer
 
 TINY_SHAPE = dict(
     hidden_size=64,

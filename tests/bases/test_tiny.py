@@ -4,9 +4,9 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmft.models.r1_tokenizer import R1_ADDED_TOKENS
-from llmft.models.resolve import ModelNotFoundError, resolve_model, tokenizer_fingerprint
-from llmft.models.tiny import build_tiny_model
+from llmft.bases.r1_tokenizer import R1_ADDED_TOKENS
+from llmft.bases.resolve import ModelNotFoundError, resolve_model, tokenizer_fingerprint
+from llmft.bases.tiny import build_tiny_model
 
 
 def test_tokenizer_encodes_like_deepseek_r1(tokenizer):

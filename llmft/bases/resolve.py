@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from llmft.home import llmft_home
-from llmft.models.tiny import build_tiny_model
+from llmft.bases.tiny import build_tiny_model
 
 TINY = "tiny-r1"
 ALIASES = {

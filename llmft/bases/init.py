@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from llmft.models.resolve import load_tokenizer
+from llmft.bases.resolve import load_tokenizer
 
 
 POOL_SIZE = 1 << 26  # 64M normal samples, copied at random offsets: random enough for a benchmark

@@ -5,7 +5,7 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM
 
 from llmft.config import ConfigError
-from llmft.models.resolve import ModelNotFoundError, weights_source
+from llmft.bases.resolve import ModelNotFoundError, weights_source
 from llmft.train.config import TrainConfig
 
 

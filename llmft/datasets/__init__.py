@@ -1,1 +1,0 @@
-"""Uploaded datasets: validated on arrival, stored under the tenant, previewed, deleted."""
