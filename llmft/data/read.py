@@ -17,7 +17,6 @@ from llmft.data.issues import Issue, Location
 MAX_LINE_BYTES = 64 * 1024 * 1024
 MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024  # whole-file formats (JSON array, CSV) above this are refused
 JSON_CELL_COLUMNS = ("messages", "conversations")  # CSV cells holding JSON lists
-FORMATS = ("jsonl", "json", "csv", "parquet")
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,6 @@ def all_sum(values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when it is true on at least one."""
-    return all_sum([1.0 if flag else 0.0])[0] > 0 if world_size() > 1 else flag
-
-
 def shard(count: int) -> range:
     """The indices of `count` items this rank takes: every world_size-th, none twice, none padded."""
     return range(rank(), count, world_size())
