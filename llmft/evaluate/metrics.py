@@ -17,9 +17,8 @@ import unicodedata
 import sacrebleu
 from rouge_score import rouge_scorer
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-EOS = "<｜end▁of▁sentence｜>"
+from llmft.bases.r1_tokenizer import EOS, THINK_CLOSE, THINK_OPEN
+
 CJK_SHARE = 0.3
 
 # Han (basic, extension A, compatibility, extensions B-F and the compatibility supplement),

@@ -13,7 +13,7 @@ stop string is held back until the next token settles it, so a stream never show
 Stop strings apply to the answer only: a stop of "\\n" must not end a model that is still thinking.
 """
 
-from llmft.evaluate.metrics import THINK_CLOSE, THINK_OPEN
+from llmft.bases.r1_tokenizer import THINK_CLOSE, THINK_OPEN
 
 HELD_BLANKS = 8  # at most this much trailing whitespace waits to see whether `</think>` follows
 Delta = tuple[str, str]  # (channel: "reasoning" | "content", text)
