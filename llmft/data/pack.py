@@ -10,6 +10,7 @@ import bisect
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import Dataset
 
 from llmft.data.tokenize import IGNORE, Tokenized
 
@@ -54,3 +55,24 @@ class PackedCollator:
             "labels": torch.tensor([labels], dtype=torch.long),
             "position_ids": torch.tensor([positions], dtype=torch.long),
         }
+
+
+class PackedRows(Dataset):
+    """Rows of examples: best-fit packed into `max_length` tokens, or one example per row."""
+
+    def __init__(self, examples: list[Tokenized], *, max_length: int, pack: bool):
+        self.examples = examples
+        lengths = [len(e) for e in examples]
+        self.rows = pack_best_fit(lengths, max_length) if pack else [[i] for i in range(len(examples))]
+        self.tokens = sum(lengths)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> list[Tokenized]:
+        return [self.examples[i] for i in self.rows[index]]
+
+
+def collate_rows(rows: list[list[Tokenized]]) -> dict[str, torch.Tensor]:
+    """A batch of rows flattened into one padding-free sequence (position ids restart per example)."""
+    return PackedCollator()([example for row in rows for example in row])

@@ -28,13 +28,14 @@ from transformers.utils import logging as hf_logging
 
 from llmft import __version__
 from llmft.config import ConfigError
+from llmft.data.pack import PackedRows, collate_rows
 from llmft.data.prepare import prepare
 from llmft.bases.resolve import load_tokenizer
 from llmft.train import checkpoints, distributed
 from llmft.train.config import TrainConfig
 from llmft.train.load import load_model, training_precision
 from llmft.train.optim import Lamb
-from llmft.train.trainer import EventHook, LlmftTrainer, PackedRows, ProgressBar, RunRecorder, collate_rows, memory_stats
+from llmft.train.trainer import EventHook, LlmftTrainer, ProgressBar, RunRecorder, memory_stats
 
 EXIT_STOPPED = 3  # stopped on request (SIGTERM, cancel): a checkpoint was saved, resume with --resume
 EXIT_NAN_LOSS = 4  # the loss or gradient became NaN or infinite: stopped, the last good checkpoint kept

@@ -18,39 +18,15 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
-from llmft.data.pack import PackedCollator, pack_best_fit
-from llmft.data.tokenize import Tokenized
 from llmft.monitor import system
 from llmft.train import checkpoints, distributed
 from llmft.train.loss import linear_cross_entropy, trained_positions
 
 EventHook = Callable[[dict], None]
-
-
-class PackedRows(Dataset):
-    """Rows of examples: best-fit packed into `max_length` tokens, or one example per row."""
-
-    def __init__(self, examples: list[Tokenized], *, max_length: int, pack: bool):
-        self.examples = examples
-        lengths = [len(e) for e in examples]
-        self.rows = pack_best_fit(lengths, max_length) if pack else [[i] for i in range(len(examples))]
-        self.tokens = sum(lengths)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> list[Tokenized]:
-        return [self.examples[i] for i in self.rows[index]]
-
-
-def collate_rows(rows: list[list[Tokenized]]) -> dict[str, torch.Tensor]:
-    """A batch of rows flattened into one padding-free sequence (position ids restart per example)."""
-    return PackedCollator()([example for row in rows for example in row])
 
 
 class _HiddenCapture:
