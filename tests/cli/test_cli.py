@@ -9,7 +9,7 @@ import pytest
 
 from llmft.cli import EXIT_DATA_ERRORS, EXIT_USAGE, main
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "brokerage_support.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 
 
 def write(path, text):

@@ -105,8 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key")
     revoke.set_defaults(run=_keys_revoke)
 
-    from llmft.evaluate.command import add_parser as add_eval_parser
-    from llmft.registry.commands import add_parser as add_models_parser
+    from llmft.cli.eval import add_parser as add_eval_parser
+    from llmft.cli.models import add_parser as add_models_parser
 
     add_models_parser(commands)
     add_eval_parser(commands)
