@@ -9,7 +9,6 @@ with `on_event` (progress) and `should_stop` (cancel); SIGTERM stops the same wa
 checkpoint is saved and `train` returns status "stopped" (exit code 3 from the command).
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import TrainerState, TrainingArguments, set_seed
+from transformers import TrainerState, set_seed
 from transformers.trainer_utils import TrainOutput
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
@@ -33,8 +32,8 @@ from llmft.data.prepare import prepare
 from llmft.bases.resolve import load_tokenizer
 from llmft.train import checkpoints, distributed
 from llmft.train.config import TrainConfig
-from llmft.train.load import load_model, training_precision
-from llmft.train.optim import Lamb
+from llmft.train.arguments import _lamb, _training_arguments
+from llmft.train.load import load_model
 from llmft.train.trainer import EventHook, LlmftTrainer, ProgressBar, RunRecorder, memory_stats
 
 EXIT_STOPPED = 3  # stopped on request (SIGTERM, cancel): a checkpoint was saved, resume with --resume
@@ -157,97 +156,6 @@ def _data_options(config: TrainConfig):
     from llmft.config import DataConfig
 
     return DataConfig(**config.data.model_dump(exclude={"train_file"}))
-
-
-def _training_arguments(config: TrainConfig, output_dir: Path, *, has_validation: bool, progress: bool):
-    t = config.training
-    precision = training_precision(config)
-    cuda = torch.cuda.is_available()
-    eval_strategy = "steps" if (t.eval_steps and has_validation) else "no"
-    optim = {"adamw": "adamw_torch_fused" if cuda else "adamw_torch", "adafactor": "adafactor", "lamb": "adamw_torch"}
-    return TrainingArguments(
-        output_dir=str(checkpoints.staging_dir(output_dir)),
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        num_train_epochs=t.num_epochs,
-        max_steps=t.max_steps or -1,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
-        warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm or 0.0,
-        optim=optim[t.optimizer],
-        adam_beta1=t.adam_beta1,
-        adam_beta2=t.adam_beta2,
-        adam_epsilon=t.adam_epsilon,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not cuda,
-        activation_checkpointing=t.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        seed=t.seed,
-        data_seed=t.seed,
-        logging_steps=t.logging_steps,
-        eval_strategy=eval_strategy,
-        eval_steps=t.eval_steps if eval_strategy == "steps" else None,
-        save_strategy="steps" if t.save_steps else "epoch",
-        save_steps=t.save_steps or 500,
-        save_total_limit=None,
-        report_to=_reporters(),
-        run_name=output_dir.name,
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN, never hidden behind the window's mean
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,  # every trained weight takes part in every step
-        **_strategy_arguments(config),
-    )
-
-
-def _strategy_arguments(config: TrainConfig) -> dict:
-    """FSDP or DeepSpeed for Trainer; DDP needs nothing (torchrun's environment is enough)."""
-    d = config.distributed
-    if d.strategy != "ddp" and not torch.cuda.is_available():
-        # Accelerate, under Trainer, keeps FSDP only on GPUs: on CPU it drops the plugin and trains with DDP
-        raise ConfigError(f"distributed.strategy {d.strategy} needs CUDA GPUs; on CPU use ddp (the default)")
-    if d.strategy == "fsdp":
-        return {"fsdp": True, "fsdp_config": _json_file(d.config_file, "distributed.config_file") if d.config_file else None}
-    if d.strategy == "deepspeed":
-        if d.config_file is None:
-            raise ConfigError("distributed.strategy deepspeed needs distributed.config_file: "
-                              "config/distributed/deepspeed_zero2.json or deepspeed_zero3.json")
-        if importlib.util.find_spec("deepspeed") is None:
-            raise ConfigError("distributed.strategy deepspeed needs DeepSpeed: pip install 'llmft[deepspeed]' (CUDA)")
-        _json_file(d.config_file, "distributed.config_file")  # checked here; DeepSpeed reads the file itself
-        return {"deepspeed": d.config_file}
-    return {}
-
-
-def _json_file(path: str, field: str) -> dict:
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{field}: cannot read {path}: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{field}: {path} is not valid JSON (line {error.lineno}: {error.msg})") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{field}: {path} must hold a JSON object")
-    return value
-
-
-def _reporters() -> list[str] | str:
-    """MLflow when MLFLOW_TRACKING_URI is set (TensorBoard files are always written, by RunRecorder)."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        return "none"
-    if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("MLFLOW_TRACKING_URI is set but MLflow is not installed: pip install 'llmft[mlflow]'")
-    return ["mlflow"]
-
-
-def _lamb(config: TrainConfig):
-    t = config.training
-    return Lamb, {"betas": (t.adam_beta1, t.adam_beta2), "eps": t.adam_epsilon, "weight_decay": t.weight_decay}
 
 
 def _save_final(trainer: LlmftTrainer, output_dir: Path) -> Path:
