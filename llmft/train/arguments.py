@@ -1,5 +1,11 @@
-"""Our config as Hugging Face `TrainingArguments` (and Trainer's optimizer for LAMB): the one
-place that maps `TrainConfig` onto Trainer's settings, beside train/config.py."""
+"""Our config as Hugging Face Trainer's settings, beside train/config.py (as TRL's sft_config.py):
+
+    arguments = training_arguments(config, output_dir, has_validation=True)
+    Trainer(args=arguments, optimizer_cls_and_kwargs=optimizer_class_and_kwargs(config), ...)
+
+Checkpoints go to the staging folder (train/checkpoints.py publishes them); the run's callbacks
+(train/callbacks.py) write the metrics, so Trainer's own reporters stay off unless MLflow is set.
+"""
 
 import importlib.util
 import json
@@ -16,7 +22,7 @@ from llmft.train.load import training_precision
 from llmft.train.optim import Lamb
 
 
-def _training_arguments(config: TrainConfig, output_dir: Path, *, has_validation: bool, progress: bool):
+def training_arguments(config: TrainConfig, output_dir: Path, *, has_validation: bool) -> TrainingArguments:
     t = config.training
     precision = training_precision(config)
     cuda = torch.cuda.is_available()
@@ -94,7 +100,7 @@ def _json_file(path: str, field: str) -> dict:
 
 
 def _reporters() -> list[str] | str:
-    """MLflow when MLFLOW_TRACKING_URI is set (TensorBoard files are always written, by RunRecorder)."""
+    """MLflow when MLFLOW_TRACKING_URI is set (TensorBoard files are always written, by train/callbacks.py)."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return "none"
     if importlib.util.find_spec("mlflow") is None:
@@ -102,6 +108,9 @@ def _reporters() -> list[str] | str:
     return ["mlflow"]
 
 
-def _lamb(config: TrainConfig):
+def optimizer_class_and_kwargs(config: TrainConfig) -> tuple[type, dict] | None:
+    """LAMB (train/optim.py) for Trainer; None lets Trainer build adamw or adafactor from the arguments."""
     t = config.training
+    if t.optimizer != "lamb":
+        return None
     return Lamb, {"betas": (t.adam_beta1, t.adam_beta2), "eps": t.adam_epsilon, "weight_decay": t.weight_decay}

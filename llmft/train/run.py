@@ -32,7 +32,7 @@ from llmft.data.prepare import prepare
 from llmft.bases.resolve import load_tokenizer
 from llmft.train import checkpoints, distributed
 from llmft.train.config import TrainConfig
-from llmft.train.arguments import _lamb, _training_arguments
+from llmft.train.arguments import optimizer_class_and_kwargs, training_arguments
 from llmft.train.load import load_model
 from llmft.train.trainer import EventHook, LlmftTrainer, ProgressBar, RunRecorder, memory_stats
 
@@ -71,7 +71,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
               "validation_examples": len(validation), "data_sha256": prepared.report["sha256"],
               "cache_hit": prepared.cache_hit})
 
-    arguments = _training_arguments(config, output_dir, has_validation=eval_rows is not None, progress=progress)
+    arguments = training_arguments(config, output_dir, has_validation=eval_rows is not None)
     set_seed(config.training.seed)
     hf_logging.disable_progress_bar()
     tokenizer = load_tokenizer(config.model.base_model, trust_remote_code=config.model.trust_remote_code)
@@ -89,7 +89,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         data_collator=collate_rows,
         processing_class=tokenizer,
         callbacks=[recorder] + ([ProgressBar()] if progress else []),
-        optimizer_cls_and_kwargs=_lamb(config) if config.training.optimizer == "lamb" else None,
+        optimizer_cls_and_kwargs=optimizer_class_and_kwargs(config),
     )
     if resume_from is not None:
         recorder.restore(resume_from, checkpoints.info(resume_from))
