@@ -24,7 +24,7 @@ from llmft.api.context import engine, settings
 from llmft.api.text import Text
 from llmft.db.session import session_scope
 from llmft.errors import Invalid, ServiceError
-from llmft.serve.engine import Completion, Generation
+from llmft.serve.backend import Completion, Generation
 from llmft.serve.sampling import Sampling
 from llmft.serve.service import (chat_messages, chat_prompt, check_limits, check_text, served_models, target_for,
                                  text_prompt)

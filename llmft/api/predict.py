@@ -18,7 +18,7 @@ from llmft.api.text import Text
 from llmft.data.normalize import Message
 from llmft.db.session import session_scope
 from llmft.errors import Invalid
-from llmft.serve.engine import Completion
+from llmft.serve.backend import Completion
 from llmft.serve.sampling import Sampling
 from llmft.serve.service import chat_prompt, check_limits, target_for
 

@@ -21,16 +21,17 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.cache_utils import DynamicCache
 
 from llmft.errors import ServiceError
 from llmft.bases.resolve import resolve_model, weights_source
 from llmft.monitor.histogram import Histogram
+from llmft.serve.backend import Busy, Completion, Generation, ModelLoadError, Request, Target
+from llmft.serve.batch import _Backbone, _Row
 from llmft.serve.sampling import Sampling, choose, generator_for
 from llmft.serve.text import OutputText
 
@@ -40,100 +41,6 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
-class Busy(ServiceError):
-    status, code = 503, "server_busy"
-
-
-class GenerationTimeout(ServiceError):
-    status, code = 504, "timeout"
-
-
-class ModelLoadError(ServiceError):
-    status, code = 500, "model_load_failed"
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a request runs on: a base model, or a registered version (an adapter or full weights)."""
-    key: str              # "base:tiny-r1" or the version's id
-    label: str            # the name answers report: "tiny-r1", "support-bot:3"
-    base_model: str
-    kind: str = "base"    # base | adapter | full
-    folder: Path | None = None
-
-
-@dataclass
-class Completion:
-    reasoning: str
-    content: str
-    finish_reason: str    # stop | length
-    prompt_tokens: int
-    completion_tokens: int    # every generated token, the final end-of-sequence token included
-    time_to_first_token: float | None
-    token_ids: list[int]
-
-
-class Request:
-    """One choice of a generation: the scheduler thread puts its events on the generation's queue."""
-
-    def __init__(self, target: Target, prompt_ids: list[int], sampling: Sampling, reasoning_open: bool,
-                 split_reasoning: bool, deadline: float, index: int, events: queue.Queue):
-        self.target, self.prompt_ids, self.sampling = target, prompt_ids, sampling
-        self.reasoning_open, self.split_reasoning, self.deadline = reasoning_open, split_reasoning, deadline
-        self.index, self._events = index, events
-        self.created = time.monotonic()
-        self.cancelled = False
-
-    def _put(self, kind: str, value) -> None:
-        self._events.put((self.index, kind, value))
-
-
-class Generation:
-    """The `n` choices of one request, read together as they come."""
-
-    def __init__(self, requests: list[Request], events: queue.Queue):
-        self.requests, self._events = requests, events
-
-    def cancel(self) -> None:
-        """The client went away: its rows leave the batch at the next step."""
-        for request in self.requests:
-            request.cancelled = True
-
-    def events(self):
-        """(index, "reasoning" | "content", text) as they come and (index, "done", Completion) per choice;
-        a failure of any choice raises (and cancels the others)."""
-        open_choices = len(self.requests)
-        deadline = max(request.deadline for request in self.requests) + 30  # the scheduler ends rows at theirs
-        try:
-            while open_choices:
-                try:
-                    index, kind, value = self._events.get(timeout=max(deadline - time.monotonic(), 1))
-                except queue.Empty:
-                    raise GenerationTimeout("the generation did not finish in time") from None
-                if kind == "error":
-                    raise value
-                open_choices -= kind == "done"
-                yield index, kind, value
-        finally:
-            if open_choices:
-                self.cancel()
-
-    def results(self) -> list[Completion]:
-        done = {index: value for index, kind, value in self.events() if kind == "done"}
-        return [done[index] for index in sorted(done)]
-
-
-@dataclass
-class _Row:
-    request: Request
-    adapter: str
-    generator: torch.Generator
-    text: OutputText
-    tokens: list[int] = field(default_factory=list)
-    finish: str | None = None
-    first_token_at: float | None = None
-
-
 @dataclass
 class _Loaded:
     key: str
@@ -141,87 +48,6 @@ class _Loaded:
     backbone: str        # the key of the Backbone holding it
     kind: str
     users: int = 0
-
-
-class _Backbone:
-    """One set of weights in memory with its adapters, its running batch and that batch's KV cache."""
-
-    def __init__(self, model, tokenizer, device: str):
-        self.model, self.tokenizer, self.device = model, tokenizer, device
-        self.adapters: set[str] = set()
-        self.rows: list[_Row] = []
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.mask: torch.Tensor | None = None
-        eos = model.generation_config.eos_token_id if model.generation_config else None
-        self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else []) | {tokenizer.eos_token_id}
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None,
-                adapters: list[str]):
-        kwargs = {"adapter_names": adapters} if self.adapters else {}
-        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                          use_cache=True, logits_to_keep=1, **kwargs)
-
-    def prefill(self, rows: list[_Row]) -> torch.Tensor:
-        """Run the new rows' prompts, append their cache to the batch's; the logits of their last position."""
-        length = max(len(row.request.prompt_ids) for row in rows)
-        ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            prompt = row.request.prompt_ids
-            ids[i, length - len(prompt):] = torch.tensor(prompt)
-            mask[i, length - len(prompt):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
-        out = self.forward(ids, mask, positions, None, [row.adapter for row in rows])
-        keys = [layer.keys for layer in out.cache.layers]
-        values = [layer.values for layer in out.cache.layers]
-        if self.rows:
-            width = max(self.mask.shape[1], length)
-            self.keys = [torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)]) for a, b in zip(self.keys, keys)]
-            self.values = [torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)])
-                           for a, b in zip(self.values, values)]
-            self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(mask, width, 1)])
-        else:
-            self.keys, self.values, self.mask = keys, values, mask
-        self.rows.extend(rows)
-        return out.logits[:, -1]
-
-    def step(self) -> torch.Tensor:
-        """One decode step for every row; the next-token logits."""
-        ids = torch.tensor([[row.tokens[-1]] for row in self.rows], device=self.device)
-        positions = self.mask.sum(-1, keepdim=True)
-        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=self.device)], 1)
-        cache = DynamicCache(ddp_cache_data=list(zip(self.keys, self.values)))
-        out = self.forward(ids, self.mask, positions, cache, [row.adapter for row in self.rows])
-        self.keys = [layer.keys for layer in out.cache.layers]
-        self.values = [layer.values for layer in out.cache.layers]
-        return out.logits[:, -1]
-
-    def keep(self, rows: list[_Row]) -> None:
-        """Drop every row not in `rows` from the batch and its cache; trim padding nobody needs any more."""
-        if len(rows) == len(self.rows):
-            return
-        if not rows:
-            self.rows, self.keys, self.values, self.mask = [], [], [], None
-            return
-        index = torch.tensor([i for i, row in enumerate(self.rows) if row in rows], device=self.device)
-        mask = self.mask[index]
-        first = int(mask.any(0).nonzero()[0])
-        self.mask = mask[:, first:]
-        self.keys = [k[index][:, :, first:] for k in self.keys]
-        self.values = [v[index][:, :, first:] for v in self.values]
-        self.rows = [row for row in self.rows if row in rows]
-
-
-def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim)
 
 
 class Engine:

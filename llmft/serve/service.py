@@ -22,7 +22,8 @@ from llmft.errors import Conflict, Invalid, NotFound, ServiceError
 from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
-from llmft.serve.engine import Engine, Target
+from llmft.serve.backend import Target
+from llmft.serve.engine import Engine
 from llmft.settings import Settings
 
 ROLES = ("system", "developer", "user", "assistant")

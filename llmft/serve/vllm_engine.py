@@ -23,7 +23,7 @@ from dataclasses import replace
 from transformers import AutoTokenizer
 
 from llmft.bases.resolve import resolve_model, weights_source
-from llmft.serve.engine import Busy, Completion, Generation, Request, Target
+from llmft.serve.backend import Busy, Completion, Generation, Request, Target
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import OutputText
 from llmft.settings import Settings

@@ -10,7 +10,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from llmft.data.normalize import Message
-from llmft.serve.engine import Busy, Engine, Target
+from llmft.serve.backend import Busy, Target
+from llmft.serve.engine import Engine
 from llmft.serve.sampling import Sampling
 from llmft.serve.service import chat_prompt
 

@@ -1,0 +1,97 @@
+"""What the inference backends share: the target a request runs on, the generation it gets back, the errors.
+
+    generation = backend.submit(target, prompt_ids, Sampling(max_new_tokens=64), reasoning_open=True)
+    for index, kind, value in generation.events():   # ("reasoning" | "content", text), ("done", Completion)
+        ...
+"""
+
+import queue
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmft.errors import ServiceError
+from llmft.serve.sampling import Sampling
+
+
+class Busy(ServiceError):
+    status, code = 503, "server_busy"
+
+
+class GenerationTimeout(ServiceError):
+    status, code = 504, "timeout"
+
+
+class ModelLoadError(ServiceError):
+    status, code = 500, "model_load_failed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request runs on: a base model, or a registered version (an adapter or full weights)."""
+    key: str              # "base:tiny-r1" or the version's id
+    label: str            # the name answers report: "tiny-r1", "support-bot:3"
+    base_model: str
+    kind: str = "base"    # base | adapter | full
+    folder: Path | None = None
+
+
+@dataclass
+class Completion:
+    reasoning: str
+    content: str
+    finish_reason: str    # stop | length
+    prompt_tokens: int
+    completion_tokens: int    # every generated token, the final end-of-sequence token included
+    time_to_first_token: float | None
+    token_ids: list[int]
+
+
+class Request:
+    """One choice of a generation: the scheduler thread puts its events on the generation's queue."""
+
+    def __init__(self, target: Target, prompt_ids: list[int], sampling: Sampling, reasoning_open: bool,
+                 split_reasoning: bool, deadline: float, index: int, events: queue.Queue):
+        self.target, self.prompt_ids, self.sampling = target, prompt_ids, sampling
+        self.reasoning_open, self.split_reasoning, self.deadline = reasoning_open, split_reasoning, deadline
+        self.index, self._events = index, events
+        self.created = time.monotonic()
+        self.cancelled = False
+
+    def _put(self, kind: str, value) -> None:
+        self._events.put((self.index, kind, value))
+
+
+class Generation:
+    """The `n` choices of one request, read together as they come."""
+
+    def __init__(self, requests: list[Request], events: queue.Queue):
+        self.requests, self._events = requests, events
+
+    def cancel(self) -> None:
+        """The client went away: its rows leave the batch at the next step."""
+        for request in self.requests:
+            request.cancelled = True
+
+    def events(self):
+        """(index, "reasoning" | "content", text) as they come and (index, "done", Completion) per choice;
+        a failure of any choice raises (and cancels the others)."""
+        open_choices = len(self.requests)
+        deadline = max(request.deadline for request in self.requests) + 30  # the scheduler ends rows at theirs
+        try:
+            while open_choices:
+                try:
+                    index, kind, value = self._events.get(timeout=max(deadline - time.monotonic(), 1))
+                except queue.Empty:
+                    raise GenerationTimeout("the generation did not finish in time") from None
+                if kind == "error":
+                    raise value
+                open_choices -= kind == "done"
+                yield index, kind, value
+        finally:
+            if open_choices:
+                self.cancel()
+
+    def results(self) -> list[Completion]:
+        done = {index: value for index, kind, value in self.events() if kind == "done"}
+        return [done[index] for index in sorted(done)]

@@ -1,0 +1,101 @@
+"""One running batch of a model in memory: its rows, their KV cache, rows joining and leaving."""
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from llmft.serve.backend import Request
+from llmft.serve.text import OutputText
+
+
+@dataclass
+class _Row:
+    request: Request
+    adapter: str
+    generator: torch.Generator
+    text: OutputText
+    tokens: list[int] = field(default_factory=list)
+    finish: str | None = None
+    first_token_at: float | None = None
+
+
+class _Backbone:
+    """One set of weights in memory with its adapters, its running batch and that batch's KV cache."""
+
+    def __init__(self, model, tokenizer, device: str):
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.adapters: set[str] = set()
+        self.rows: list[_Row] = []
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.mask: torch.Tensor | None = None
+        eos = model.generation_config.eos_token_id if model.generation_config else None
+        self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else []) | {tokenizer.eos_token_id}
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None,
+                adapters: list[str]):
+        kwargs = {"adapter_names": adapters} if self.adapters else {}
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                          use_cache=True, logits_to_keep=1, **kwargs)
+
+    def prefill(self, rows: list[_Row]) -> torch.Tensor:
+        """Run the new rows' prompts, append their cache to the batch's; the logits of their last position."""
+        length = max(len(row.request.prompt_ids) for row in rows)
+        ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            prompt = row.request.prompt_ids
+            ids[i, length - len(prompt):] = torch.tensor(prompt)
+            mask[i, length - len(prompt):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        out = self.forward(ids, mask, positions, None, [row.adapter for row in rows])
+        keys = [layer.keys for layer in out.cache.layers]
+        values = [layer.values for layer in out.cache.layers]
+        if self.rows:
+            width = max(self.mask.shape[1], length)
+            self.keys = [torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)]) for a, b in zip(self.keys, keys)]
+            self.values = [torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)])
+                           for a, b in zip(self.values, values)]
+            self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(mask, width, 1)])
+        else:
+            self.keys, self.values, self.mask = keys, values, mask
+        self.rows.extend(rows)
+        return out.logits[:, -1]
+
+    def step(self) -> torch.Tensor:
+        """One decode step for every row; the next-token logits."""
+        ids = torch.tensor([[row.tokens[-1]] for row in self.rows], device=self.device)
+        positions = self.mask.sum(-1, keepdim=True)
+        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=self.device)], 1)
+        cache = DynamicCache(ddp_cache_data=list(zip(self.keys, self.values)))
+        out = self.forward(ids, self.mask, positions, cache, [row.adapter for row in self.rows])
+        self.keys = [layer.keys for layer in out.cache.layers]
+        self.values = [layer.values for layer in out.cache.layers]
+        return out.logits[:, -1]
+
+    def keep(self, rows: list[_Row]) -> None:
+        """Drop every row not in `rows` from the batch and its cache; trim padding nobody needs any more."""
+        if len(rows) == len(self.rows):
+            return
+        if not rows:
+            self.rows, self.keys, self.values, self.mask = [], [], [], None
+            return
+        index = torch.tensor([i for i, row in enumerate(self.rows) if row in rows], device=self.device)
+        mask = self.mask[index]
+        first = int(mask.any(0).nonzero()[0])
+        self.mask = mask[:, first:]
+        self.keys = [k[index][:, :, first:] for k in self.keys]
+        self.values = [v[index][:, :, first:] for v in self.values]
+        self.rows = [row for row in self.rows if row in rows]
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim)
