@@ -3,10 +3,9 @@
 from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.auth import auth, principal, require_write
-from llmft.api.context import settings
+from llmft.api.context import db
 from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
-from llmft.db.session import session_scope
 from llmft.errors import Forbidden
 from llmft.monitor.alerts import alert_settings, alerts_of, update_alert_settings
 
@@ -64,7 +63,7 @@ class SettingsOut(Schema):
 @bp.doc(summary="Alerts, newest first (admins also see the service's own, such as a full disk)")
 def index(query):
     caller = principal()
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         rows = alerts_of(session, tenant_id=caller.tenant_id, include_service=caller.role == "admin",
                          job_id=query["job_id"], after=query["after"], limit=query["limit"])
         return page(rows, query["limit"])
@@ -75,7 +74,7 @@ def index(query):
 @bp.output(SettingsOut)
 @bp.doc(summary="The tenant's alert webhooks and rule thresholds")
 def get_settings():
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return alert_settings(session, tenant_id=principal().tenant_id)
 
 
@@ -89,6 +88,6 @@ def put_settings(body):
     caller = require_write()
     if caller.role != "admin":
         raise Forbidden("only an admin key changes where alerts go")
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return update_alert_settings(session, tenant_id=caller.tenant_id, webhooks=body.get("webhooks"),
                                      rules=body.get("rules"))

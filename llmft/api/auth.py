@@ -1,10 +1,10 @@
 """Bearer API keys -> the calling Principal; viewers are read-only."""
 
 from apiflask import HTTPTokenAuth, abort
-from flask import current_app, g
+from flask import g
 
+from llmft.api.context import db
 from llmft.auth.keys import Principal, authenticate
-from llmft.db.session import session_scope
 
 auth = HTTPTokenAuth(scheme="Bearer", description="An API key from `llmft keys create`.")
 
@@ -13,7 +13,7 @@ auth = HTTPTokenAuth(scheme="Bearer", description="An API key from `llmft keys c
 def _verify(token: str) -> Principal | None:
     if not token:
         return None
-    with session_scope(current_app.config["SETTINGS"].sqlalchemy_url) as session:
+    with db() as session:
         principal = authenticate(session, token)
     if principal is not None:
         g.principal = principal

@@ -1,15 +1,29 @@
-"""What views need from the application: its settings, the Celery app that dispatches jobs, the inference engine."""
+"""What views need from the application: its settings, a database session, the Celery app that dispatches jobs,
+the inference engine."""
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from celery import Celery
 from flask import current_app
+from sqlalchemy.orm import Session
 
+from llmft.db.session import session_scope
 from llmft.settings import Settings
 
 
 def settings() -> Settings:
     return current_app.config["SETTINGS"]
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    """A view's database session: `with db() as session:`. One transaction, committed when the block ends, so a
+    failed commit is an error response rather than a 2xx already sent; a streaming view opens one per poll instead
+    of holding a session for its whole stream."""
+    with session_scope(settings().sqlalchemy_url) as session:
+        yield session
 
 
 def celery() -> Celery:

@@ -4,10 +4,9 @@ from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
-from llmft.api.context import settings
+from llmft.api.context import db, settings
 from llmft.api.auth import auth, principal, require_write
 from llmft.data import service
-from llmft.db.session import session_scope
 
 bp = APIBlueprint("datasets", __name__, tag="datasets")
 
@@ -54,7 +53,7 @@ class PreviewOut(Schema):
 def create(form):
     caller = require_write()
     upload = form["file"]
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         dataset, _ = service.upload_dataset(session, principal=caller, uploads_dir=settings().uploads_dir,
                                             filename=upload.filename or "", stream=upload.stream,
                                             model=form["model"], max_length=form["max_length"])
@@ -67,7 +66,7 @@ def create(form):
 @bp.output(DatasetListOut)
 @bp.doc(summary="List the tenant's datasets, newest first", responses={404: "the after cursor names no dataset of the tenant"})
 def index(query):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         rows = service.list_datasets(session, principal=principal(), limit=query["limit"] + 1, after=query["after"])
     return page(rows, query["limit"])
 
@@ -77,7 +76,7 @@ def index(query):
 @bp.output(DatasetOut)
 @bp.doc(summary="One dataset with its validation report", responses={404: "no such dataset"})
 def show(dataset_id):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return service.get_dataset(session, principal=principal(), dataset_id=dataset_id)
 
 
@@ -87,7 +86,7 @@ def show(dataset_id):
 @bp.doc(summary="Delete a dataset and its file", responses={403: "a viewer key", 404: "no such dataset"})
 def delete(dataset_id):
     caller = require_write()
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         service.delete_dataset(session, principal=caller, dataset_id=dataset_id, uploads_dir=settings().uploads_dir)
     return ""
 
@@ -98,7 +97,7 @@ def delete(dataset_id):
 @bp.output(PreviewOut)
 @bp.doc(summary="Rendered examples with the trained spans marked", responses={404: "no such dataset"})
 def preview(dataset_id, query):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         data = service.preview_dataset(session, principal=principal(), dataset_id=dataset_id,
                                        uploads_dir=settings().uploads_dir, limit=query["n"])
     return {"data": data}

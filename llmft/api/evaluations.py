@@ -7,11 +7,10 @@ An evaluation is a job of kind `evaluation`: it is followed with the job endpoin
 from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.auth import auth, principal, require_write
-from llmft.api.context import celery, settings
+from llmft.api.context import celery, db, settings
 from llmft.api.jobs import JobOut
 from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
-from llmft.db.session import session_scope
 from llmft.errors import NotFound
 from llmft.jobs import service
 from llmft.jobs.queue import dispatch
@@ -42,7 +41,7 @@ class EvaluationListOut(Schema):
 def create(body):
     caller = require_write()
     current = settings()
-    with session_scope(current.sqlalchemy_url) as session:
+    with db() as session:
         job = service.create_evaluation_job(session, principal=caller, runs_dir=current.runs_dir,
                                             uploads_dir=current.uploads_dir, max_attempts=current.job_max_attempts,
                                             **body)
@@ -56,7 +55,7 @@ def create(body):
 @bp.output(EvaluationListOut)
 @bp.doc(summary="The tenant's evaluations, newest first", responses={404: "the after cursor names no job"})
 def index(query):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         rows = service.list_jobs(session, principal=principal(), kind="evaluation", after=query["after"],
                                  limit=query["limit"] + 1)
     return page(rows, query["limit"])
@@ -68,7 +67,7 @@ def index(query):
 @bp.doc(summary="One evaluation: status, and its report as `result` once it succeeded",
         responses={404: "no such evaluation"})
 def show(evaluation_id):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         job = service.get_job(session, principal=principal(), job_id=evaluation_id)
         if job.kind != "evaluation":
             raise NotFound(f"no evaluation {evaluation_id!r}", details={"id": evaluation_id})

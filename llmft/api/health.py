@@ -3,8 +3,8 @@
 from apiflask import APIBlueprint
 from sqlalchemy import text
 
-from llmft.api.context import celery, settings
-from llmft.db.session import engine_for, session_scope
+from llmft.api.context import celery, db, settings
+from llmft.db.session import engine_for
 from llmft.jobs.lease import live_workers
 
 bp = APIBlueprint("health", __name__, tag="health")
@@ -26,7 +26,7 @@ def readyz():
         with engine_for(current.sqlalchemy_url).connect() as connection:
             connection.execute(text("SELECT 1"))
         checks["database"] = "ok"
-        with session_scope(current.sqlalchemy_url) as session:
+        with db() as session:
             workers = live_workers(session, within_seconds=2 * current.lease_seconds)
         checks["workers"] = "ok" if workers else f"error: no worker heartbeat in {2 * current.lease_seconds} s"
     except Exception as error:

@@ -9,9 +9,8 @@ from flask import Response, request
 
 from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
-from llmft.api.context import celery, settings
+from llmft.api.context import celery, db, settings
 from llmft.api.auth import auth, principal, require_write
-from llmft.db.session import session_scope
 from llmft.jobs import observe, service
 from llmft.jobs.queue import dispatch
 
@@ -132,7 +131,7 @@ def create(body):
     caller = require_write()
     current = settings()
     key = request.headers.get("Idempotency-Key")
-    with session_scope(current.sqlalchemy_url) as session:
+    with db() as session:
         job, created = service.create_job(session, principal=caller, uploads_dir=current.uploads_dir,
                                           runs_dir=current.runs_dir, idempotency_key=key,
                                           max_attempts=current.job_max_attempts, **body)
@@ -149,7 +148,7 @@ def create(body):
 @bp.doc(summary="List the tenant's jobs, newest first", responses={
     404: "the after cursor names no job of the tenant"})
 def index(query):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         rows = service.list_jobs(session, principal=principal(), status=query["status"], after=query["after"],
                                  limit=query["limit"] + 1)
     return page(rows, query["limit"])
@@ -160,7 +159,7 @@ def index(query):
 @bp.output(JobOut)
 @bp.doc(summary="One job: status, progress, error", responses={404: "no such job"})
 def show(job_id):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return service.get_job(session, principal=principal(), job_id=job_id)
 
 
@@ -171,7 +170,7 @@ def show(job_id):
     403: "a viewer key", 404: "no such job", 409: "the job already ended"})
 def cancel(job_id):
     caller = require_write()
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return service.cancel_job(session, principal=caller, job_id=job_id)
 
 
@@ -181,7 +180,7 @@ def cancel(job_id):
 @bp.output(EventListOut)
 @bp.doc(summary="The job's events, oldest first, after an event id", responses={404: "no such job"})
 def events(job_id, query):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         rows = service.list_events(session, principal=principal(), job_id=job_id, after=query["after"],
                                    limit=query["limit"] + 1)
     return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
@@ -192,7 +191,7 @@ def events(job_id, query):
 @bp.output(MetricsOut)
 @bp.doc(summary="The job's training and validation series, one point per step", responses={404: "no such job"})
 def metrics(job_id):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return observe.job_metrics(session, principal=principal(), job_id=job_id)
 
 
@@ -201,7 +200,7 @@ def metrics(job_id):
 @bp.output(CheckpointListOut)
 @bp.doc(summary="The job's committed checkpoints, newest first", responses={404: "no such job"})
 def checkpoints(job_id):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return {"data": observe.job_checkpoints(session, principal=principal(), job_id=job_id)}
 
 

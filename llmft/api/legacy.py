@@ -13,11 +13,10 @@ from pathlib import Path
 from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.text import Text
-from llmft.api.context import celery, settings
+from llmft.api.context import celery, db, settings
 from llmft.api.auth import auth, principal, require_write
 from llmft.data.service import upload_dataset
 from llmft.db.tables import Dataset, is_id
-from llmft.db.session import session_scope
 from llmft.errors import ServiceError
 from llmft.jobs import service
 from llmft.jobs.queue import dispatch
@@ -62,7 +61,7 @@ def _task(job) -> dict:
 def train(body):
     caller = require_write()
     current = settings()
-    with session_scope(current.sqlalchemy_url) as session:
+    with db() as session:
         dataset = session.get(Dataset, body["dataset_path"]) if is_id(body["dataset_path"], "ds") else None
         if dataset is None or dataset.tenant_id != caller.tenant_id:
             source = _inside_data_root(body["dataset_path"], current.legacy_data_root)
@@ -81,7 +80,7 @@ def train(body):
 @bp.output(TaskOut)
 @bp.doc(summary="Training status (original README)", responses={404: "no such task"})
 def status(task_id):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return _task(service.get_job(session, principal=principal(), job_id=task_id))
 
 
@@ -92,7 +91,7 @@ def status(task_id):
                                                                  409: "the task already ended"})
 def cancel(task_id):
     caller = require_write()
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return _task(service.cancel_job(session, principal=caller, job_id=task_id))
 
 

@@ -11,10 +11,9 @@ from apiflask import APIBlueprint, Schema, fields, validators
 from flask import send_file
 
 from llmft.api.auth import auth, principal, require_write
-from llmft.api.context import celery, settings
+from llmft.api.context import celery, db, settings
 from llmft.api.jobs import JobOut
 from llmft.api.text import Text
-from llmft.db.session import session_scope
 from llmft.jobs import service as jobs_service
 from llmft.jobs.queue import dispatch
 from llmft.registry import service
@@ -87,7 +86,7 @@ class EventListOut(Schema):
 @bp.output(ModelListOut)
 @bp.doc(summary="The tenant's models with their versions and aliases")
 def index():
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return {"data": service.list_models(session, principal=principal())}
 
 
@@ -96,7 +95,7 @@ def index():
 @bp.output(ModelOut)
 @bp.doc(summary="One model by name (or mdl-... id)", responses={404: "no such model"})
 def show(name):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return service.describe_model(session, service.get_model(session, principal=principal(), name=name))
 
 
@@ -105,7 +104,7 @@ def show(name):
 @bp.output(VersionOut)
 @bp.doc(summary="One version: artifacts with hashes, lineage, metrics, evaluation", responses={404: "no such version"})
 def version(name, version):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         model, row = service.get_version(session, principal=principal(), name=name, version=version)
         return service.describe_version(model, row)
 
@@ -117,7 +116,7 @@ def version(name, version):
     403: "a viewer key", 404: "no such version", 409: "an alias points at it"})
 def delete_version(name, version):
     caller = require_write()
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         service.delete_version(session, principal=caller, name=name, version=version, home=settings().llmft_home)
     return ""
 
@@ -129,7 +128,7 @@ def delete_version(name, version):
                                                                                          "format": "binary"}}}},
     404: "no such version", 409: "an artifact no longer matches its hash"})
 def download(name, version):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         model, row = service.get_version(session, principal=principal(), name=name, version=version)
         try:
             folder = service.verified_folder(settings().llmft_home, row)
@@ -153,7 +152,7 @@ def download(name, version):
 def export(name, version):
     caller = require_write()
     current = settings()
-    with session_scope(current.sqlalchemy_url) as session:
+    with db() as session:
         job = jobs_service.create_export_job(session, principal=caller, name=name, version=version,
                                              runs_dir=current.runs_dir, max_attempts=current.job_max_attempts)
     dispatch(celery(), job.id)
@@ -170,7 +169,7 @@ def export(name, version):
 def set_alias(name, alias, body):
     caller = require_write()
     current = settings()
-    with session_scope(current.sqlalchemy_url) as session:
+    with db() as session:
         return service.set_alias(session, principal=caller, name=name, alias=alias, version=body["version"],
                                  gate=service.Gate.from_settings(current), force=body["force"],
                                  reason=body["reason"])
@@ -182,7 +181,7 @@ def set_alias(name, alias, body):
 @bp.doc(summary="Remove an alias", responses={403: "a viewer key", 404: "no such model or alias"})
 def delete_alias(name, alias):
     caller = require_write()
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         service.delete_alias(session, principal=caller, name=name, alias=alias)
     return ""
 
@@ -193,5 +192,5 @@ def delete_alias(name, alias):
 @bp.doc(summary="The model's history: versions registered and deleted, aliases moved (who, overrides)",
         responses={404: "no such model"})
 def events(name):
-    with session_scope(settings().sqlalchemy_url) as session:
+    with db() as session:
         return {"data": service.model_events(session, principal=principal(), name=name)}
