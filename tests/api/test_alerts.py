@@ -2,7 +2,7 @@
 
 import requests
 
-from test_models import auth
+from test_registry import auth
 
 
 def test_alert_settings_round_trip_and_are_checked(server, keys):

@@ -13,7 +13,7 @@ import requests
 from llmft.data.normalize import Message
 from llmft.serve.service import chat_prompt
 
-from test_models import auth, fine_tune
+from test_registry import auth, fine_tune
 
 QUESTION = "What is two plus two?"
 REASONING, ANSWER = "Two and two make four.", "The answer is 4."
