@@ -26,6 +26,7 @@ from llmft.db.session import session_scope
 from llmft.errors import Invalid, ServiceError
 from llmft.serve.backend import Completion, Generation
 from llmft.serve.sampling import Sampling
+from llmft.serve.text import tokenizer_for
 from llmft.serve.service import (chat_messages, chat_prompt, check_limits, check_text, served_models, target_for,
                                  text_prompt)
 
@@ -104,7 +105,7 @@ def list_models():
 def chat_completions(body):
     current, inference = settings(), engine()
     target = _target(body["model"])
-    tokenizer = inference.tokenizer(target.base_model)
+    tokenizer = tokenizer_for(target.base_model)
     prompt_ids, reasoning_open = chat_prompt(tokenizer, chat_messages(body["messages"]))
     generation = inference.submit(target, prompt_ids, _sampling(body, prompt_ids, "messages"),
                                   reasoning_open=reasoning_open, timeout=current.inference_timeout_seconds,
@@ -134,7 +135,7 @@ def completions(body):
                       details={"param": "prompt"})
     check_text(prompt, "prompt")
     target = _target(body["model"])
-    prompt_ids = text_prompt(inference.tokenizer(target.base_model), prompt)
+    prompt_ids = text_prompt(tokenizer_for(target.base_model), prompt)
     generation = inference.submit(target, prompt_ids, _sampling(body, prompt_ids, "prompt"), reasoning_open=False,
                                   split_reasoning=False, timeout=current.inference_timeout_seconds, n=body["n"] or 1)
     meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": target.label}
@@ -184,7 +185,7 @@ def _flatten(tree, prefix: str = ""):
 def _target(model: str):
     current = settings()
     with session_scope(current.sqlalchemy_url) as session:
-        return target_for(session, principal=principal(), model=model, settings=current, engine=engine())
+        return target_for(session, principal=principal(), model=model, settings=current)
 
 
 def _sampling(body: dict, prompt_ids: list[int], param: str) -> Sampling:

@@ -20,6 +20,7 @@ from llmft.db.session import session_scope
 from llmft.errors import Invalid
 from llmft.serve.backend import Completion
 from llmft.serve.sampling import Sampling
+from llmft.serve.text import tokenizer_for
 from llmft.serve.service import chat_prompt, check_limits, target_for
 
 bp = APIBlueprint("predict", __name__, tag="inference (original API)")
@@ -106,8 +107,8 @@ def _answer(body: dict, texts: list[str], max_tokens: int | None) -> list[dict]:
     if model is None:
         raise Invalid("model is required (INFERENCE_BASE_MODELS names no default)", details={"param": "model"})
     with session_scope(current.sqlalchemy_url) as session:
-        target = target_for(session, principal=principal(), model=model, settings=current, engine=inference)
-    tokenizer = inference.tokenizer(target.base_model)
+        target = target_for(session, principal=principal(), model=model, settings=current)
+    tokenizer = tokenizer_for(target.base_model)
     prompts = [chat_prompt(tokenizer, [Message("user", text)]) for text in texts]
     budgets = [check_limits(ids, max_tokens=max_tokens, settings=current, param="text") for ids, _ in prompts]
     generations = []

@@ -10,7 +10,7 @@ from llmft.serve.text import OutputText
 
 
 @dataclass
-class _Row:
+class Row:
     request: Request
     adapter: str
     generator: torch.Generator
@@ -20,13 +20,13 @@ class _Row:
     first_token_at: float | None = None
 
 
-class _Backbone:
+class Backbone:
     """One set of weights in memory with its adapters, its running batch and that batch's KV cache."""
 
     def __init__(self, model, tokenizer, device: str):
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.adapters: set[str] = set()
-        self.rows: list[_Row] = []
+        self.rows: list[Row] = []
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.mask: torch.Tensor | None = None
@@ -40,7 +40,7 @@ class _Backbone:
         return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                           use_cache=True, logits_to_keep=1, **kwargs)
 
-    def prefill(self, rows: list[_Row]) -> torch.Tensor:
+    def prefill(self, rows: list[Row]) -> torch.Tensor:
         """Run the new rows' prompts, append their cache to the batch's; the logits of their last position."""
         length = max(len(row.request.prompt_ids) for row in rows)
         ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
@@ -76,7 +76,7 @@ class _Backbone:
         self.values = [layer.values for layer in out.cache.layers]
         return out.logits[:, -1]
 
-    def keep(self, rows: list[_Row]) -> None:
+    def keep(self, rows: list[Row]) -> None:
         """Drop every row not in `rows` from the batch and its cache; trim padding nobody needs any more."""
         if len(rows) == len(self.rows):
             return

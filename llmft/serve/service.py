@@ -8,8 +8,12 @@
 A model is named as a served base (`tiny-r1`), a version (`NAME:V`), an alias (`NAME@ALIAS`,
 looked up on every request, so moving the alias switches what it serves with no restart), or a
 bare `NAME` (its newest version). Names are scoped to the caller's tenant. A version's files are
-checked against their recorded hashes before it is first loaded.
+checked against their recorded hashes the first time this process serves it, and again whenever
+one of its files changed since.
 """
+
+import threading
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,7 +27,6 @@ from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
 from llmft.serve.backend import Target
-from llmft.serve.engine import Engine
 from llmft.settings import Settings
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -33,7 +36,11 @@ class ContextTooLong(ServiceError):
     status, code = 400, "context_length_exceeded"
 
 
-def target_for(session: Session, *, principal: Principal, model: str, settings: Settings, engine: Engine) -> Target:
+_verified: dict[str, tuple] = {}  # version id -> its files' (path, size, mtime) when their hashes last matched
+_verified_lock = threading.Lock()
+
+
+def target_for(session: Session, *, principal: Principal, model: str, settings: Settings) -> Target:
     if model in settings.served_base_models:
         return Target(key=f"base:{model}", label=model, base_model=model)
     try:
@@ -45,16 +52,27 @@ def target_for(session: Session, *, principal: Principal, model: str, settings: 
         raise NotFound(f"no model {model!r}: name a served base ({', '.join(settings.served_base_models)}), "
                        f"NAME, NAME:VERSION or NAME@ALIAS of your models (GET /v1/models lists them)",
                        details={"param": "model"}, code="model_not_found") from None
-    if not engine.is_loaded(version.id):
-        try:
-            folder = registry.verified_folder(settings.llmft_home, version)
-        except IntegrityError as error:
-            raise Conflict(f"{registered.name}:{version.version} failed its integrity check and is not served: "
-                           f"{error}", details={"param": "model"}, code="integrity_error") from None
-    else:
-        folder = artifacts_dir(settings.llmft_home, version.tenant_id, version.id)
+    try:
+        folder = _checked_folder(settings.llmft_home, version)
+    except IntegrityError as error:
+        raise Conflict(f"{registered.name}:{version.version} failed its integrity check and is not served: "
+                       f"{error}", details={"param": "model"}, code="integrity_error") from None
     return Target(key=version.id, label=f"{registered.name}:{version.version}", base_model=registered.base_model,
                   kind=version.kind, folder=folder)
+
+
+def _checked_folder(home: Path, version: ModelVersion) -> Path:
+    """The version's artifact folder; its files' hashes checked unless they were, unchanged, already."""
+    folder = artifacts_dir(home, version.tenant_id, version.id)
+    stamp = tuple(sorted((path.relative_to(folder).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
+                         for path in folder.rglob("*") if path.is_file()))
+    with _verified_lock:
+        if _verified.get(version.id) == stamp:
+            return folder
+    registry.verified_folder(home, version)
+    with _verified_lock:
+        _verified[version.id] = stamp
+    return folder
 
 
 def _newest(session: Session, principal: Principal, name: str) -> tuple[RegisteredModel, ModelVersion]:

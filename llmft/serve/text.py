@@ -13,10 +13,28 @@ stop string is held back until the next token settles it, so a stream never show
 Stop strings apply to the answer only: a stop of "\\n" must not end a model that is still thinking.
 """
 
+import threading
+
+from transformers import AutoTokenizer
+
 from llmft.bases.r1_tokenizer import THINK_CLOSE, THINK_OPEN
+from llmft.bases.resolve import resolve_model
 
 HELD_BLANKS = 8  # at most this much trailing whitespace waits to see whether `</think>` follows
 Delta = tuple[str, str]  # (channel: "reasoning" | "content", text)
+
+
+_tokenizers: dict[str, object] = {}
+_tokenizers_lock = threading.Lock()
+
+
+def tokenizer_for(base_model: str):
+    """The base model's tokenizer, loaded once per process, for building prompts (the default engine's
+    scheduler decodes with a copy of its own)."""
+    with _tokenizers_lock:
+        if base_model not in _tokenizers:
+            _tokenizers[base_model] = AutoTokenizer.from_pretrained(resolve_model(base_model))
+        return _tokenizers[base_model]
 
 
 class OutputText:

@@ -20,12 +20,10 @@ import time
 import uuid
 from dataclasses import replace
 
-from transformers import AutoTokenizer
-
-from llmft.bases.resolve import resolve_model, weights_source
+from llmft.bases.resolve import weights_source
 from llmft.serve.backend import Busy, Completion, Generation, Request, Target
 from llmft.serve.sampling import Sampling
-from llmft.serve.text import OutputText
+from llmft.serve.text import OutputText, tokenizer_for
 from llmft.settings import Settings
 
 
@@ -40,18 +38,11 @@ class VllmEngine:
         self._engines: dict[str, object] = {}
         self._adapters: dict[str, object] = {}  # version id -> LoRARequest
         self._lora_ids = itertools.count(1)
-        self._tokenizers: dict[str, object] = {}
         self._lock = threading.Lock()
         self._running = 0
         self.stats = {"requests": 0, "tokens": 0}
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="llmft-vllm", daemon=True).start()
-
-    def tokenizer(self, base_model: str):
-        with self._lock:
-            if base_model not in self._tokenizers:
-                self._tokenizers[base_model] = AutoTokenizer.from_pretrained(resolve_model(base_model))
-            return self._tokenizers[base_model]
 
     def is_loaded(self, key: str) -> bool:
         return key in self._engines or key in self._adapters
@@ -82,7 +73,7 @@ class VllmEngine:
             sampling = request.sampling
             params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                                     top_p=sampling.top_p, seed=sampling.seed)
-            text = OutputText(self.tokenizer(request.target.base_model), reasoning_open=request.reasoning_open,
+            text = OutputText(tokenizer_for(request.target.base_model), reasoning_open=request.reasoning_open,
                               split_reasoning=request.split_reasoning, stop=sampling.stop)
             request_id, seen, first, finish = uuid.uuid4().hex, 0, None, "length"
             async for output in engine.generate({"prompt_token_ids": request.prompt_ids}, params, request_id,
