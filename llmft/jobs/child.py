@@ -28,7 +28,7 @@ from sqlalchemy import select
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
 from llmft.db.session import session_scope
 from llmft.evaluate.run import evaluate, evaluate_file
-from llmft.jobs.lease import record_event
+from llmft.db.events import record_event
 from llmft.jobs.progress import Pace, advance
 from llmft.processes import die_with_parent
 from llmft.bases.resolve import base_revision

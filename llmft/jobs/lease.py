@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from llmft.db.tables import Job, JobEvent, Worker, now
+from llmft.db.events import record_event
+from llmft.db.tables import Job, Worker, now
 
 
 def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: datetime | None = None) -> int | None:
@@ -113,9 +114,3 @@ def worker_beat(session: Session, *, name: str, slots: int = 1, busy: int = 0, a
 def live_workers(session: Session, *, within_seconds: float, at: datetime | None = None) -> list[str]:
     since = (at or now()) - timedelta(seconds=within_seconds)
     return list(session.scalars(select(Worker.name).where(Worker.seen_at >= since).order_by(Worker.name)))
-
-
-def record_event(session: Session, job: Job, type_: str, message: str, data: dict | None = None,
-                 level: str = "info") -> None:
-    session.add(JobEvent(job_id=job.id, tenant_id=job.tenant_id, type=type_, message=message, data=data or {},
-                         level=level))

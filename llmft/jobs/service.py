@@ -18,7 +18,7 @@ from llmft.data.service import dataset_path, get_dataset
 from llmft.db.tables import Job, JobEvent, Worker, is_id, new_id, now
 from llmft.db.pages import newest_first
 from llmft.errors import Conflict, Invalid, NotFound
-from llmft.jobs.lease import record_event
+from llmft.db.events import record_event
 from llmft.registry.service import NAME as MODEL_NAME
 from llmft.bases.resolve import ALIASES, TINY, requestable
 from llmft.registry.service import REF, get_version, resolve
