@@ -26,7 +26,6 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
 
 from llmft import __version__
-from llmft.config import ConfigError
 from llmft.data.pack import PackedRows, collate_rows
 from llmft.data.prepare import prepare
 from llmft.bases.resolve import load_tokenizer
@@ -34,10 +33,12 @@ from llmft.train import checkpoints, distributed
 from llmft.train.config import TrainConfig
 from llmft.train.arguments import optimizer_class_and_kwargs, training_arguments
 from llmft.train.load import load_model
-from llmft.train.trainer import EventHook, LlmftTrainer, ProgressBar, RunRecorder, memory_stats
-
-EXIT_STOPPED = 3  # stopped on request (SIGTERM, cancel): a checkpoint was saved, resume with --resume
-EXIT_NAN_LOSS = 4  # the loss or gradient became NaN or infinite: stopped, the last good checkpoint kept
+from llmft.train.preflight import preflight
+from llmft.train.summary import DataSummary, RunSummary
+from llmft.train.callbacks import (CheckpointPublisher, EarlyStopping, EpochEnd, EventHook, MetricsLog, NanStop,
+                                   ProgressBar, RunRecord, ServiceEvents, StopCheck, StopOnRequest, TensorBoardLog,
+                                   best_checkpoint)
+from llmft.train.trainer import LlmftTrainer, memory_stats
 
 
 @dataclass
@@ -45,18 +46,17 @@ class RunResult:
     status: str  # "succeeded", "stopped" or "nan_loss"
     output_dir: Path
     final_dir: Path | None
-    summary: dict
+    summary: RunSummary
     data_dir: Path  # the prepared data it trained on: train and validation splits, tokens
 
 
 def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | None = None,
-          should_stop=None, progress: bool = True) -> RunResult:
-    if config.data.train_file is None:
-        raise ConfigError("data.train_file is required to train (a JSONL, JSON, CSV or Parquet file)")
+          should_stop: StopCheck | None = None, progress: bool = True) -> RunResult:
+    preflight(config, resume=resume)  # under torchrun the launcher ran it already: every rank passes
     distributed.init()  # under torchrun: every rank runs this function; only rank 0 writes and reports
     on_event = on_event if (on_event and distributed.is_main()) else (lambda event: None)
     output_dir = Path(config.output.output_dir).resolve()
-    resume_from = _resume_point(output_dir, resume)
+    resume_from = checkpoints.latest(output_dir) if resume else None
     started = time.time()
     with distributed.main_first():
         if distributed.is_main():
@@ -78,9 +78,17 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
     model = load_model(config)
     model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     stop = _StopFlag(should_stop)
-    recorder = RunRecorder(output_dir, on_event=on_event, should_stop=stop, patience=config.training.early_stopping_patience,
-                           save_total_limit=config.training.save_total_limit,
-                           eval_per_epoch=config.training.eval_per_epoch, has_validation=eval_rows is not None)
+    record = RunRecord.resumed_from(resume_from)  # what the callbacks share; read below when training ends
+    callbacks = [
+        MetricsLog(output_dir),
+        TensorBoardLog(output_dir / "tensorboard"),
+        ServiceEvents(on_event, resumed_from=resume_from),
+        EarlyStopping(record, patience=config.training.early_stopping_patience, on_event=on_event),
+        NanStop(record, output_dir, on_event=on_event),
+        StopOnRequest(record, stop, on_event=on_event),
+        EpochEnd(record, evaluate=config.training.eval_per_epoch and eval_rows is not None),
+        CheckpointPublisher(record, output_dir, keep=config.training.save_total_limit, on_event=on_event),
+    ]
     trainer = LlmftTrainer(
         model=model,
         args=arguments,
@@ -88,12 +96,10 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         eval_dataset=eval_rows,
         data_collator=collate_rows,
         processing_class=tokenizer,
-        callbacks=[recorder] + ([ProgressBar()] if progress else []),
+        callbacks=callbacks + ([ProgressBar()] if progress else []),
         optimizer_cls_and_kwargs=optimizer_class_and_kwargs(config),
+        record=record,
     )
-    if resume_from is not None:
-        recorder.restore(resume_from, checkpoints.info(resume_from))
-    recorder.nonfinite = lambda: trainer.nonfinite_step
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if resume_from is not None and _trained_to_the_end(resume_from):
@@ -106,38 +112,30 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
     if distributed.is_main():
         checkpoints.clear_staging(output_dir)
 
-    if recorder.stopped_by == "stop_requested":
-        summary = _summary(config, prepared, trainer, output, started, status="stopped", final=None, recorder=recorder,
+    if record.stopped_by == "stop_requested":
+        summary = _summary(config, prepared, trainer, output, started, status="stopped", final=None, recorder=record,
                            tokens_seen=tokens_seen)
-        _write_main(output_dir / "summary.json", summary)
+        _write_main(output_dir, summary)
         on_event({"type": "stopped", "step": trainer.state.global_step})
         return RunResult("stopped", output_dir, None, summary, prepared.folder)
-    if recorder.stopped_by == "nan_loss":
+    if record.stopped_by == "nan_loss":
         last = checkpoints.latest(output_dir)
-        summary = _summary(config, prepared, trainer, output, started, status="nan_loss", final=None, recorder=recorder,
+        summary = _summary(config, prepared, trainer, output, started, status="nan_loss", final=None, recorder=record,
                            tokens_seen=tokens_seen)
-        summary["nan_step"], summary["last_good_checkpoint"] = trainer.nonfinite_step, last.name if last else None
-        _write_main(output_dir / "summary.json", summary)
+        summary.nan_step, summary.last_good_checkpoint = record.nan_step, last.name if last else None
+        _write_main(output_dir, summary)
         return RunResult("nan_loss", output_dir, None, summary, prepared.folder)
 
-    best = recorder.best_checkpoint()
+    best = best_checkpoint(output_dir)
     if config.output.final_model == "best" and best is not None \
             and checkpoints.info(best)["step"] != trainer.state.global_step:
         trainer._load_from_checkpoint(str(best))  # the best validation loss becomes the final model (every rank)
     final = _save_final(trainer, output_dir)
-    summary = _summary(config, prepared, trainer, output, started, status="succeeded", final=final, recorder=recorder,
+    summary = _summary(config, prepared, trainer, output, started, status="succeeded", final=final, recorder=record,
                        best=best, tokens_seen=tokens_seen)
-    _write_main(output_dir / "summary.json", summary)
-    on_event({"type": "succeeded", "final_dir": str(final), "summary": summary})
+    _write_main(output_dir, summary)
+    on_event({"type": "succeeded", "final_dir": str(final), "summary": summary.model_dump()})
     return RunResult("succeeded", output_dir, final, summary, prepared.folder)
-
-
-def _resume_point(output_dir: Path, resume: bool) -> Path | None:
-    latest = checkpoints.latest(output_dir)
-    if latest is not None and not resume:
-        raise ConfigError(f"{output_dir} already holds a run (last checkpoint {latest.name}); "
-                          "pass --resume to continue it, or choose another output.output_dir")
-    return latest if resume else None
 
 
 def _trained_to_the_end(checkpoint: Path) -> bool:
@@ -174,38 +172,37 @@ def _save_final(trainer: LlmftTrainer, output_dir: Path) -> Path:
     return final
 
 
-def _summary(config, prepared, trainer, output, started, *, status, final, recorder, tokens_seen, best=None) -> dict:
+def _summary(config, prepared, trainer, output, started, *, status, final, recorder, tokens_seen, best=None) -> RunSummary:
     history = trainer.state.log_history
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
     elapsed = time.time() - started
-    return {
-        "status": status,
-        "steps": trainer.state.global_step,
-        "epochs": trainer.state.epoch,
-        "first_train_loss": train_losses[0] if train_losses else None,
-        "final_train_loss": train_losses[-1] if train_losses else None,
-        "final_eval_loss": eval_losses[-1] if eval_losses else None,
-        "best_eval_loss": recorder.best[0] if recorder.best else None,
-        "best_checkpoint": best.name if best else None,
-        "stopped_by": recorder.stopped_by,
-        "tokens_seen": tokens_seen,
-        "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 3),
-        "tokens_per_second": round(tokens_seen / max(output.metrics.get("train_runtime", 0.0), 1e-9), 2),
-        "processes": distributed.world_size(),
-        "wall_time_s": round(elapsed, 3),
+    return RunSummary(
+        status=status,
+        steps=trainer.state.global_step,
+        epochs=trainer.state.epoch,
+        first_train_loss=train_losses[0] if train_losses else None,
+        final_train_loss=train_losses[-1] if train_losses else None,
+        final_eval_loss=eval_losses[-1] if eval_losses else None,
+        best_eval_loss=recorder.best[0] if recorder.best else None,
+        best_checkpoint=best.name if best else None,
+        stopped_by=recorder.stopped_by,
+        tokens_seen=tokens_seen,
+        train_runtime_s=round(output.metrics.get("train_runtime", 0.0), 3),
+        tokens_per_second=round(tokens_seen / max(output.metrics.get("train_runtime", 0.0), 1e-9), 2),
+        processes=distributed.world_size(),
+        wall_time_s=round(elapsed, 3),
         **memory_stats(),
-        "final_dir": str(final) if final else None,
-        "tokenizer_sha256": prepared.manifest["tokenizer_sha256"],
-        "renderer_version": prepared.manifest["renderer_version"],
-        "data": {"sha256": prepared.report["sha256"], "sources": prepared.manifest["sources"],
-                 "folder": str(prepared.folder),
-                 "train_examples": prepared.report["split"]["train"],
-                 "validation_examples": prepared.report["split"]["validation"]},
-        "config": config.model_dump(),
-        "llmft_version": __version__,
-        "torch_version": torch.__version__,
-    }
+        final_dir=str(final) if final else None,
+        tokenizer_sha256=prepared.manifest["tokenizer_sha256"],
+        renderer_version=prepared.manifest["renderer_version"],
+        data=DataSummary(sha256=prepared.report["sha256"], sources=prepared.manifest["sources"],
+                         folder=str(prepared.folder), train_examples=prepared.report["split"]["train"],
+                         validation_examples=prepared.report["split"]["validation"]),
+        config=config.model_dump(),
+        llmft_version=__version__,
+        torch_version=torch.__version__,
+    )
 
 
 def _trim_metrics(output_dir: Path, resume_from: Path | None) -> None:
@@ -221,23 +218,9 @@ def _trim_metrics(output_dir: Path, resume_from: Path | None) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def read_summary(output_dir, *, since: float = 0.0) -> dict | None:
-    """summary.json of a run in `output_dir` when written after `since` (a Unix time), else None."""
-    path = Path(output_dir) / "summary.json"
-    if not path.is_file() or path.stat().st_mtime < since:
-        return None
-    return json.loads(path.read_text())
-
-
-def _write_main(path: Path, value: dict) -> None:
+def _write_main(output_dir: Path, summary: RunSummary) -> None:
     if distributed.is_main():
-        _write_json(path, value)
-
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
+        summary.write(output_dir)
 
 
 class _StopFlag:

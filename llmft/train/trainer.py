@@ -5,28 +5,23 @@
                 cross-entropy from their hidden states (train/loss.py), never all logits;
   evaluate      token-weighted validation loss, perplexity and token accuracy;
   log           adds useful tokens/s, token accuracy and memory to every training log.
-The callbacks publish checkpoints atomically, write metrics.jsonl and TensorBoard event files,
-call the service's hooks, stop early (and on a NaN), and show a progress bar.
+It also drops the update of a step whose loss or gradient is NaN or infinite and marks the step in
+the run's `RunRecord`, where the NaN stop (train/callbacks.py) finds it.
 """
 
-import json
 import math
 import resource
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from peft import PeftModel
-from tqdm.auto import tqdm
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from llmft.monitor import system
-from llmft.train import checkpoints, distributed
+from llmft.train import distributed
+from llmft.train.callbacks import RunRecord
 from llmft.train.loss import linear_cross_entropy, trained_positions
-
-EventHook = Callable[[dict], None]
 
 
 class _HiddenCapture:
@@ -47,15 +42,15 @@ class _HiddenCapture:
 
 
 class LlmftTrainer(Trainer):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, record: RunRecord, **kwargs):
         super().__init__(*args, **kwargs)
+        self.record = record  # the NaN step goes there
         self.model_accepts_loss_kwargs = True  # compute_loss divides by the tokens of the whole accumulated step
         base = self.accelerator.unwrap_model(self.model)
         base = base.get_base_model() if isinstance(base, PeftModel) else base
         self._capture = _HiddenCapture(base.get_output_embeddings())
         self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": time.perf_counter()}
         self.tokens_seen = 0
-        self.nonfinite_step: int | None = None  # the step whose loss or gradient was NaN or infinite
         self._losses_finite: torch.Tensor | None = None
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -67,15 +62,15 @@ class LlmftTrainer(Trainer):
     def _get_grad_norm(self, model, grad_norm=None):
         """Before the optimizer steps: a NaN or infinite loss or gradient norm drops this step's gradients
         (the optimizer then changes nothing) and marks the step, so the weights stay those of the last
-        good step and the run stops without saving them (RunRecorder)."""
+        good step and the run stops without saving them (NanStop)."""
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
         finite = bool(torch.isfinite(torch.as_tensor(grad_norm)))
         if self._losses_finite is not None:
             finite = finite and bool(self._losses_finite)
         self._losses_finite = None
-        if not finite and self.nonfinite_step is None:
-            self.nonfinite_step = self.state.global_step + 1
-        if self.nonfinite_step is not None:
+        if not finite and self.record.nan_step is None:
+            self.record.nan_step = self.state.global_step + 1
+        if self.record.nan_step is not None:
             model.zero_grad(set_to_none=True)
         return grad_norm
 
@@ -184,170 +179,3 @@ def memory_stats() -> dict[str, float]:
         stats["gpu_peak_memory_gb"] = round(peak / 2**30, 3)
         stats["gpu_memory_fraction"] = round(peak / torch.cuda.get_device_properties(0).total_memory, 4)
     return stats
-
-
-class RunRecorder(TrainerCallback):
-    """metrics.jsonl, checkpoint publishing, the service's hooks, early stopping, epoch-end eval/save."""
-
-    def __init__(self, output_dir: Path, *, on_event: EventHook, should_stop: Callable[[], bool],
-                 save_total_limit: int, patience: int | None, eval_per_epoch: bool, has_validation: bool,
-                 nonfinite: Callable[[], int | None] = lambda: None):
-        self.output_dir = Path(output_dir)
-        self.on_event = on_event
-        self.should_stop = should_stop
-        self.nonfinite = nonfinite  # the trainer's nonfinite_step
-        self.save_total_limit = save_total_limit
-        self.patience = patience
-        self.eval_per_epoch = eval_per_epoch and has_validation
-        self.best: tuple[float, int] | None = None  # (validation loss, step)
-        self.last_eval: dict | None = None
-        self.bad_evals = 0
-        self.saved_step: int | None = None
-        self.stopped_by: str | None = None
-        self.resumed_from: str | None = None
-        self.writer = None  # TensorBoard, opened at the first log (rank 0 only)
-
-    def restore(self, checkpoint: Path, info: dict) -> None:
-        """Pick up early-stopping state from the checkpoint a run resumes from."""
-        if info.get("best_eval_loss") is not None:
-            self.best = (info["best_eval_loss"], info["best_step"])
-        self.bad_evals = info.get("bad_evals", 0)
-        self.saved_step = info["step"]
-        if info.get("eval_loss") is not None:
-            self.last_eval = {"step": info["step"], "eval_loss": info["eval_loss"]}
-        self.resumed_from = str(checkpoint)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        """Here the total number of steps is known, and after a resume the step it starts from."""
-        if not state.is_world_process_zero:
-            return
-        self.on_event({"type": "started", "resumed_from": self.resumed_from, "step": state.global_step,
-                       "max_steps": state.max_steps, "epochs": args.num_train_epochs})
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": round(time.time(), 3), **logs}
-        with open(self.output_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        self._tensorboard(state.global_step, logs)
-        kind = "eval" if any(key.startswith("eval_") for key in logs) else \
-            "train_end" if "train_runtime" in logs else "metrics"  # train_end: Trainer's whole-run averages
-        self.on_event({"type": kind, **record})
-
-    def _tensorboard(self, step: int, logs: dict) -> None:
-        """Every logged number as a scalar in output_dir/tensorboard (train/..., eval/...)."""
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
-        for key, value in logs.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                name = f"eval/{key[5:]}" if key.startswith("eval_") else f"train/{key}"
-                self.writer.add_scalar(name, value, step)
-        self.writer.flush()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        loss = metrics["eval_loss"]
-        self.last_eval = {"step": state.global_step, "eval_loss": loss}
-        if not math.isfinite(loss):
-            return
-        if self.best is None or loss < self.best[0]:
-            self.best, self.bad_evals = (loss, state.global_step), 0
-        else:
-            self.bad_evals += 1
-            if self.patience and self.bad_evals >= self.patience:  # the same on every rank: the loss is
-                self.stopped_by = "early_stopping"                    # summed over all of them
-                control.should_training_stop = True
-                self.on_event({"type": "early_stopping", "step": state.global_step, "best_eval_loss": self.best[0]})
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.stopped_by is not None:
-            return
-        # one rank may see SIGTERM, a cancel or a NaN a step before another: they agree, and stop together
-        stop, bad = (value > 0 for value in distributed.all_sum(
-            [float(self.should_stop()), float(self.nonfinite() is not None)]))
-        if bad:
-            last = checkpoints.latest(self.output_dir)
-            self.stopped_by = "nan_loss"
-            control.should_training_stop = True
-            control.should_save = control.should_evaluate = False  # never save what followed a NaN
-            self.on_event({"type": "nan_loss", "step": state.global_step,
-                           "last_good_checkpoint": last.name if last else None})
-            return
-        if stop:
-            self.stopped_by = "stop_requested"
-            control.should_save = True
-            control.should_training_stop = True
-            self.on_event({"type": "stopping", "step": state.global_step})
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        """Evaluate and save at every epoch end (and when max_steps ends a run), unless done at this step."""
-        if self.stopped_by == "nan_loss":
-            control.should_save = control.should_evaluate = False
-            return
-        control.should_save = self.saved_step != state.global_step
-        evaluated = self.last_eval is not None and self.last_eval["step"] == state.global_step
-        control.should_evaluate = self.eval_per_epoch and not evaluated
-
-    def on_save(self, args, state, control, **kwargs):
-        # every rank has written its part (its RNG state, its optimizer shard) before rank 0 publishes,
-        # and no rank reads the checkpoints (best, rotation) before the publishing is done
-        distributed.barrier()
-        if state.is_world_process_zero:
-            self._publish(state)
-        self.saved_step = state.global_step
-        distributed.barrier()
-
-    def _publish(self, state) -> None:
-        staged = checkpoints.staging_dir(self.output_dir) / f"{checkpoints.PREFIX}{state.global_step}"
-        evaluated = self.last_eval if self.last_eval and self.last_eval["step"] == state.global_step else None
-        info = {"step": state.global_step, "epoch": state.epoch,
-                "eval_loss": evaluated["eval_loss"] if evaluated else None,
-                "best_eval_loss": self.best[0] if self.best else None,
-                "best_step": self.best[1] if self.best else None,
-                "bad_evals": self.bad_evals}
-        published = checkpoints.publish(staged, self.output_dir, info=info)
-        checkpoints.rotate(self.output_dir, keep=self.save_total_limit, protect=self.best_checkpoint())
-        self.on_event({"type": "checkpoint", "step": state.global_step, "path": str(published),
-                       "eval_loss": info["eval_loss"]})
-
-    def best_checkpoint(self) -> Path | None:
-        scored = [(checkpoints.info(p).get("eval_loss"), p) for p in checkpoints.committed(self.output_dir)]
-        scored = [(loss, p) for loss, p in scored if loss is not None and math.isfinite(loss)]
-        return min(scored, key=lambda item: item[0])[1] if scored else None
-
-
-class ProgressBar(TrainerCallback):
-    """One line on the terminal: steps, ETA, loss, tokens/s."""
-
-    def __init__(self):
-        self.bar = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", dynamic_ncols=True)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.update(state.global_step - self.bar.n)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.bar is None or not logs:
-            return
-        if "loss" in logs:
-            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{logs.get('tokens_per_second', 0):.0f}",
-                                 refresh=False)
-        elif "eval_loss" in logs:
-            self.bar.write(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f} "
-                           f"(perplexity {logs['eval_perplexity']:.2f})")
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
