@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from llmft.db.session import session_scope
+from llmft.serve.backend import InferenceBackend
 from llmft.settings import Settings
 
 
@@ -38,8 +39,9 @@ def celery() -> Celery:
 _engine_lock = threading.Lock()
 
 
-def engine():
-    """The process's inference engine, started on the first inference request (never at import)."""
+def engine() -> InferenceBackend:
+    """The process's inference backend (INFERENCE_BACKEND), started on the first inference request (never at
+    import)."""
     app = current_app._get_current_object()
     with _engine_lock:
         if "llmft_engine" not in app.extensions:

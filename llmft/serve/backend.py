@@ -1,17 +1,26 @@
-"""What the inference backends share: the target a request runs on, the generation it gets back, the errors.
+"""What an inference backend must do (`InferenceBackend`), and what it shares with the others: the target a
+request runs on, the generation it gets back, the errors.
 
     generation = backend.submit(target, prompt_ids, Sampling(max_new_tokens=64), reasoning_open=True)
     for index, kind, value in generation.events():   # ("reasoning" | "content", text), ("done", Completion)
         ...
+
+Two backends meet it: `Engine` (serve/engine.py, the default) and `VllmEngine` (serve/vllm_engine.py,
+INFERENCE_BACKEND=vllm); api/context.engine() picks one.
 """
 
 import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from llmft.errors import ServiceError
+from llmft.monitor.histogram import Histogram
 from llmft.serve.sampling import Sampling
+
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class Busy(ServiceError):
@@ -95,3 +104,20 @@ class Generation:
     def results(self) -> list[Completion]:
         done = {index: value for index, kind, value in self.events() if kind == "done"}
         return [done[index] for index in sorted(done)]
+
+
+class InferenceBackend(Protocol):
+    """What the API and /metrics need of a backend."""
+
+    stats: dict[str, int]             # counters: requests, tokens, loads, evictions (others may follow)
+    histograms: dict[str, Histogram]  # "ttft": seconds to a generation's first token; "batch": rows per step
+
+    def submit(self, target: Target, prompt_ids: list[int], sampling: Sampling, *, reasoning_open: bool,
+               split_reasoning: bool = True, timeout: float = 120.0, n: int = 1) -> Generation:
+        """Queue `n` choices for one prompt (choice i samples with seed + i when a seed is given); Busy when full."""
+
+    def loaded(self) -> list[dict]:
+        """{"key", "kind", "bytes", "in_use"} for each model or adapter in memory."""
+
+    def recent_tokens_per_second(self, window: float = 10.0) -> float:
+        """Tokens generated per second over the last `window` seconds."""

@@ -27,18 +27,19 @@ import torch
 
 from llmft.errors import ServiceError
 from llmft.monitor.histogram import Histogram
-from llmft.serve.backend import Busy, Completion, Generation, ModelLoadError, Request, Target
+from llmft.serve.backend import (BATCH_BUCKETS, TTFT_BUCKETS, Busy, Completion, Generation, ModelLoadError, Request,
+                                 Target)
 from llmft.serve.batch import Backbone, Row
 from llmft.serve.models import ModelCache
 from llmft.serve.sampling import Sampling, choose, generator_for
 from llmft.serve.text import OutputText
 
 log = logging.getLogger("llmft.serve")
-TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class Engine:
+    """The default `InferenceBackend` (serve/backend.py): one scheduler thread for every model in memory."""
+
     def __init__(self, *, max_batch: int = 16, cache_bytes: int = 8 << 30, max_waiting: int = 256,
                  device: str | None = None):
         self.max_batch, self.cache_bytes, self.max_waiting = max_batch, cache_bytes, max_waiting

@@ -18,16 +18,20 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import replace
 
 from llmft.bases.resolve import weights_source
-from llmft.serve.backend import Busy, Completion, Generation, Request, Target
+from llmft.monitor.histogram import Histogram
+from llmft.serve.backend import BATCH_BUCKETS, TTFT_BUCKETS, Busy, Completion, Generation, Request, Target
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import OutputText, tokenizer_for
 from llmft.settings import Settings
 
 
 class VllmEngine:
+    """An `InferenceBackend` (serve/backend.py) on vLLM; vLLM batches, so the "batch" histogram stays empty."""
+
     def __init__(self, settings: Settings):
         try:
             import vllm  # noqa: F401
@@ -40,15 +44,19 @@ class VllmEngine:
         self._lora_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._running = 0
-        self.stats = {"requests": 0, "tokens": 0}
+        self.stats = {"requests": 0, "tokens": 0, "loads": 0, "evictions": 0}
+        self.histograms = {"ttft": Histogram(TTFT_BUCKETS), "batch": Histogram(BATCH_BUCKETS)}  # read by /metrics
+        self._recent: deque[tuple[float, int]] = deque(maxlen=4096)  # (time, tokens) as outputs arrive
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="llmft-vllm", daemon=True).start()
 
-    def is_loaded(self, key: str) -> bool:
-        return key in self._engines or key in self._adapters
-
     def loaded(self) -> list[dict]:
-        return [{"key": key, "kind": "vllm"} for key in [*self._engines, *self._adapters]]
+        """vLLM holds its own memory: what it uses is not counted here."""
+        return [{"key": key, "kind": "vllm", "bytes": 0, "in_use": 0} for key in [*self._engines, *self._adapters]]
+
+    def recent_tokens_per_second(self, window: float = 10.0) -> float:
+        since = time.monotonic() - window
+        return sum(tokens for at, tokens in list(self._recent) if at >= since) / window
 
     def submit(self, target: Target, prompt_ids: list[int], sampling: Sampling, *, reasoning_open: bool,
                split_reasoning: bool = True, timeout: float = 120.0, n: int = 1) -> Generation:
@@ -79,7 +87,10 @@ class VllmEngine:
             async for output in engine.generate({"prompt_token_ids": request.prompt_ids}, params, request_id,
                                                 lora_request=lora):
                 tokens = output.outputs[0].token_ids
-                first = first or time.monotonic()
+                if first is None:
+                    first = time.monotonic()
+                    self.histograms["ttft"].observe(first - request.created)
+                self._recent.append((time.monotonic(), len(tokens) - seen))
                 for token in tokens[seen:]:
                     for delta in text.add(token):
                         request._put(*delta)
@@ -116,9 +127,11 @@ class VllmEngine:
                                    max_model_len=self.settings.inference_max_input_tokens
                                    + self.settings.inference_max_new_tokens, trust_remote_code=False)
             self._engines[key] = AsyncLLMEngine.from_engine_args(args)
+            self.stats["loads"] += 1
         lora = None
         if target.kind == "adapter":
             if target.key not in self._adapters:
                 self._adapters[target.key] = LoRARequest(target.key, next(self._lora_ids), str(target.folder))
+                self.stats["loads"] += 1
             lora = self._adapters[target.key]
         return self._engines[key], lora
