@@ -1,5 +1,5 @@
-"""/metrics on the real server: the names and labels Prometheus scrapes, with real traffic, a real
-generation and a running job behind them."""
+"""/metrics behind a token, and on the real server: the names and labels Prometheus scrapes, with real traffic,
+a real generation and a running job behind them."""
 
 import time
 from pathlib import Path
@@ -8,6 +8,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmft.api.app import create_app
+from llmft.settings import load_settings
 from test_registry import auth
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
@@ -21,6 +23,22 @@ def scrape(server) -> dict:
 
 def samples(family, suffix: str = "") -> list:
     return [s for s in family.samples if s.name == family.name + suffix]
+
+
+def test_a_metrics_token_closes_the_endpoint(tmp_path):
+    app = create_app(load_settings(llmft_home=tmp_path, metrics_token="s3cret"))
+    client = app.test_client()
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused.json["error"]["code"] == "unauthorized"
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    opened = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert opened.status_code == 200 and b"llmft_jobs{" in opened.data
+    assert "/metrics" not in client.get("/openapi.json").json["paths"]
+
+
+def test_open_by_default(tmp_path):
+    client = create_app(load_settings(llmft_home=tmp_path)).test_client()
+    assert client.get("/metrics").status_code == 200
 
 
 @pytest.mark.slow
