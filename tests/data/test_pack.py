@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from llmft.data.pack import PackedCollator, pack_best_fit, packing_efficiency
+from llmft.data.pack import PackedCollator, PackedRows, collate_rows, pack_best_fit, packing_efficiency
 from llmft.data.tokenize import IGNORE, Tokenized
 
 
@@ -52,3 +52,17 @@ def test_packed_logits_equal_each_example_alone(tiny_model_dir):
             alone = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
             torch.testing.assert_close(packed[start:start + len(ids)], alone, atol=1e-5, rtol=1e-4)
             start += len(ids)
+
+
+def test_rows_pack_examples_or_hold_one_each_and_collate_into_one_sequence():
+    examples = [Tokenized([i] * n, [i] * n, 0, 0, n) for i, n in enumerate((6, 5, 4, 3), start=1)]
+    packed = PackedRows(examples, max_length=10, pack=True)
+    assert len(packed) == 2 and packed.tokens == 18
+    assert [[len(e) for e in packed[i]] for i in range(len(packed))] == [[6, 4], [5, 3]]
+    single = PackedRows(examples, max_length=10, pack=False)
+    assert [[len(e) for e in single[i]] for i in range(len(single))] == [[6], [5], [4], [3]]
+
+    batch = collate_rows([packed[1], single[3]])
+    assert batch["input_ids"].tolist() == [[2] * 5 + [4] * 3 + [4] * 3]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2]]
+    assert batch["labels"].tolist() == [[IGNORE, 2, 2, 2, 2, IGNORE, 4, 4, IGNORE, 4, 4]]
