@@ -76,12 +76,16 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
 
 
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")  # queued -> running -> one of the last 3
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"), Index("ix_jobs_status", "status"))
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="validating")
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # one of JOB_STATUSES
     kind: Mapped[str] = mapped_column(String(16), default="fine_tune")  # fine_tune | export | evaluation
     base_model: Mapped[str] = mapped_column(String(255))
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))

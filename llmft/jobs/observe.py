@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
-from llmft.db.tables import Job, JobEvent
+from llmft.db.tables import FINAL_STATUSES, Job, JobEvent
 from llmft.db.session import session_scope
-from llmft.jobs.service import FINAL, get_job
+from llmft.jobs.service import get_job
 from llmft.train import checkpoints
 
 SERIES_KEYS = ("step", "epoch", "time", "loss", "learning_rate", "grad_norm", "tokens_per_second", "token_accuracy",
@@ -84,7 +84,7 @@ def follow(url: str, *, principal: Principal, job_id: str, after: int = 0, poll_
             last_sent = time.monotonic()
         elif events:
             last_sent = time.monotonic()
-        if status in FINAL and not events:
+        if status in FINAL_STATUSES and not events:
             yield "end", {"status": status}
             return
         if time.monotonic() - last_sent > keepalive_seconds:

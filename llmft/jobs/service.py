@@ -1,8 +1,9 @@
 """Job service functions: create (validated, idempotent), read, list, cancel, events.
 
 Jobs are shaped like the hosted fine-tuning APIs: a base model, a dataset, a method,
-hyperparameters, a suffix, a seed and metadata; statuses validating -> queued -> running ->
-succeeded | failed | cancelled.
+hyperparameters, a suffix, a seed and metadata; statuses queued -> running -> succeeded | failed |
+cancelled (JOB_STATUSES in db/tables.py). A fine-tune's training config is built here as a dict and
+checked once by `train.config.build_config`; the job stores the checked result.
 """
 
 import difflib
@@ -15,19 +16,17 @@ from sqlalchemy.orm import Session
 from llmft.auth.keys import Principal
 from llmft.config import ConfigError
 from llmft.data.service import dataset_path, get_dataset
-from llmft.db.tables import Job, JobEvent, Worker, is_id, new_id, now
+from llmft.db.tables import FINAL_STATUSES, Job, JobEvent, Worker, is_id, new_id, now
 from llmft.db.pages import newest_first
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.db.events import record_event
 from llmft.registry.service import NAME as MODEL_NAME
 from llmft.bases.resolve import ALIASES, TINY, requestable
 from llmft.registry.service import REF, get_version, resolve
+from llmft.train.config import TrainingConfig, build_config
 
 REQUESTABLE = {TINY, *ALIASES}
-from llmft.train.config import TrainingConfig, load_config
-
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 def create_job(session: Session, *, principal: Principal, uploads_dir: Path, runs_dir: Path, base_model: str,
@@ -58,27 +57,20 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
     except NotFound:
         raise Invalid(f"dataset_id: no dataset {dataset_id!r}", details={"param": "dataset_id"}) from None
-    overrides = [f"model.base_model={base_model}", f"data.train_file={dataset_path(dataset, uploads_dir)}",
-                 f"method.type={method}", f"training.seed={seed}"]
+    data = {"train_file": str(dataset_path(dataset, uploads_dir))}
     if validation_dataset_id:
         try:
             validation = get_dataset(session, principal=principal, dataset_id=validation_dataset_id)
         except NotFound:
             raise Invalid(f"validation_dataset_id: no dataset {validation_dataset_id!r}",
                           details={"param": "validation_dataset_id"}) from None
-        overrides.append(f"data.validation_file={dataset_path(validation, uploads_dir)}")
-    for key, value in (hyperparameters or {}).items():
-        name = HYPERPARAMETER_ALIASES.get(key, key)
-        if name not in TrainingConfig.model_fields or name == "seed":
-            close = difflib.get_close_matches(name, list(TrainingConfig.model_fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise Invalid(f"hyperparameters.{key}: unknown hyperparameter{hint}",
-                          details={"param": f"hyperparameters.{key}"}, code="invalid_hyperparameters")
-        overrides.append(f"training.{name}={value}")
+        data["validation_file"] = str(dataset_path(validation, uploads_dir))
     job_id = new_id("job")
-    overrides.append(f"output.output_dir={runs_dir / job_id}")
+    values = {"model": {"base_model": base_model}, "data": data, "method": {"type": method},
+              "training": {**_training(hyperparameters or {}), "seed": seed},
+              "output": {"output_dir": str(runs_dir / job_id)}}
     try:
-        config = load_config(None, overrides)
+        config = build_config(values, where="the job")
     except ConfigError as error:
         raise Invalid(str(error), details={"param": "hyperparameters"}, code="invalid_hyperparameters") from None
     job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", base_model=base_model,
@@ -95,6 +87,21 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         record_event(session, job, "warning", f"no live worker has {processes} slots: the job waits until one "
                      f"starts (llmft worker --slots {processes})", {"processes": processes}, level="warning")
     return job, True
+
+
+def _training(hyperparameters: dict) -> dict:
+    """The `training` section from the job's hyperparameters: aliases resolved, names checked (seed is a
+    field of the job); the values are checked with the whole config."""
+    training = {}
+    for key, value in hyperparameters.items():
+        name = HYPERPARAMETER_ALIASES.get(key, key)
+        if name not in TrainingConfig.model_fields or name == "seed":
+            close = difflib.get_close_matches(name, list(TrainingConfig.model_fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise Invalid(f"hyperparameters.{key}: unknown hyperparameter{hint}",
+                          details={"param": f"hyperparameters.{key}"}, code="invalid_hyperparameters")
+        training[name] = value
+    return training
 
 
 def _processes(resources: dict) -> int:
@@ -177,10 +184,10 @@ def list_jobs(session: Session, *, principal: Principal, status: str | None = No
 def cancel_job(session: Session, *, principal: Principal, job_id: str) -> Job:
     """Queued jobs end at once; a running job's runner signals its trainer, which checkpoints and stops."""
     job = get_job(session, principal=principal, job_id=job_id)
-    if job.status in FINAL:
+    if job.status in FINAL_STATUSES:
         raise Conflict(f"job {job_id} already {job.status}", details={"status": job.status})
     job.cancel_requested = True
-    if job.status in ("validating", "queued"):
+    if job.status == "queued":
         job.status = "cancelled"
         record_event(session, job, "cancelled", "cancelled before it started")
     else:

@@ -16,6 +16,8 @@ from pydantic import Field, model_validator
 
 from llmft.config import ConfigError, DataConfig, Strict, check
 
+METHODS = ("lora", "full", "qlora")
+
 LEGACY_MODEL_KEYS = {
     "max_length": "data", "learning_rate": "training", "batch_size": "training", "num_epochs": "training",
     "warmup_steps": "training", "weight_decay": "training", "save_steps": "training",
@@ -46,7 +48,7 @@ class LoraSettings(Strict):
 
 
 class MethodConfig(Strict):
-    type: Literal["lora", "full", "qlora"] = Field("lora", description="lora, full fine-tuning, or qlora (4-bit, CUDA).")
+    type: Literal[METHODS] = Field("lora", description="lora, full fine-tuning, or qlora (4-bit, CUDA).")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (lora and qlora).")
 
 
@@ -119,6 +121,17 @@ class TrainConfig(Strict):
         return values
 
 
+def build_config(values: dict, *, where: str = "config") -> TrainConfig:
+    """Check a nested dict of sections (model, data, method, training, distributed, output) once.
+
+    Jobs build this dict from their fields; `load_config` from a YAML file and `--set` overrides.
+    Every problem is in one ConfigError."""
+    try:
+        return check(TrainConfig, values, where=where)
+    except ValueError as error:  # raised by the legacy-key move
+        raise ConfigError(f"{where}: {error}") from None
+
+
 def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Read YAML (or start from defaults), apply `key.path=value` overrides, check everything once."""
     values: dict = {}
@@ -144,7 +157,4 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainCon
             if not isinstance(target, dict):
                 raise ConfigError(f"--set {override!r}: {part} is not a section")
         target[parts[-1]] = yaml.safe_load(raw)
-    try:
-        return check(TrainConfig, values, where=where)
-    except ValueError as error:  # raised by the legacy-key move
-        raise ConfigError(f"{where}: {error}") from None
+    return build_config(values, where=where)

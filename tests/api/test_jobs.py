@@ -117,12 +117,25 @@ def test_bad_job_requests_are_422_naming_the_parameter(server, keys, dataset_id)
         response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id, "base_model": path},
                                  headers=auth(keys["alice"]), timeout=10)
         assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "base_model", path
+    response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id, "suffix": "Support Bot"},
+                             headers=auth(keys["alice"]), timeout=10)
+    assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "suffix"
     response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id}, headers=auth(keys["bob"]),
                              timeout=10)
     assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "dataset_id"
     response = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id}, headers=auth(keys["alice_viewer"]),
                              timeout=10)
     assert response.status_code == 403
+
+
+def test_max_grad_norm_null_means_no_clipping_and_is_accepted(server, keys, dataset_id):
+    response = requests.post(f"{server}/api/v1/jobs", headers=auth(keys["alice"]), timeout=30, json={
+        "dataset_id": dataset_id, "hyperparameters": {"max_grad_norm": None, "max_steps": 2}})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["hyperparameters"] == {"max_grad_norm": None, "max_steps": 2} and job["status"] == "queued"
+    requests.post(f"{server}/api/v1/jobs/{job['id']}/cancel", headers=auth(keys["alice"]), timeout=10)
+    assert wait_for(server, keys["alice"], job["id"], {"cancelled", "succeeded", "failed"})["status"] != "failed"
 
 
 def test_jobs_list_pages_newest_first_and_filters_by_status(server, keys, dataset_id):
@@ -143,13 +156,17 @@ def test_jobs_list_pages_newest_first_and_filters_by_status(server, keys, datase
                                                            headers=auth(keys["bob"]), timeout=10).json()["data"]}
     foreign = requests.get(f"{server}/api/v1/jobs", params={"after": made[0]}, headers=auth(keys["bob"]), timeout=10)
     assert foreign.status_code == 404
+    validating = requests.get(f"{server}/api/v1/jobs", params={"status": "validating"}, headers=auth(keys["alice"]),
+                              timeout=10)
+    assert validating.status_code == 422  # not a status: a new job is queued at once
 
 
 def test_resources_ask_for_processes_on_one_host(server, keys, dataset_id):
     post = lambda resources: requests.post(f"{server}/api/v1/jobs", headers=auth(keys["alice"]), timeout=30,  # noqa: E731
                                            json={"dataset_id": dataset_id, "resources": resources})
     response = post({"nodes": 2})
-    assert response.status_code == 422 and "llmft train --nnodes" in response.text, response.text
+    assert response.status_code == 422 and response.json()["error"]["details"]["param"] == "resources.nodes"
+    assert "--nnodes M --rdzv-endpoint HOST:PORT" in response.json()["error"]["message"], response.text
     for bad in ({"processes": 0}, {"processes": 65}, {"processes": "two"}, {"gpus": 2}):
         response = post(bad)
         assert response.status_code == 422, (bad, response.text)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from llmft.config import ConfigError
-from llmft.train.config import load_config
+from llmft.train.config import build_config, load_config
 from llmft.train.load import check_method
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,19 @@ def test_overrides_apply_with_yaml_types_and_are_checked():
         load_config(None, ["training.batch_size=0"])
     with pytest.raises(ConfigError, match="expected key.path=value"):
         load_config(None, ["training.max_steps"])
+
+
+def test_build_config_takes_values_as_they_are():
+    config = build_config({"data": {"train_file": "/srv/uploads #1/train.jsonl"},
+                           "training": {"max_grad_norm": None, "learning_rate": "1e-4"}}, where="the job")
+    assert config.data.train_file == "/srv/uploads #1/train.jsonl"  # no YAML: ' #' is no comment
+    assert config.training.max_grad_norm is None and config.training.learning_rate == 1e-4
+    with pytest.raises(ConfigError, match=r"^the job has 2 problems:\n  method.type: .*\n  training.max_grad_norm: "):
+        build_config({"training": {"max_grad_norm": 0}, "method": {"type": "dpo"}}, where="the job")
+
+
+def test_set_null_turns_a_setting_off():
+    assert load_config(None, ["training.max_grad_norm=null"]).training.max_grad_norm is None
 
 
 def test_a_key_given_twice_with_different_values_is_an_error(tmp_path):

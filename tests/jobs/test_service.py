@@ -1,0 +1,98 @@
+"""create_job builds the training config as data and checks it once; queued jobs cancel at once."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from llmft.auth.keys import authenticate, create_key
+from llmft.data.service import dataset_path, upload_dataset
+from llmft.db.session import session_scope
+from llmft.db.tables import JOB_STATUSES, Dataset, Job
+from llmft.errors import Conflict, Invalid
+from llmft.jobs.service import cancel_job, create_job, list_events
+from llmft.train.config import TrainConfig
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
+
+
+@pytest.fixture
+def tenant(database_url, tmp_path, tiny_model_dir):
+    """A member principal, and two datasets stored under an uploads folder whose name holds ' #'
+    (in YAML, ' #' starts a comment)."""
+    uploads_dir = tmp_path / "uploads #1"
+    (tmp_path / "small.jsonl").write_text(
+        "".join(SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)[:30]), encoding="utf-8")
+    with session_scope(database_url) as session:
+        key, _ = create_key(session, tenant="acme", role="member")
+        principal = authenticate(session, key)
+        datasets = []
+        for _ in range(2):
+            with open(tmp_path / "small.jsonl", "rb") as stream:
+                dataset, _ = upload_dataset(session, principal=principal, uploads_dir=uploads_dir,
+                                            filename="small.jsonl", stream=stream)
+            datasets.append(dataset.id)
+    return {"url": database_url, "principal": principal, "uploads_dir": uploads_dir,
+            "runs_dir": tmp_path / "runs #2", "datasets": datasets}
+
+
+def new_job(tenant, **fields) -> Job:
+    with session_scope(tenant["url"]) as session:
+        job, created = create_job(session, principal=tenant["principal"], uploads_dir=tenant["uploads_dir"],
+                                  runs_dir=tenant["runs_dir"], base_model="tiny-r1",
+                                  dataset_id=tenant["datasets"][0], **fields)
+        assert created
+        session.expunge(job)
+        return job
+
+
+def test_paths_with_a_hash_are_kept_whole(tenant):
+    job = new_job(tenant, validation_dataset_id=tenant["datasets"][1])
+    with session_scope(tenant["url"]) as session:
+        train, validation = (str(dataset_path(session.get(Dataset, dataset_id), tenant["uploads_dir"]))
+                             for dataset_id in tenant["datasets"])
+    assert " #1/" in train and Path(train).is_file()
+    assert job.config["data"]["train_file"] == train and job.config["data"]["validation_file"] == validation
+    assert job.config["output"]["output_dir"] == str(tenant["runs_dir"] / job.id)
+
+
+def test_max_grad_norm_null_is_no_clipping(tenant):
+    job = new_job(tenant, hyperparameters={"max_grad_norm": None, "max_steps": 2})
+    assert job.hyperparameters == {"max_grad_norm": None, "max_steps": 2}
+    assert job.config["training"]["max_grad_norm"] is None and job.config["training"]["max_steps"] == 2
+    assert TrainConfig.model_validate(job.config).training.max_grad_norm is None  # as the trainer child reads it
+
+
+def test_hyperparameters_take_aliases_and_keep_their_types(tenant):
+    job = new_job(tenant, method="full", seed=7, hyperparameters={"epochs": 2, "lr": 1e-3, "lr_scheduler": "linear"})
+    training = TrainConfig.model_validate(job.config).training
+    assert (training.num_epochs, training.learning_rate, training.lr_scheduler, training.seed) == (2, 1e-3, "linear", 7)
+    assert job.config["method"]["type"] == "full" and job.config["model"]["base_model"] == "tiny-r1"
+
+
+@pytest.mark.parametrize(("fields", "param", "message"), [
+    ({"hyperparameters": {"learnin_rate": 1}}, "hyperparameters.learnin_rate",
+     "hyperparameters.learnin_rate: unknown hyperparameter; did you mean 'learning_rate'?"),
+    ({"hyperparameters": {"seed": 1}}, "hyperparameters.seed", "hyperparameters.seed: unknown hyperparameter"),
+    ({"hyperparameters": {"batch_size": 0, "lr_scheduler": "cosine-ish"}}, "hyperparameters",
+     "the job has 2 problems:\n  training.batch_size: Input should be greater than or equal to 1"),
+    ({"suffix": "Support Bot"}, "suffix", "suffix 'Support Bot': lowercase letters"),
+    ({"resources": {"processes": 2, "nodes": 2}}, "resources.nodes", "--nnodes M --rdzv-endpoint HOST:PORT"),
+])
+def test_bad_fields_are_refused_naming_the_parameter_and_nothing_is_stored(tenant, fields, param, message):
+    with pytest.raises(Invalid) as caught:
+        new_job(tenant, **fields)
+    assert caught.value.details["param"] == param and message in caught.value.message, caught.value.message
+    with session_scope(tenant["url"]) as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_a_new_job_is_queued_and_cancels_at_once(tenant):
+    job = new_job(tenant)
+    assert job.status == "queued" and job.status in JOB_STATUSES
+    with session_scope(tenant["url"]) as session:
+        assert cancel_job(session, principal=tenant["principal"], job_id=job.id).status == "cancelled"
+        types = [event.type for event in list_events(session, principal=tenant["principal"], job_id=job.id)]
+    assert types == ["validating", "queued", "cancelled"]
+    with session_scope(tenant["url"]) as session, pytest.raises(Conflict, match="already cancelled"):
+        cancel_job(session, principal=tenant["principal"], job_id=job.id)
