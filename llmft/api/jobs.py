@@ -11,8 +11,11 @@ from llmft.api.pages import PageQuery, page
 from llmft.api.text import Text
 from llmft.api.context import celery, db, settings
 from llmft.api.auth import auth, principal, require_write
+from llmft.db.tables import JOB_STATUSES
 from llmft.jobs import observe, service
 from llmft.jobs.queue import dispatch
+from llmft.registry.service import NAME as MODEL_NAME
+from llmft.train.config import METHODS
 
 bp = APIBlueprint("jobs", __name__, tag="jobs")
 
@@ -20,20 +23,19 @@ bp = APIBlueprint("jobs", __name__, tag="jobs")
 class ResourcesIn(Schema):
     processes = fields.Integer(load_default=1, validate=validators.Range(1, 64),
                                metadata={"description": "training processes (GPUs), 1 to 64"})
-    nodes = fields.Integer(load_default=1, validate=validators.Range(1, 1, error=(
-        "resources.nodes: queued jobs run on one host; for several hosts run `llmft train --nnodes M` on each")),
-        metadata={"description": "hosts; queued jobs use one"})
+    nodes = fields.Integer(load_default=1, metadata={"description": "hosts; queued jobs use one (the service checks)",
+                                                     "minimum": 1, "maximum": 1})
 
 
 class JobIn(Schema):
     base_model = Text(load_default="tiny-r1", validate=validators.Length(1, 255))
     dataset_id = Text(required=True, validate=validators.Length(1, 40))
     validation_dataset_id = Text(load_default=None, validate=validators.Length(1, 40))
-    method = Text(load_default="lora", validate=validators.OneOf(["lora", "full", "qlora"]))
+    method = Text(load_default="lora", validate=validators.OneOf(METHODS))
     hyperparameters = fields.Dict(load_default=dict)
-    suffix = Text(load_default=None, validate=validators.Regexp(
-        r"^[a-z0-9][a-z0-9._-]{0,63}$", error="suffix: lowercase letters, digits, '.', '_', '-' (64 at most)"),
-        metadata={"description": "the registry model the result becomes a version of; default <base>-ft"})
+    suffix = Text(load_default=None, metadata={  # the service checks the pattern
+        "description": "the registry model the result becomes a version of; default <base>-ft",
+        "pattern": MODEL_NAME.pattern})
     seed = fields.Integer(load_default=42, validate=validators.Range(0, 2**31 - 1))
     metadata = fields.Dict(load_default=dict)
     resources = fields.Nested(ResourcesIn, load_default=dict, metadata={
@@ -70,8 +72,7 @@ class JobListOut(Schema):
 
 
 class JobListQuery(PageQuery):
-    status = Text(load_default=None, validate=validators.OneOf(
-        ["validating", "queued", "running", "succeeded", "failed", "cancelled"]))
+    status = Text(load_default=None, validate=validators.OneOf(JOB_STATUSES))
 
 
 class EventOut(Schema):
