@@ -20,15 +20,11 @@ from flask import Response, request
 from marshmallow import ValidationError, pre_load
 
 from llmft.api.auth import auth, principal
-from llmft.api.context import engine, settings
+from llmft.api.context import db, engine, settings
 from llmft.api.text import Text
-from llmft.db.session import session_scope
 from llmft.errors import Invalid, ServiceError
 from llmft.serve.backend import Completion, Generation
-from llmft.serve.sampling import Sampling
-from llmft.serve.text import tokenizer_for
-from llmft.serve.service import (chat_messages, chat_prompt, check_limits, check_text, served_models, target_for,
-                                 text_prompt)
+from llmft.serve.service import check_text, generate, served_models
 
 bp = APIBlueprint("openai", __name__, tag="OpenAI-compatible")
 
@@ -91,9 +87,8 @@ class ModelsOut(Schema):
 @bp.output(ModelsOut)
 @bp.doc(summary="Models you can call: served bases, your versions (NAME:V) and aliases (NAME@ALIAS)")
 def list_models():
-    current = settings()
-    with session_scope(current.sqlalchemy_url) as session:
-        return {"object": "list", "data": served_models(session, principal=principal(), settings=current)}
+    with db() as session:
+        return {"object": "list", "data": served_models(session, principal=principal(), settings=settings())}
 
 
 @bp.post("/chat/completions")
@@ -103,20 +98,16 @@ def list_models():
         responses={200: "a chat.completion, or chat.completion.chunk events when stream is true",
                    400: "a parameter is wrong or a limit is passed", 404: "no such model", 503: "busy"})
 def chat_completions(body):
-    current, inference = settings(), engine()
-    target = _target(body["model"])
-    tokenizer = tokenizer_for(target.base_model)
-    prompt_ids, reasoning_open = chat_prompt(tokenizer, chat_messages(body["messages"]))
-    generation = inference.submit(target, prompt_ids, _sampling(body, prompt_ids, "messages"),
-                                  reasoning_open=reasoning_open, timeout=current.inference_timeout_seconds,
-                                  n=body["n"] or 1)
-    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": target.label}
+    with db() as session:
+        [reply] = generate(session, **_generation_args(body), chats=[body["messages"]], param="messages")
+    generation = reply.generation
+    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": reply.model}
     if body["stream"]:
-        return _stream(generation, _chat_chunks(generation, meta, len(prompt_ids), body))
+        return _stream(generation, _chat_chunks(generation, meta, reply.prompt_tokens, body))
     results = generation.results()
-    choices = [{"index": i, "message": _message(result, reasoning_open), "finish_reason": result.finish_reason,
+    choices = [{"index": i, "message": _message(result, reply.reasoning_open), "finish_reason": result.finish_reason,
                 "logprobs": None} for i, result in enumerate(results)]
-    return {**meta, "object": "chat.completion", "choices": choices, "usage": _usage(len(prompt_ids), results)}
+    return {**meta, "object": "chat.completion", "choices": choices, "usage": _usage(reply.prompt_tokens, results)}
 
 
 @bp.post("/completions")
@@ -126,7 +117,6 @@ def chat_completions(body):
         responses={200: "a text_completion, or chunks when stream is true", 400: "a parameter is wrong",
                    404: "no such model", 503: "busy"})
 def completions(body):
-    current, inference = settings(), engine()
     prompt = body["prompt"]
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
@@ -134,17 +124,16 @@ def completions(body):
         raise Invalid("prompt must be a string (a list of several prompts is not supported; send one request each)",
                       details={"param": "prompt"})
     check_text(prompt, "prompt")
-    target = _target(body["model"])
-    prompt_ids = text_prompt(tokenizer_for(target.base_model), prompt)
-    generation = inference.submit(target, prompt_ids, _sampling(body, prompt_ids, "prompt"), reasoning_open=False,
-                                  split_reasoning=False, timeout=current.inference_timeout_seconds, n=body["n"] or 1)
-    meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": target.label}
+    with db() as session:
+        [reply] = generate(session, **_generation_args(body), text=prompt, param="prompt")
+    generation = reply.generation
+    meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": reply.model}
     if body["stream"]:
-        return _stream(generation, _text_chunks(generation, meta, len(prompt_ids), body))
+        return _stream(generation, _text_chunks(generation, meta, reply.prompt_tokens, body))
     results = generation.results()
     choices = [{"index": i, "text": result.content, "finish_reason": result.finish_reason, "logprobs": None}
                for i, result in enumerate(results)]
-    return {**meta, "object": "text_completion", "choices": choices, "usage": _usage(len(prompt_ids), results)}
+    return {**meta, "object": "text_completion", "choices": choices, "usage": _usage(reply.prompt_tokens, results)}
 
 
 @bp.after_app_request
@@ -182,19 +171,13 @@ def _flatten(tree, prefix: str = ""):
             yield path, " ".join(value) if isinstance(value, list) else str(value)
 
 
-def _target(model: str):
-    current = settings()
-    with session_scope(current.sqlalchemy_url) as session:
-        return target_for(session, principal=principal(), model=model, settings=current)
-
-
-def _sampling(body: dict, prompt_ids: list[int], param: str) -> Sampling:
-    requested = body.get("max_completion_tokens") or body.get("max_tokens")
-    max_tokens = check_limits(prompt_ids, max_tokens=requested, settings=settings(), param=param)
-    temperature = 1.0 if body["temperature"] is None else body["temperature"]
-    top_p = 1.0 if body["top_p"] is None else body["top_p"]
-    return Sampling(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=_stops(body["stop"]),
-                    seed=body["seed"])
+def _generation_args(body: dict) -> dict:
+    """`generate`'s arguments from an OpenAI request (nulls mean the defaults)."""
+    return {"principal": principal(), "settings": settings(), "engine": engine(), "model": body["model"],
+            "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens"),
+            "temperature": 1.0 if body["temperature"] is None else body["temperature"],
+            "top_p": 1.0 if body["top_p"] is None else body["top_p"], "stop": _stops(body["stop"]),
+            "seed": body["seed"], "n": body["n"] or 1}
 
 
 def _stops(value) -> tuple[str, ...]:

@@ -6,22 +6,18 @@
 
 `text` and `prompt` are a user message, sent through the model's chat template; `model` is as on
 /v1 (a served base, NAME, NAME:V or NAME@ALIAS) and defaults to the first served base model.
-`max_length` counts new tokens, as the original README used it. A batch's prompts are submitted
+`max_length` counts new tokens, as the original API used it. A batch's prompts are submitted
 together and decoded in one batch.
 """
 
 from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.auth import auth, principal
-from llmft.api.context import engine, settings
+from llmft.api.context import db, engine, settings
 from llmft.api.text import Text
-from llmft.data.normalize import Message
-from llmft.db.session import session_scope
 from llmft.errors import Invalid
 from llmft.serve.backend import Completion
-from llmft.serve.sampling import Sampling
-from llmft.serve.text import tokenizer_for
-from llmft.serve.service import chat_prompt, check_limits, target_for
+from llmft.serve import service
 
 bp = APIBlueprint("predict", __name__, tag="inference (original API)")
 
@@ -75,7 +71,7 @@ class BatchOut(Schema):
 @bp.auth_required(auth)
 @bp.input(PredictIn, arg_name="body")
 @bp.output(AnswerOut)
-@bp.doc(summary="Answer one text (original README)", responses={400: "a limit is passed", 404: "no such model",
+@bp.doc(summary="Answer one text (original API)", responses={400: "a limit is passed", 404: "no such model",
                                                                 503: "busy"})
 def predict(body):
     return _answer(body, [body["text"]], body["max_length"])[0]
@@ -102,27 +98,21 @@ def generate_batch(body):
 
 
 def _answer(body: dict, texts: list[str], max_tokens: int | None) -> list[dict]:
-    current, inference = settings(), engine()
+    current = settings()
     model = body["model"] or next(iter(current.served_base_models), None)
     if model is None:
         raise Invalid("model is required (INFERENCE_BASE_MODELS names no default)", details={"param": "model"})
-    with session_scope(current.sqlalchemy_url) as session:
-        target = target_for(session, principal=principal(), model=model, settings=current)
-    tokenizer = tokenizer_for(target.base_model)
-    prompts = [chat_prompt(tokenizer, [Message("user", text)]) for text in texts]
-    budgets = [check_limits(ids, max_tokens=max_tokens, settings=current, param="text") for ids, _ in prompts]
-    generations = []
+    with db() as session:
+        replies = service.generate(session, principal=principal(), settings=current, engine=engine(), model=model,
+                                    chats=[[{"role": "user", "content": text}] for text in texts],
+                                    max_tokens=max_tokens, temperature=body["temperature"], top_p=body["top_p"],
+                                    stop=tuple(body["stop"]), seed=body["seed"], param="text")
     try:
-        for (ids, reasoning_open), budget in zip(prompts, budgets):
-            sampling = Sampling(max_new_tokens=budget, temperature=body["temperature"], top_p=body["top_p"],
-                                stop=tuple(body["stop"]), seed=body["seed"])
-            generations.append(inference.submit(target, ids, sampling, reasoning_open=reasoning_open,
-                                                timeout=current.inference_timeout_seconds))
-        results = [generation.results()[0] for generation in generations]
+        results = [reply.generation.results()[0] for reply in replies]
     finally:
-        for generation in generations:
-            generation.cancel()  # a failure or a disconnect: the others leave their batch too
-    return [_out(target.label, result, reasoning_open) for result, (_, reasoning_open) in zip(results, prompts)]
+        for reply in replies:
+            reply.generation.cancel()  # a failure or a disconnect: the others leave their batch too
+    return [_out(reply.model, result, reply.reasoning_open) for reply, result in zip(replies, results)]
 
 
 def _out(label: str, result: Completion, reasoning_open: bool) -> dict:

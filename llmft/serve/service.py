@@ -1,9 +1,12 @@
-"""Inference requests as plain functions: what a model name means, the prompt, the limits.
+"""Inference requests as plain functions: what a model name means, the prompt, the limits, the submit.
 
-    target = target_for(session, principal=p, model="support-bot@production", settings=s, engine=e)
-    prompt_ids, reasoning_open = chat_prompt(tokenizer, chat_messages(body["messages"]))
-    check_limits(prompt_ids, max_tokens=64, n=1, settings=s)
-    generation = engine.submit(target, prompt_ids, Sampling(...), reasoning_open=reasoning_open)
+    [reply] = generate(session, principal=p, settings=s, engine=e, model="support-bot@production",
+                       chats=[[{"role": "user", "content": "hi"}]], max_tokens=64, temperature=0.6)
+    reply.generation.results()       # or reply.generation.events() to stream
+    reply.model, reply.prompt_tokens  # what the answer reports
+
+The HTTP views (/v1/* and /api/v1/predict, generate, generate/batch) parse a request, call
+`generate` and shape its replies; everything between lives here.
 
 A model is named as a served base (`tiny-r1`), a version (`NAME:V`), an alias (`NAME@ALIAS`,
 looked up on every request, so moving the alias switches what it serves with no restart), or a
@@ -13,6 +16,7 @@ one of its files changed since.
 """
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -26,7 +30,9 @@ from llmft.errors import Conflict, Invalid, NotFound, ServiceError
 from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
-from llmft.serve.backend import Target
+from llmft.serve.backend import Generation, InferenceBackend, Target
+from llmft.serve.sampling import Sampling
+from llmft.serve.text import tokenizer_for
 from llmft.settings import Settings
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -34,6 +40,43 @@ ROLES = ("system", "developer", "user", "assistant")
 
 class ContextTooLong(ServiceError):
     status, code = 400, "context_length_exceeded"
+
+
+@dataclass
+class Reply:
+    """A generation under way, with what its answer reports."""
+    model: str              # the target's label: "tiny-r1", "support-bot:3"
+    prompt_tokens: int
+    reasoning_open: bool    # the prompt ends inside an open think block: the answer has a reasoning part
+    generation: Generation
+
+
+def generate(session: Session, *, principal: Principal, settings: Settings, engine: InferenceBackend, model: str,
+             chats: list[list[dict]] | None = None, text: str | None = None, max_tokens: int | None = None,
+             temperature: float = 1.0, top_p: float = 1.0, stop: tuple[str, ...] = (), seed: int | None = None,
+             n: int = 1, param: str = "messages") -> list[Reply]:
+    """Queue one generation per chat of `chats` (OpenAI messages, through the model's chat template), or one
+    for the raw `text` prompt (no template, no reasoning split); `n` choices each. The model is resolved and
+    every prompt checked against the limits (a 400 naming `param`) before anything is queued."""
+    target = target_for(session, principal=principal, model=model, settings=settings)
+    tokenizer = tokenizer_for(target.base_model)
+    if text is not None:
+        prompts = [(text_prompt(tokenizer, text), False)]
+    else:
+        prompts = [chat_prompt(tokenizer, chat_messages(messages)) for messages in chats]
+    budgets = [check_limits(ids, max_tokens=max_tokens, settings=settings, param=param) for ids, _ in prompts]
+    replies: list[Reply] = []
+    try:
+        for (ids, reasoning_open), budget in zip(prompts, budgets):
+            sampling = Sampling(max_new_tokens=budget, temperature=temperature, top_p=top_p, stop=stop, seed=seed)
+            generation = engine.submit(target, ids, sampling, reasoning_open=reasoning_open,
+                                       split_reasoning=text is None, timeout=settings.inference_timeout_seconds, n=n)
+            replies.append(Reply(target.label, len(ids), reasoning_open, generation))
+    except BaseException:
+        for reply in replies:
+            reply.generation.cancel()
+        raise
+    return replies
 
 
 _verified: dict[str, tuple] = {}  # version id -> its files' (path, size, mtime) when their hashes last matched

@@ -1,0 +1,89 @@
+"""serve/service.generate, the one path of every inference request: the model resolved, each prompt built
+and checked against the limits before anything is queued, one reply per prompt; a version's hashes checked
+on first use and again when its files change."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from llmft.auth.keys import authenticate, create_key
+from llmft.data.normalize import Message
+from llmft.db.session import session_scope
+from llmft.db.tables import ModelVersion, RegisteredModel
+from llmft.errors import Conflict, NotFound
+from llmft.registry.artifacts import artifacts_dir, sha256
+from llmft.serve.engine import Engine
+from llmft.serve.service import ContextTooLong, chat_prompt, generate, target_for, text_prompt
+from llmft.settings import Settings
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine(max_batch=4)
+
+
+@pytest.fixture
+def alice(database_url):
+    with session_scope(database_url) as session:
+        key, _ = create_key(session, tenant="acme", role="admin")
+        return authenticate(session, key)
+
+
+def test_every_chat_gets_a_reply_on_the_served_base(database_url, alice, engine, tokenizer, tmp_path):
+    settings = Settings(llmft_home=tmp_path, database_url=database_url)
+    chats = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "How do I reset my password?"}]]
+    with session_scope(database_url) as session:
+        replies = generate(session, principal=alice, settings=settings, engine=engine, model="tiny-r1", chats=chats,
+                           max_tokens=3, temperature=0)
+    results = [reply.generation.results()[0] for reply in replies]
+    for reply, chat, result in zip(replies, chats, results):
+        prompt, reasoning_open = chat_prompt(tokenizer, [Message("user", chat[0]["content"])])
+        assert (reply.model, reply.prompt_tokens, reply.reasoning_open) == ("tiny-r1", len(prompt), True)
+        assert result.completion_tokens == 3 and result.finish_reason == "length"
+
+    with session_scope(database_url) as session:
+        [raw] = generate(session, principal=alice, settings=settings, engine=engine, model="tiny-r1",
+                         text="Two and", max_tokens=2, temperature=0, n=2)
+    assert raw.prompt_tokens == len(text_prompt(tokenizer, "Two and")) and not raw.reasoning_open
+    assert [result.completion_tokens for result in raw.generation.results()] == [2, 2]
+
+
+def test_nothing_is_queued_when_one_prompt_passes_a_limit(database_url, alice, engine, tmp_path):
+    settings = Settings(llmft_home=tmp_path, database_url=database_url, inference_max_input_tokens=20)
+    before = engine.stats["requests"]
+    chats = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "word " * 50}]]
+    with session_scope(database_url) as session, pytest.raises(ContextTooLong) as refused:
+        generate(session, principal=alice, settings=settings, engine=engine, model="tiny-r1", chats=chats,
+                 param="text")
+    assert refused.value.details["param"] == "text" and engine.stats["requests"] == before
+    with session_scope(database_url) as session, pytest.raises(NotFound):
+        generate(session, principal=alice, settings=settings, engine=engine, model="nobody", chats=chats[:1])
+
+
+def test_a_versions_hashes_are_checked_first_and_again_after_a_change(database_url, alice, tmp_path):
+    settings = Settings(llmft_home=tmp_path, database_url=database_url)
+    with session_scope(database_url) as session:
+        model = RegisteredModel(tenant_id=alice.tenant_id, name="bot", base_model="tiny-r1")
+        session.add(model)
+        session.flush()
+        version = ModelVersion(model_id=model.id, tenant_id=alice.tenant_id, version=1, kind="adapter", job_id=None,
+                               files={}, lineage={}, metrics={})
+        session.add(version)
+        session.flush()
+        folder = artifacts_dir(tmp_path, alice.tenant_id, version.id)
+        folder.mkdir(parents=True)
+        weights = folder / "adapter_model.safetensors"
+        save_file({"lora_A": torch.ones(2, 2)}, weights)
+        version.files = {weights.name: {"bytes": weights.stat().st_size, "sha256": sha256(weights)}}
+
+    with session_scope(database_url) as session:
+        assert target_for(session, principal=alice, model="bot:1", settings=settings).folder == folder
+        original = weights.read_bytes()
+        weights.write_bytes(original + b"x")  # a new size: a changed file even within the clock's resolution
+        with pytest.raises(Conflict) as refused:
+            target_for(session, principal=alice, model="bot:1", settings=settings)
+        assert refused.value.code == "integrity_error" and "adapter_model.safetensors" in refused.value.message
+        weights.write_bytes(original)
+        assert target_for(session, principal=alice, model="bot:1", settings=settings).folder == folder
