@@ -19,12 +19,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sqlalchemy import func, select
 
 from llmft.api.errors import error_body
-from llmft.db.tables import Job, Tenant, Worker, as_utc, now
+from llmft.db.tables import JOB_STATUSES, Job, Tenant, Worker, as_utc, now
 from llmft.db.session import session_scope
 from llmft.settings import Settings
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-STATUSES = ("validating", "queued", "running", "succeeded", "failed", "cancelled")
 
 
 def install_metrics(app: Flask, settings: Settings) -> None:
@@ -90,7 +89,7 @@ class _ServiceCollector:
         at = now()
         with session_scope(self.settings.sqlalchemy_url) as session:
             counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-            for status in STATUSES:
+            for status in JOB_STATUSES:
                 jobs.add_metric([status], counts.get(status, 0))
             queue.add_metric([], counts.get("queued", 0))
             for worker in session.scalars(select(Worker)):

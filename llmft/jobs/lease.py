@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from llmft.db.events import record_event
-from llmft.db.tables import Job, Worker, now
+from llmft.db.tables import FINAL_STATUSES, Job, Worker, now
 
 
 def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: datetime | None = None) -> int | None:
@@ -51,7 +51,7 @@ def heartbeat(session: Session, *, job_id: str, token: int, lease_seconds: int, 
 def finish(session: Session, *, job_id: str, token: int, status: str, error: dict | None = None,
            requeue: bool = False) -> bool:
     """End this runner's hold: a final status, or back to the queue (requeue=True, e.g. worker shutdown)."""
-    if status not in ("succeeded", "failed", "cancelled", "queued"):
+    if status not in (*FINAL_STATUSES, "queued"):
         raise ValueError(f"cannot finish a job as {status!r}")
     values = {"status": status, "lease_owner": None, "lease_expires_at": None, "error": error}
     if not requeue:

@@ -70,7 +70,7 @@ def test_metrics_names_and_labels(server, keys):
     assert any(s.labels.get("route") == "/v1/chat/completions" for s in samples(latency, "_count"))
 
     jobs = {s.labels["status"]: s.value for s in samples(families["llmft_jobs"])}
-    assert set(jobs) == {"validating", "queued", "running", "succeeded", "failed", "cancelled"}
+    assert set(jobs) == {"queued", "running", "succeeded", "failed", "cancelled"}
     assert jobs["running"] >= 1
     assert samples(families["llmft_queue_depth"])[0].value == jobs["queued"]
     workers = samples(families["llmft_worker_heartbeat_age_seconds"])
