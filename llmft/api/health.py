@@ -4,7 +4,7 @@ from apiflask import APIBlueprint
 from sqlalchemy import text
 
 from llmft.api.context import celery, db, settings
-from llmft.db.session import engine_for
+from llmft.db.engine import engine_for
 from llmft.jobs.lease import live_workers
 
 bp = APIBlueprint("health", __name__, tag="health")

@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from llmft.db.session import engine_for
+from llmft.db.engine import engine_for
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001"          # the schema llmft created before it had migrations

@@ -12,7 +12,8 @@ from sqlalchemy import inspect, select, text
 from llmft.auth.keys import authenticate, create_key
 from llmft.db.migrate import BASELINE, current, head, upgrade
 from llmft.db.tables import Base, Job, Worker
-from llmft.db.session import engine_for, session_scope
+from llmft.db.engine import engine_for
+from llmft.db.session import session_scope
 
 
 def differences(url: str) -> list:
