@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_ERROR = 1
+from llmft import exit_codes
 
 
 def run(args) -> int:
@@ -22,7 +22,7 @@ def run(args) -> int:
     if _is_ref(model) or args.dataset.startswith("ds-"):
         if not args.tenant:
             print("llmft: a registry model (NAME:V, NAME@ALIAS) or a dataset id needs --tenant", file=sys.stderr)
-            return EXIT_ERROR
+            return exit_codes.ERRORS
         model, registry_base, dataset = _from_registry(args)
         base = base or registry_base
     candidate = Path(model) if Path(model).is_dir() and base else None
@@ -32,12 +32,12 @@ def run(args) -> int:
                                max_samples=args.max_samples, max_new_tokens=args.max_new_tokens)
     except NothingToEvaluate as error:
         print(f"llmft: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return exit_codes.ERRORS
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(table(report))
-    return 0
+    return exit_codes.OK
 
 
 def table(report: dict) -> str:

@@ -15,6 +15,7 @@ import sys
 
 from sqlalchemy import select
 
+from llmft import exit_codes
 from llmft.auth.keys import Principal
 from llmft.db.tables import Tenant
 from llmft.db.session import create_schema, session_scope
@@ -22,8 +23,6 @@ from llmft.errors import ServiceError
 from llmft.registry import service
 from llmft.registry.artifacts import IntegrityError
 from llmft.settings import load_settings
-
-EXIT_ERROR = 1
 
 
 def run(args) -> int:
@@ -36,7 +35,7 @@ def run(args) -> int:
             return COMMANDS[args.models_command](session, principal, settings, args)
     except (ServiceError, IntegrityError) as error:
         print(f"llmft: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return exit_codes.ERRORS
 
 
 def tenant_principal(session, tenant: str) -> Principal:
@@ -50,7 +49,7 @@ def _list(session, principal, settings, args) -> int:
     for model in service.list_models(session, principal=principal):
         aliases = " ".join(f"@{alias}={version}" for alias, version in model["aliases"].items())
         print(f"{model['name']}\tversions {len(model['versions'])} (latest {model['latest_version']})\t{aliases}")
-    return 0
+    return exit_codes.OK
 
 
 def _show(session, principal, settings, args) -> int:
@@ -60,14 +59,14 @@ def _show(session, principal, settings, args) -> int:
     else:
         described = service.describe_model(session, service.get_model(session, principal=principal, name=args.ref))
     print(json.dumps(described, indent=2, default=str, ensure_ascii=False))
-    return 0
+    return exit_codes.OK
 
 
 def _alias(session, principal, settings, args) -> int:
     if args.delete:
         service.delete_alias(session, principal=principal, name=args.name, alias=args.alias)
         print(f"removed {args.name}@{args.alias}")
-        return 0
+        return exit_codes.OK
     if args.version is None:
         raise ServiceError("give the VERSION the alias should point at (or --delete)")
     moved = service.set_alias(session, principal=principal, name=args.name, alias=args.alias, version=args.version,
@@ -75,7 +74,7 @@ def _alias(session, principal, settings, args) -> int:
     note = " (gate overridden: " + "; ".join(f["message"] for f in moved["failures"]) + ")" if moved["override"] else ""
     print(f"{args.name}@{args.alias} -> {args.version}" + (f" (was {moved['previous']})" if moved["previous"] else "")
           + note)
-    return 0
+    return exit_codes.OK
 
 
 def _delete(session, principal, settings, args) -> int:
@@ -83,7 +82,7 @@ def _delete(session, principal, settings, args) -> int:
     service.delete_version(session, principal=principal, name=model.name, version=version.version,
                            home=settings.llmft_home)
     print(f"deleted {model.name}:{version.version}")
-    return 0
+    return exit_codes.OK
 
 
 def _export(session, principal, settings, args) -> int:
@@ -99,16 +98,16 @@ def _export(session, principal, settings, args) -> int:
     session.refresh(job)
     if status != "succeeded":
         print(f"llmft: export job {job.id} {status}; llmft's job events say why", file=sys.stderr)
-        return EXIT_ERROR
+        return exit_codes.ERRORS
     print(f"{model.name}:{version.version} merged into {model.base_model}: {job.fine_tuned_model} (job {job.id})")
-    return 0
+    return exit_codes.OK
 
 
 def _verify(session, principal, settings, args) -> int:
     model, version = service.resolve(session, principal=principal, ref=args.ref)
     folder = service.verified_folder(settings.llmft_home, version)
     print(f"{model.name}:{version.version}: {len(version.files)} files match their sha256 ({folder})")
-    return 0
+    return exit_codes.OK
 
 
 COMMANDS = {"list": _list, "show": _show, "alias": _alias, "delete": _delete, "verify": _verify, "export": _export}

@@ -9,15 +9,13 @@ a checkpoint.
 A job of several processes (`resources.processes`) trains through torchrun: this process
 starts `torchrun ... -m llmft.jobs.child JOB_ID TOKEN --rank`, every rank runs `train` (rank 0
 alone records events), and this process evaluates and registers the result as usual.
-Exit codes: 0 succeeded, 3 stopped (checkpoint saved), 4 NaN or infinite loss (stopped, the last
-good checkpoint kept), 1 failed (an "error" event says why).
+Exit codes (llmft/exit_codes.py): 0 succeeded, 3 stopped (checkpoint saved), 4 NaN or infinite loss
+(stopped, the last good checkpoint kept), 1 failed (an "error" event says why).
 """
 
 import logging
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -25,12 +23,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from llmft import exit_codes
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
 from llmft.db.session import session_scope
 from llmft.evaluate.run import evaluate, evaluate_file
 from llmft.db.events import record_event
 from llmft.jobs.progress import Pace, advance
-from llmft.processes import die_with_parent
 from llmft.bases.resolve import base_revision
 from llmft.monitor.alerts import notifier, raise_alert, rules_for
 from llmft.monitor.watch import TrainingWatch
@@ -39,8 +37,8 @@ from llmft.registry.service import register_export, register_version, verified_f
 from llmft.settings import load_settings
 from llmft.train import checkpoints
 from llmft.train.config import TrainConfig
-from llmft.train.distributed import torchrun_command
-from llmft.train.run import EXIT_NAN_LOSS, EXIT_STOPPED, RunResult, read_summary, train
+from llmft.train.launch import launch
+from llmft.train.run import RunResult, train
 
 RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "trained",
             "evaluating", "evaluated", "nan_loss"}
@@ -85,10 +83,8 @@ def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
     else:
         result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
                        on_event=on_event, should_stop=should_stop, progress=False)
-    if result.status == "nan_loss":
-        return EXIT_NAN_LOSS
     if result.status != "succeeded":
-        return EXIT_STOPPED
+        return exit_codes.for_status(result.status)
     evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
     with _fenced(url, job_id, token) as (session, job):
         version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
@@ -104,27 +100,22 @@ def _rank(url: str, job_id: str, token: int, raw_config: dict) -> int:
     on_event, should_stop = _hooks(url, job_id, token)
     result = train(config, resume=checkpoints.latest(config.output.output_dir) is not None,
                    on_event=on_event, should_stop=should_stop, progress=False)
-    return {"succeeded": 0, "stopped": EXIT_STOPPED, "nan_loss": EXIT_NAN_LOSS}[result.status]
+    return exit_codes.for_status(result.status)
 
 
 def _train_with_torchrun(job_id: str, token: int, config: TrainConfig, processes: int) -> RunResult:
     """torchrun with `processes` ranks of this job. SIGTERM (cancel, worker shutdown) reaches torchrun
     with this process (one process group); torchrun passes it to the ranks, which checkpoint together
     while we wait. Killed, this process takes torchrun with it, and torchrun its ranks."""
-    output_dir = Path(config.output.output_dir).resolve()
-    started = time.time()
-    command = torchrun_command(["llmft.jobs.child", job_id, str(token), "--rank"], nproc_per_node=processes)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
-        code = subprocess.Popen(command, preexec_fn=die_with_parent).wait()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    summary = read_summary(output_dir, since=started)
-    if code == 0 and summary is not None:
-        return RunResult("succeeded", output_dir, Path(summary["final_dir"]), summary, Path(summary["data"]["folder"]))
-    if summary is not None and summary["status"] in ("stopped", "nan_loss"):
-        return RunResult(summary["status"], output_dir, None, summary, Path(summary["data"]["folder"]))
-    raise RuntimeError(f"torchrun with {processes} processes exited with code {code}; the ranks' errors are above")
+    launched = launch(["llmft.jobs.child", job_id, str(token), "--rank"], config=config, resume=True,
+                      nproc_per_node=processes, forward_sigterm=False)  # resume=True: the ranks resume when they can
+    summary, output_dir = launched.summary, Path(config.output.output_dir).resolve()
+    if launched.code == 0 and summary is not None:
+        return RunResult("succeeded", output_dir, Path(summary.final_dir), summary, Path(summary.data.folder))
+    if summary is not None and summary.status != "succeeded":
+        return RunResult(summary.status, output_dir, None, summary, Path(summary.data.folder))
+    raise RuntimeError(f"torchrun with {processes} processes exited with code {launched.code}; "
+                       "the ranks' errors are above")
 
 
 def _hooks(url: str, job_id: str, token: int):
@@ -205,7 +196,7 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
 def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResult, on_event) -> dict | None:
     """The fine-tune next to its base on the validation split it was trained with; None (and a warning
     event) when there is none or evaluation itself failed: the fine-tune is registered either way."""
-    if not result.summary["data"]["validation_examples"]:
+    if not result.summary.data.validation_examples:
         _warn(url, job_id, "no validation examples: the version is registered without an evaluation")
         return None
     on_event({"type": "evaluating"})
@@ -217,7 +208,7 @@ def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResul
         logging.exception("evaluation of job %s failed", job_id)
         _warn(url, job_id, f"evaluation failed ({type(error).__name__}: {error}); registered without it")
         return None
-    report["dataset"] = result.summary["data"]["sources"][-1]["name"]
+    report["dataset"] = result.summary.data.sources[-1]["name"]
     on_event({"type": "evaluated", "base": report["base"], "candidate": report["candidate"]})
     return report
 

@@ -14,12 +14,12 @@ import subprocess
 import sys
 import time
 
+from llmft import exit_codes
 from llmft.db.tables import Job
 from llmft.db.session import session_scope
 from llmft.jobs.lease import claim, finish, heartbeat
 from llmft.processes import die_with_parent  # kill -9 of a worker leaves no orphan trainer
 from llmft.settings import Settings
-from llmft.train.run import EXIT_NAN_LOSS, EXIT_STOPPED
 
 HEARTBEAT_SECONDS = 2.0
 
@@ -52,7 +52,7 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
     with session_scope(url) as session:
         cancel = session.get(Job, job_id).cancel_requested
         # a trainer signalled before it set up its SIGTERM handler dies of the signal: stopped all the same
-        stopped = code == EXIT_STOPPED or (signalled and code != 0)
+        stopped = code == exit_codes.STOPPED or (signalled and code != 0)
         if code == 0:
             status, error = "succeeded", None
         elif stopped and cancel:
@@ -60,7 +60,7 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
         elif stopped:
             finish(session, job_id=job_id, token=token, status="queued", requeue=True)
             return "queued"
-        elif code == EXIT_NAN_LOSS:
+        elif code == exit_codes.NAN_LOSS:
             status = "failed"
             error = {"code": "nan_loss", "param": None,
                      "message": "the loss or gradient became NaN or infinite; training stopped and the last good "

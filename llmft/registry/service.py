@@ -19,12 +19,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session
 
-from llmft import __version__
 from llmft.auth.keys import Principal
 from llmft.db.tables import Dataset, Job, ModelAlias, ModelEvent, ModelVersion, RegisteredModel, new_id, now
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry.artifacts import add_file, artifacts_dir, store, verify
 from llmft.registry.card import model_card
+from llmft.train.summary import RunSummary
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})(?::(?P<version>[0-9]{1,9})|@(?P<alias>[a-z0-9][a-z0-9._-]{0,63}))$")
@@ -51,7 +51,7 @@ def model_name_for(job: Job) -> str:
     return f"{slug[:60]}-ft"
 
 
-def register_version(session: Session, *, job: Job, final_dir: Path, summary: dict, home: Path,
+def register_version(session: Session, *, job: Job, final_dir: Path, summary: RunSummary, home: Path,
                      evaluation: dict | None = None, base_revision: str | None = None) -> ModelVersion:
     """Store the job's final folder as the next version of its model (once per job: a retry returns it)."""
     existing = session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
@@ -250,23 +250,23 @@ def model_events(session: Session, *, principal: Principal, name: str) -> list[M
     return list(session.scalars(select(ModelEvent).where(ModelEvent.model_id == model.id).order_by(ModelEvent.id)))
 
 
-def _lineage(session: Session, job: Job, summary: dict, base_revision: str | None) -> dict:
+def _lineage(session: Session, job: Job, summary: RunSummary, base_revision: str | None) -> dict:
     datasets = [session.get(Dataset, i) for i in (job.dataset_id, job.validation_dataset_id) if i]
     config = job.config
     return {"job_id": job.id, "base_model": job.base_model, "base_revision": base_revision, "method": job.method,
             "datasets": [{"id": d.id, "filename": d.filename, "sha256": d.sha256} for d in datasets if d],
-            "data_sha256": summary.get("data", {}).get("sha256"), "tokenizer_sha256": summary.get("tokenizer_sha256"),
-            "renderer_version": summary.get("renderer_version"), "think_mode": config["data"].get("think_mode"),
+            "data_sha256": summary.data.sha256, "tokenizer_sha256": summary.tokenizer_sha256,
+            "renderer_version": summary.renderer_version, "think_mode": config["data"].get("think_mode"),
             "hyperparameters": job.hyperparameters, "seed": job.seed, "config": config,
-            "llmft_version": summary.get("llmft_version", __version__), "torch_version": summary.get("torch_version")}
+            "llmft_version": summary.llmft_version, "torch_version": summary.torch_version}
 
 
-def _metrics(summary: dict, evaluation: dict | None) -> dict:
-    eval_loss = summary.get("best_eval_loss") if summary.get("best_checkpoint") else summary.get("final_eval_loss")
-    metrics = {"train_loss": summary.get("final_train_loss"), "eval_loss": eval_loss,
+def _metrics(summary: RunSummary, evaluation: dict | None) -> dict:
+    eval_loss = summary.best_eval_loss if summary.best_checkpoint else summary.final_eval_loss
+    metrics = {"train_loss": summary.final_train_loss, "eval_loss": eval_loss,
                "perplexity": math.exp(min(eval_loss, 700)) if eval_loss is not None else None,
-               "steps": summary.get("steps"), "tokens_seen": summary.get("tokens_seen"),
-               "tokens_per_second": summary.get("tokens_per_second")}
+               "steps": summary.steps, "tokens_seen": summary.tokens_seen,
+               "tokens_per_second": summary.tokens_per_second}
     for key, value in ((evaluation or {}).get("candidate") or {}).items():
         metrics.setdefault(key, value)
     return {k: v for k, v in metrics.items() if v is not None}

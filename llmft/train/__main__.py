@@ -1,4 +1,4 @@
-"""`python -m llmft.train --config FILE` (the original README's form) = `llmft train --config FILE`."""
+"""`python -m llmft.train --config FILE` = `llmft train --config FILE` (each torchrun rank runs this)."""
 
 import sys
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmft.cli import EXIT_DATA_ERRORS, EXIT_USAGE, main
+from llmft import exit_codes
+from llmft.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 
@@ -29,7 +30,7 @@ def test_validate_clean_file_exits_zero_and_reports_statistics(tmp_path, tiny_mo
 
 def test_validate_reports_line_field_and_code_and_exits_one(tmp_path, tiny_model_dir, capsys):
     path = write(tmp_path / "d.jsonl", GOOD + '{"messages":[{"role":"bot","content":"x"}]}\n{oops\n')
-    assert main(["data", "validate", str(path), "--json"]) == EXIT_DATA_ERRORS
+    assert main(["data", "validate", str(path), "--json"]) == exit_codes.ERRORS
     report = json.loads(capsys.readouterr().out)
     assert [(i["code"], i["line"], i["field"]) for i in report["issues"]] == [
         ("unknown_role", 2, "messages[0].role"), ("invalid_json", 3, None)]
@@ -38,16 +39,16 @@ def test_validate_reports_line_field_and_code_and_exits_one(tmp_path, tiny_model
 def test_validate_too_long_is_reported_never_truncated(tmp_path, tiny_model_dir, capsys):
     long = json.dumps({"prompt": "Explain T+1 settlement.", "completion": "Shares bought today settle tomorrow. " * 5})
     path = write(tmp_path / "d.jsonl", long + "\n")
-    assert main(["data", "validate", str(path), "--max-length", "16"]) == EXIT_DATA_ERRORS
+    assert main(["data", "validate", str(path), "--max-length", "16"]) == exit_codes.ERRORS
     out = capsys.readouterr().out
     assert "too_long" in out and "line 1" in out
 
 
 def test_bad_option_and_unknown_model_exit_two_with_a_message(tmp_path, tiny_model_dir, capsys):
     path = write(tmp_path / "d.jsonl", GOOD)
-    assert main(["data", "validate", str(path), "--max-length", "1"]) == EXIT_USAGE
+    assert main(["data", "validate", str(path), "--max-length", "1"]) == exit_codes.USAGE
     assert "max_length" in capsys.readouterr().err
-    assert main(["data", "validate", str(path), "--model", str(tmp_path)]) == EXIT_USAGE
+    assert main(["data", "validate", str(path), "--model", str(tmp_path)]) == exit_codes.USAGE
     assert "no config.json" in capsys.readouterr().err
 
 
@@ -63,7 +64,7 @@ def test_prepare_writes_folder_and_second_run_hits_cache(tmp_path, tiny_model_di
 
 def test_prepare_with_errors_writes_nothing(tmp_path, tiny_model_dir, capsys):
     path = write(tmp_path / "d.jsonl", GOOD + "[]\n")
-    assert main(["data", "prepare", str(path), "--out", str(tmp_path / "out")]) == EXIT_DATA_ERRORS
+    assert main(["data", "prepare", str(path), "--out", str(tmp_path / "out")]) == exit_codes.ERRORS
     assert "not_an_object" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
 
@@ -80,18 +81,18 @@ def test_console_script_runs_without_traceback_on_garbage(tmp_path, tiny_model_d
     path.write_bytes(b"\x00\xff\xfe garbage\n" * 3)
     result = subprocess.run([sys.executable, "-m", "llmft.cli", "data", "validate", str(path)],
                             capture_output=True, text=True)
-    assert result.returncode == EXIT_DATA_ERRORS
+    assert result.returncode == exit_codes.ERRORS
     assert "undecodable_bytes" in result.stdout
     assert "Traceback" not in result.stderr
 
 
 def test_train_without_data_is_a_usage_error(tmp_path, capsys):
-    assert main(["train", "--set", f"output.output_dir={tmp_path}"]) == EXIT_USAGE
+    assert main(["train", "--set", f"output.output_dir={tmp_path}"]) == exit_codes.USAGE
     assert "data.train_file is required" in capsys.readouterr().err
 
 
 def test_train_with_an_unknown_key_names_the_closest(capsys):
-    assert main(["train", "--set", "training.learnig_rate=1"]) == EXIT_USAGE
+    assert main(["train", "--set", "training.learnig_rate=1"]) == exit_codes.USAGE
     assert "did you mean 'learning_rate'" in capsys.readouterr().err
 
 

@@ -12,6 +12,7 @@ from llmft.cli import main
 from llmft.db.tables import Dataset, Job
 from llmft.db.session import create_schema, session_scope
 from llmft.registry.service import register_version
+from llmft.train.summary import DataSummary, RunSummary
 
 
 @pytest.fixture
@@ -39,7 +40,16 @@ def registry(tmp_path, tiny_model_dir, monkeypatch):
         session.add(job)
         session.flush()
         register_version(session, job=job, final_dir=tmp_path / "final", home=tmp_path,
-                         summary={"final_eval_loss": 3.0, "best_checkpoint": None})
+                         summary=RunSummary(
+                             status="succeeded", steps=4, epochs=1.0, first_train_loss=3.5, final_train_loss=3.2,
+                             final_eval_loss=3.0, best_eval_loss=3.0, best_checkpoint=None, stopped_by=None,
+                             tokens_seen=400, train_runtime_s=2.0, tokens_per_second=200.0, processes=1,
+                             wall_time_s=3.0, peak_rss_gb=1.0, final_dir=str(tmp_path / "final"),
+                             tokenizer_sha256="ab" * 32, renderer_version="2", config={}, llmft_version="0.1.0",
+                             torch_version="2.13.0",
+                             data=DataSummary(sha256="cd" * 32, sources=[{"name": "d.jsonl", "sha256": "0" * 64}],
+                                              folder=str(tmp_path / "prepared"), train_examples=3,
+                                              validation_examples=1)))
     return tmp_path
 
 

@@ -13,10 +13,15 @@ from llmft.db.session import session_scope
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry import service
 from llmft.registry.artifacts import IntegrityError
+from llmft.train.summary import DataSummary, RunSummary
 
-SUMMARY = {"final_train_loss": 2.0, "final_eval_loss": 2.5, "best_eval_loss": 2.4, "best_checkpoint": None,
-           "steps": 10, "tokens_seen": 1000, "tokens_per_second": 50.0, "tokenizer_sha256": "ab" * 32,
-           "renderer_version": "2", "llmft_version": "0.1.0", "torch_version": "2.13.0", "data": {"sha256": "cd" * 32}}
+SUMMARY = RunSummary(
+    status="succeeded", steps=10, epochs=1.0, first_train_loss=2.6, final_train_loss=2.0, final_eval_loss=2.5,
+    best_eval_loss=2.4, best_checkpoint=None, stopped_by=None, tokens_seen=1000, train_runtime_s=20.0,
+    tokens_per_second=50.0, processes=1, wall_time_s=21.0, peak_rss_gb=1.0, final_dir="final",
+    tokenizer_sha256="ab" * 32, renderer_version="2", config={}, llmft_version="0.1.0", torch_version="2.13.0",
+    data=DataSummary(sha256="cd" * 32, sources=[{"name": "d.jsonl", "sha256": "ef" * 32}], folder="prepared",
+                     train_examples=9, validation_examples=1))
 
 
 @pytest.fixture
@@ -48,7 +53,7 @@ def finished_job(url, principal, *, suffix=None, eval_loss=2.5, tmp_path=None, n
         session.add(job)
         session.flush()
         version = service.register_version(session, job=job, final_dir=final_dir(tmp_path, name), home=tmp_path,
-                                           summary={**SUMMARY, "final_eval_loss": eval_loss},
+                                           summary=SUMMARY.model_copy(update={"final_eval_loss": eval_loss}),
                                            evaluation={"candidate": {"rouge_l": 0.3, "bleu": 10.0}},
                                            base_revision="sha256:0123")
         return job.id, version.version, job.fine_tuned_model

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from llmft import exit_codes
 from llmft.config import ConfigError
 from llmft.train.config import load_config
 from llmft.train.distributed import shard, torchrun_command
-from llmft.train.run import EXIT_STOPPED, train
+from llmft.train.run import train
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "brokerage_support.jsonl"
@@ -91,9 +92,9 @@ def test_two_processes_of_batch_b_train_like_one_of_batch_2b(data, two_processes
     one = train(load_config(None, settings(data, tmp_path / "one", 4)), progress=False)
     assert_same_curve(two_processes, one.output_dir)
     two = json.loads((two_processes / "summary.json").read_text())
-    assert two["processes"] == 2 and one.summary["processes"] == 1
-    assert two["tokens_seen"] == one.summary["tokens_seen"]  # both ranks' tokens, counted once
-    assert two["best_eval_loss"] == pytest.approx(one.summary["best_eval_loss"], rel=TOLERANCE)
+    assert two["processes"] == 2 and one.summary.processes == 1
+    assert two["tokens_seen"] == one.summary.tokens_seen  # both ranks' tokens, counted once
+    assert two["best_eval_loss"] == pytest.approx(one.summary.best_eval_loss, rel=TOLERANCE)
     # one writer: one line per logged step, every checkpoint holds both ranks' random state
     steps = [row["step"] for row in metrics(two_processes) if "loss" in row]
     assert steps == list(range(1, 9))
@@ -139,7 +140,7 @@ def test_sigterm_stops_every_rank_at_the_same_step_with_a_checkpoint(data, tmp_p
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)  # to the command only: it passes the signal on to torchrun
     out, _ = process.communicate(timeout=300)
-    assert process.returncode == EXIT_STOPPED, out
+    assert process.returncode == exit_codes.STOPPED, out
     summary = json.loads((output / "summary.json").read_text())
     assert summary["status"] == "stopped"
     last = max(int(p.parent.name.split("-")[1]) for p in (output / "checkpoints").glob("checkpoint-*/COMMITTED"))

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from llmft import exit_codes
 from llmft.train.config import load_config
-from llmft.train.run import EXIT_STOPPED, train
+from llmft.train.run import train
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "brokerage_support.jsonl"
@@ -108,7 +109,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tmp_path, sm
     process = run_command(args, dict(os.environ))
     wait_for_checkpoint(output, process)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == EXIT_STOPPED
+    assert process.wait(timeout=120) == exit_codes.STOPPED
     summary = json.loads((output / "summary.json").read_text())
     assert summary["status"] == "stopped"
     last = sorted((output / "checkpoints").glob("checkpoint-*/COMMITTED"))
@@ -158,7 +159,7 @@ def test_resume_from_the_last_steps_checkpoint_finishes_without_training_more(tm
     shutil.rmtree(first.final_dir)
     (output / "summary.json").unlink()
     resumed = train(config, resume=True, progress=False)
-    assert resumed.summary["steps"] == 4 and resumed.summary["final_train_loss"] == first.summary["final_train_loss"]
+    assert resumed.summary.steps == 4 and resumed.summary.final_train_loss == first.summary.final_train_loss
     assert max(row["step"] for row in read_metrics(output)) == 4
     assert load_file(resumed.final_dir / "adapter_model.safetensors").keys() == \
         load_file(output / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").keys()

@@ -1,0 +1,114 @@
+"""`llmft data ...`: check, prepare and look at a data file before training on it.
+
+    llmft data validate FILE [--model tiny-r1] [--max-length N] [--json]
+    llmft data prepare FILE --out DIR [--model tiny-r1] [--validation-file F]
+    llmft data preview FILE [--model tiny-r1] [-n 3]
+
+Exit code 1 when the data has errors (the report names the line, field and problem of each).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from llmft import exit_codes
+
+
+def add_parser(commands) -> None:
+    data = commands.add_parser("data", help="validate, prepare and preview data").add_subparsers(title="data commands")
+    validate = data.add_parser("validate", help="report every problem and the statistics of a data file")
+    _data_arguments(validate)
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    validate.set_defaults(run=_validate)
+
+    prepare = data.add_parser("prepare", help="clean, split, tokenize and write a data file for training")
+    _data_arguments(prepare)
+    prepare.add_argument("--out", type=Path, required=True, help="folder for the prepared data")
+    prepare.add_argument("--validation-file", help="a separate validation file (instead of a split)")
+    prepare.add_argument("--validation-ratio", type=float, help="share held out for validation (default 0.1)")
+    prepare.add_argument("--seed", type=int, help="seed of the split (default 42)")
+    prepare.add_argument("--on-invalid", choices=["error", "drop"], help="records with errors (default error)")
+    prepare.add_argument("--on-overlength", choices=["error", "drop", "truncate"], help="default error")
+    prepare.add_argument("--no-cache", action="store_true", help="prepare again even if cached")
+    prepare.add_argument("--json", action="store_true", help="print the report as JSON")
+    prepare.set_defaults(run=_prepare)
+
+    preview = data.add_parser("preview", help="print examples with the trained spans marked")
+    _data_arguments(preview)
+    preview.add_argument("-n", type=int, default=3, help="how many examples (default 3)")
+    preview.add_argument("--start", type=int, default=1, help="first record number to show (default 1)")
+    preview.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    preview.set_defaults(run=_preview)
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="JSONL, JSON, CSV or Parquet file")
+    parser.add_argument("--model", default="tiny-r1", help="base model: tiny-r1, a hub id or a folder (default tiny-r1)")
+    parser.add_argument("--max-length", type=int, help="longest example in tokens (default 2048)")
+    parser.add_argument("--think-mode", choices=["mask", "train", "omit"], help="assistant turns without reasoning")
+    parser.add_argument("--train-on-inputs", action="store_true", default=None, help="also train on prompts")
+
+
+DATA_OPTIONS = ("max_length", "think_mode", "train_on_inputs", "validation_file", "validation_ratio", "seed",
+                "on_invalid", "on_overlength")  # the DataConfig fields these commands take as options
+
+
+def _data_config(args):
+    from llmft.config import DataConfig, check
+
+    values = {name: getattr(args, name) for name in DATA_OPTIONS if getattr(args, name, None) is not None}
+    return check(DataConfig, values, where="options")
+
+
+def _validate(args) -> int:
+    from llmft.bases.resolve import load_tokenizer
+    from llmft.data.report import build_report, format_report
+    from llmft.data.validate import check_file
+
+    config = _data_config(args)
+    checked = check_file(args.file, tokenizer=load_tokenizer(args.model), config=config)
+    report = build_report(checked, source=str(args.file), model=args.model, max_length=config.max_length)
+    print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
+    return exit_codes.ERRORS if report["errors"] else exit_codes.OK
+
+
+def _prepare(args) -> int:
+    from llmft.data.prepare import DataError, prepare
+    from llmft.data.report import format_report
+
+    config = _data_config(args)
+    try:
+        prepared = prepare(args.file, model=args.model, config=config, out=args.out, use_cache=not args.no_cache)
+    except DataError as error:
+        print(json.dumps(error.report, ensure_ascii=False, indent=1) if args.json else format_report(error.report))
+        print("llmft: nothing written; fix the errors above or pass --on-invalid drop", file=sys.stderr)
+        return exit_codes.ERRORS
+    report = prepared.report
+    print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
+    if not args.json:
+        print(f"wrote {prepared.folder} ({'cache hit' if prepared.cache_hit else 'prepared'})")
+    return exit_codes.OK
+
+
+def _preview(args) -> int:
+    from llmft.bases.resolve import load_tokenizer
+    from llmft.data.preview import format_example
+    from llmft.data.validate import check_file
+
+    config = _data_config(args)
+    tokenizer = load_tokenizer(args.model)
+    checked = check_file(args.file, tokenizer=tokenizer, config=config)
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    shown = 0
+    for example, tokens in zip(checked.examples, checked.tokenized, strict=True):
+        if example.record < args.start or shown >= args.n:
+            continue
+        where = f"line {example.line}" if example.line else f"record {example.record}"
+        print(f"── {where}: {len(tokens)} tokens, {tokens.trained_tokens} trained "
+              f"({'green' if color else '⟦…⟧'} = trained) ──")
+        print(format_example(tokens, tokenizer, color=color))
+        shown += 1
+    if checked.errors:
+        print(f"({checked.errors} records with errors not shown; run `llmft data validate`)", file=sys.stderr)
+    return exit_codes.OK
