@@ -6,13 +6,12 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmft.db.engine import engine_for
+from llmft.db.migrate import upgrade
 
 
 def create_schema(url: str) -> None:
     """Bring the database to the current schema: the Alembic migrations in `llmft/db/migrations`
     (an empty database gets every table; one made by an earlier llmft gets what it lacks)."""
-    from llmft.db.migrate import upgrade
-
     upgrade(url)
 
 
