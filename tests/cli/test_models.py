@@ -73,3 +73,8 @@ def test_models_commands_from_the_shell(registry, capsys):
     weights.write_bytes(weights.read_bytes()[:-1] + b"x")
     assert main(["models", "verify", "tiny-r1-ft:2", "--tenant", "acme"]) == 1
     assert "model.safetensors: its sha256 no longer matches" in capsys.readouterr().err
+
+
+def test_registry_commands_need_a_known_tenant(capsys):
+    assert main(["models", "list", "--tenant", "nobody"]) == 1
+    assert "no tenant 'nobody'" in capsys.readouterr().err
