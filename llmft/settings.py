@@ -105,8 +105,24 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides) -> Settings:
     """Settings from the environment and .env (overrides win), or ConfigError naming every problem."""
+    return _load(Settings, overrides)
+
+
+class _HomeOnly(Settings):
+    """The same sources and checks, for a caller that wants LLMFT_HOME alone: keys of other programs in `.env`
+    are not its business."""
+    model_config = SettingsConfigDict(**{**Settings.model_config, "extra": "ignore"})
+
+
+def llmft_home() -> Path:
+    """The state folder, read like every setting (LLMFT_HOME from the environment, then `.env`, default `./var`),
+    for code that is not handed a Settings object: the prepared-data cache and the built-in tiny base model."""
+    return _load(_HomeOnly, {}).llmft_home
+
+
+def _load(cls: type[Settings], overrides: dict) -> Settings:
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as error:
         lines = [f"  {'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()]
         raise ConfigError("settings have problems:\n" + "\n".join(lines)) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from llmft.home import llmft_home
+from llmft.settings import llmft_home
 from llmft.bases.tiny import build_tiny_model
 
 TINY = "tiny-r1"

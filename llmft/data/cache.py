@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from llmft.home import llmft_home
+from llmft.settings import llmft_home
 
 CACHE_VERSION = "1"
 

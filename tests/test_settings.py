@@ -1,0 +1,23 @@
+"""LLMFT_HOME has one source: a `.env` value reaches the service settings and the code that only asks for the
+state folder (the prepared-data cache, the tiny base model) alike."""
+
+from llmft.data.cache import cache_dir
+from llmft.settings import llmft_home, load_settings
+
+
+def test_a_dotenv_llmft_home_is_seen_by_the_settings_and_by_llmft_home(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("LLMFT_HOME=./state-from-dotenv\nHF_TOKEN=of-another-program\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLMFT_HOME", raising=False)
+    expected = tmp_path / "state-from-dotenv"
+    assert llmft_home() == expected
+    assert cache_dir() == expected / "cache" / "prepared"
+    (tmp_path / ".env").write_text("LLMFT_HOME=./state-from-dotenv\n")
+    assert load_settings().llmft_home == expected
+
+
+def test_the_environment_wins_over_dotenv_for_both(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("LLMFT_HOME=./state-from-dotenv\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMFT_HOME", str(tmp_path / "from-env"))
+    assert llmft_home() == load_settings().llmft_home == tmp_path / "from-env"
