@@ -1,13 +1,30 @@
-"""gunicorn settings for production: `gunicorn -c llmft/api/gunicorn_conf.py 'llmft.api.app:create_app()'`."""
+"""gunicorn settings, one source for production and `llmft serve`:
+
+    gunicorn -c python:llmft.api.gunicorn_conf 'llmft.api.app:create_app()'   # deploy/start.sh
+    llmft serve [--host H] [--port P] [--workers N] [--threads T]              # llmft/api/server.py, same options
+
+The address is the settings' HOST and PORT (default 127.0.0.1:8000; the Docker image sets HOST=0.0.0.0);
+WEB_CONCURRENCY and GUNICORN_THREADS set the processes and threads under gunicorn.
+"""
 
 import os
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-# One process: the inference engine (the model weights) lives in it; each more process holds another copy.
-# Threads serve concurrent requests; a streaming answer holds one for its whole length.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
-worker_class = "gthread"
-timeout = 120
-accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'  # no headers: API keys never reach the log
+from llmft.settings import Settings, load_settings
+
+WORKERS, THREADS = 1, 32
+
+
+def gunicorn_options(settings: Settings, *, workers: int = WORKERS, threads: int = THREADS) -> dict:
+    # One process: the inference engine (the model weights) lives in it; each more process holds another copy.
+    # Threads serve concurrent requests; a streaming answer holds one for its whole length.
+    return {"bind": f"{settings.host}:{settings.port}", "workers": workers, "threads": threads,
+            "worker_class": "gthread", "timeout": 120, "accesslog": "-",
+            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'}  # no headers: API keys never reach the log
+
+
+# What gunicorn reads from this module when it starts with `-c python:llmft.api.gunicorn_conf`.
+_options = gunicorn_options(load_settings(), workers=int(os.environ.get("WEB_CONCURRENCY", WORKERS)),
+                            threads=int(os.environ.get("GUNICORN_THREADS", THREADS)))
+bind, workers, threads = _options["bind"], _options["workers"], _options["threads"]
+worker_class, timeout = _options["worker_class"], _options["timeout"]
+accesslog, access_log_format = _options["accesslog"], _options["access_log_format"]

@@ -2,12 +2,14 @@
 
     llmft serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--threads 32]
 
-Production: `gunicorn -c llmft/api/gunicorn_conf.py 'llmft.api.app:create_app()'`.
+Production: `gunicorn -c python:llmft.api.gunicorn_conf 'llmft.api.app:create_app()'`, with the same options
+(llmft/api/gunicorn_conf.py holds them).
 """
 
 from gunicorn.app.base import BaseApplication
 
 from llmft.api.app import create_app
+from llmft.api.gunicorn_conf import THREADS, WORKERS, gunicorn_options
 from llmft.settings import Settings
 
 
@@ -24,7 +26,5 @@ class _Gunicorn(BaseApplication):
         return create_app(self.settings)
 
 
-def serve(settings: Settings, *, workers: int = 1, threads: int = 32) -> None:
-    _Gunicorn(settings, {"bind": f"{settings.host}:{settings.port}", "workers": workers, "threads": threads,
-                         "worker_class": "gthread", "timeout": 120, "accesslog": "-",
-                         "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'}).run()
+def serve(settings: Settings, *, workers: int = WORKERS, threads: int = THREADS) -> None:
+    _Gunicorn(settings, gunicorn_options(settings, workers=workers, threads=threads)).run()
