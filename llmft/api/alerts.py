@@ -4,7 +4,7 @@ from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import db
-from llmft.api.pages import PageQuery, page
+from llmft.api.pages import PageQuery, list_schema, page
 from llmft.api.text import Text
 from llmft.errors import Forbidden
 from llmft.monitor.alerts import alert_settings, alerts_of, update_alert_settings
@@ -26,9 +26,7 @@ class AlertOut(Schema):
     notify_error = fields.String(allow_none=True)
 
 
-class AlertListOut(Schema):
-    data = fields.List(fields.Nested(AlertOut))
-    has_more = fields.Boolean()
+AlertListOut = list_schema("AlertListOut", AlertOut)
 
 
 class AlertQuery(PageQuery):

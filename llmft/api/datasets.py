@@ -2,7 +2,7 @@
 
 from apiflask import APIBlueprint, Schema, fields, validators
 
-from llmft.api.pages import PageQuery, page
+from llmft.api.pages import PageQuery, list_schema, page
 from llmft.api.text import Text
 from llmft.api.context import db, settings
 from llmft.api.auth import auth, principal, require_write
@@ -29,9 +29,7 @@ class DatasetOut(Schema):
     report = fields.Dict()
 
 
-class DatasetListOut(Schema):
-    data = fields.List(fields.Nested(DatasetOut))
-    has_more = fields.Boolean()
+DatasetListOut = list_schema("DatasetListOut", DatasetOut)
 
 
 class PreviewQuery(Schema):

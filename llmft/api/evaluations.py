@@ -9,7 +9,7 @@ from apiflask import APIBlueprint, Schema, fields, validators
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import celery, db, settings
 from llmft.api.jobs import JobOut
-from llmft.api.pages import PageQuery, page
+from llmft.api.pages import PageQuery, list_schema, page
 from llmft.api.text import Text
 from llmft.errors import NotFound
 from llmft.jobs import service
@@ -27,9 +27,7 @@ class EvaluationIn(Schema):
     max_length = fields.Integer(load_default=2048, validate=validators.Range(16, 1_048_576))
 
 
-class EvaluationListOut(Schema):
-    data = fields.List(fields.Nested(JobOut))
-    has_more = fields.Boolean()
+EvaluationListOut = list_schema("EvaluationListOut", JobOut)
 
 
 @bp.post("/evaluations")

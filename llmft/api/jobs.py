@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from apiflask import APIBlueprint, Schema, fields, validators
 from flask import Response, request
 
-from llmft.api.pages import PageQuery, page
+from llmft.api.pages import EventOut, PageQuery, list_schema, page
 from llmft.api.text import Text
 from llmft.api.context import celery, db, settings
 from llmft.api.auth import auth, principal, require_write
@@ -66,27 +66,14 @@ class JobOut(Schema):
     finished_at = fields.DateTime(allow_none=True)
 
 
-class JobListOut(Schema):
-    data = fields.List(fields.Nested(JobOut))
-    has_more = fields.Boolean()
+JobListOut = list_schema("JobListOut", JobOut)
 
 
 class JobListQuery(PageQuery):
     status = Text(load_default=None, validate=validators.OneOf(JOB_STATUSES))
 
 
-class EventOut(Schema):
-    id = fields.Integer()
-    created_at = fields.DateTime()
-    level = fields.String()
-    type = fields.String()
-    message = fields.String()
-    data = fields.Dict()
-
-
-class EventListOut(Schema):
-    data = fields.List(fields.Nested(EventOut))
-    has_more = fields.Boolean()
+EventListOut = list_schema("EventListOut", EventOut)
 
 
 class EventQuery(Schema):
@@ -116,8 +103,7 @@ class CheckpointOut(Schema):
     metrics = fields.Dict()
 
 
-class CheckpointListOut(Schema):
-    data = fields.List(fields.Nested(CheckpointOut))
+CheckpointListOut = list_schema("CheckpointListOut", CheckpointOut, paged=False)
 
 
 
@@ -184,7 +170,7 @@ def events(job_id, query):
     with db() as session:
         rows = service.list_events(session, principal=principal(), job_id=job_id, after=query["after"],
                                    limit=query["limit"] + 1)
-    return {"data": rows[: query["limit"]], "has_more": len(rows) > query["limit"]}
+    return page(rows, query["limit"])
 
 
 @bp.get("/jobs/<job_id>/metrics")

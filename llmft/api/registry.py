@@ -13,6 +13,7 @@ from flask import send_file
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import celery, db, settings
 from llmft.api.jobs import JobOut
+from llmft.api.pages import EventOut, list_schema
 from llmft.api.text import Text
 from llmft.jobs import service as jobs_service
 from llmft.jobs.queue import dispatch
@@ -49,8 +50,7 @@ class ModelOut(Schema):
     versions = fields.List(fields.Nested(VersionOut))
 
 
-class ModelListOut(Schema):
-    data = fields.List(fields.Nested(ModelOut))
+ModelListOut = list_schema("ModelListOut", ModelOut, paged=False)
 
 
 class AliasIn(Schema):
@@ -68,17 +68,7 @@ class AliasOut(Schema):
     failures = fields.List(fields.Dict())
 
 
-class EventOut(Schema):
-    id = fields.Integer()
-    created_at = fields.DateTime()
-    type = fields.String()
-    message = fields.String()
-    actor = fields.String(allow_none=True)
-    data = fields.Dict()
-
-
-class EventListOut(Schema):
-    data = fields.List(fields.Nested(EventOut))
+ModelEventListOut = list_schema("ModelEventListOut", EventOut, paged=False)
 
 
 @bp.get("/models")
@@ -188,7 +178,7 @@ def delete_alias(name, alias):
 
 @bp.get("/models/<name>/events")
 @bp.auth_required(auth)
-@bp.output(EventListOut)
+@bp.output(ModelEventListOut)
 @bp.doc(summary="The model's history: versions registered and deleted, aliases moved (who, overrides)",
         responses={404: "no such model"})
 def events(name):
