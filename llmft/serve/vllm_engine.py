@@ -1,4 +1,4 @@
-"""The optional vLLM backend for GPU deployments, behind the same calls as `Engine`.
+"""The optional vLLM backend for GPU deployments: an `InferenceBackend` (serve/backend.py), as `Engine` is.
 
     pip install 'llmft[vllm]'            # on a CUDA machine
     INFERENCE_BACKEND=vllm llmft serve
@@ -9,7 +9,8 @@ version gets an engine of its own, so size INFERENCE_VLLM_GPU_FRACTION for how m
 once. Prompts, reasoning separation, stop strings, usage and errors are the ones the default
 engine uses (`OutputText`, `Generation`), so the API cannot tell the two apart.
 
-Not exercised by the test suite: CI has no GPU. The default torch engine is the tested path.
+Not run by the test suite (CI has no GPU; tests/serve/test_backend.py checks its signatures). The default
+torch engine is the tested path.
 """
 
 import asyncio
