@@ -1,5 +1,5 @@
 """Shared fixtures: an isolated $LLMFT_HOME, the tiny model, the real-vocabulary tokenizer,
-the reference fixtures in ../shared, and the Redis / PostgreSQL services.
+the reference fixtures in ../shared, the Redis / PostgreSQL services, and real `llmft serve` servers.
 
 Set LLMFT_REQUIRE_SERVICES=1 (CI does) to turn a missing Redis or PostgreSQL into a failure
 instead of a skip.
@@ -9,13 +9,17 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -154,3 +158,49 @@ def flaky_receiver():
     made = WebhookReceiver(fail_first=2)
     yield made
     made.close()
+
+
+@pytest.fixture(scope="session")
+def server_home(tmp_path_factory, tiny_model_dir):
+    """server_home(name) -> a fresh $LLMFT_HOME for a server, the session's tiny model linked in."""
+    def make(name: str) -> Path:
+        home = tmp_path_factory.mktemp(name)
+        (home / "models").mkdir()
+        (home / "models" / "tiny-r1").symlink_to(tiny_model_dir)
+        return home
+    return make
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """start_server(env) -> the base URL of `llmft serve` (gunicorn, 4 threads, the embedded worker) started in a
+    subprocess with `env` on a free port, once /healthz answers; its log is $LLMFT_HOME/server.log. Every server
+    started is stopped at the end of the session."""
+    running = []
+
+    def start(env: dict) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log_path = Path(env["LLMFT_HOME"]) / "server.log"
+        log = open(log_path, "w")
+        process = subprocess.Popen([sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "4"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        running.append((process, log))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).ok:
+                    return base
+            except requests.RequestException:
+                pass
+            assert process.poll() is None, log_path.read_text()
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.3)
+
+    yield start
+    for process, log in running:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

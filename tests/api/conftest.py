@@ -1,13 +1,10 @@
-"""A real server: `llmft serve` (gunicorn) in a subprocess on a free port, with its own
+"""A real server (tests/conftest.py starts it): `llmft serve` (gunicorn) in a subprocess on a free port, with its own
 $LLMFT_HOME, on SQLite with the SQLite broker — or on PostgreSQL when LLMFT_TEST_DATABASE=postgres,
 and with Redis as the Celery broker (and rate-limit store) when LLMFT_TEST_BROKER=redis."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
@@ -15,17 +12,9 @@ import redis
 import requests
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def server_env(tmp_path_factory, tiny_model_dir, request) -> dict:
-    home = tmp_path_factory.mktemp("server-home")
-    (home / "models").mkdir()
-    (home / "models" / "tiny-r1").symlink_to(tiny_model_dir)
+def server_env(server_home, request) -> dict:
+    home = server_home("server-home")
     env = {**os.environ, "LLMFT_HOME": str(home), "MAX_UPLOAD_MB": "2", "RATE_LIMIT": "10000/minute",
            "INFERENCE_MAX_INPUT_TOKENS": "512", "INFERENCE_MAX_NEW_TOKENS": "64", "INFERENCE_DEFAULT_MAX_TOKENS": "16"}
     if os.environ.get("LLMFT_TEST_DATABASE") == "postgres":
@@ -40,26 +29,8 @@ def server_env(tmp_path_factory, tiny_model_dir, request) -> dict:
 
 
 @pytest.fixture(scope="session")
-def server(server_env) -> str:
-    port = _free_port()
-    log = open(Path(server_env["LLMFT_HOME"]) / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "4"],
-                               env=server_env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if requests.get(base + "/healthz", timeout=1).ok:
-                break
-        except requests.RequestException:
-            pass
-        assert process.poll() is None, (Path(server_env["LLMFT_HOME"]) / "server.log").read_text()
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.3)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+def server(server_env, start_server) -> str:
+    return start_server(server_env)
 
 
 def make_key(env: dict, tenant: str, role: str) -> str:

@@ -1,5 +1,5 @@
-"""A real server for the browser: `llmft serve` in a subprocess on a free port, with its own
-$LLMFT_HOME (the tiny model linked in), SQLite and the embedded worker; an admin key made with the
+"""A real server for the browser (tests/conftest.py starts it): `llmft serve` in a subprocess on a free port,
+with its own $LLMFT_HOME (the tiny model linked in), SQLite and the embedded worker; an admin key made with the
 real `llmft keys create`; and Debian's Chromium driven by Playwright.
 
     apt-get install -y chromium fonts-wqy-microhei && pip install playwright   # no `playwright install`
@@ -7,53 +7,27 @@ real `llmft keys create`; and Debian's Chromium driven by Playwright.
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 CHROMIUM = os.environ.get("LLMFT_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
 @pytest.fixture(scope="session")
-def ui_server_env(tmp_path_factory, tiny_model_dir) -> dict:
-    home = tmp_path_factory.mktemp("ui-home")
-    (home / "models").mkdir()
-    (home / "models" / "tiny-r1").symlink_to(tiny_model_dir)
+def ui_server_env(server_home) -> dict:
+    home = server_home("ui-home")
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
     return {**env, "LLMFT_HOME": str(home), "MAX_UPLOAD_MB": "2", "RATE_LIMIT": "10000/minute",
             "INFERENCE_MAX_INPUT_TOKENS": "512", "INFERENCE_MAX_NEW_TOKENS": "64", "INFERENCE_DEFAULT_MAX_TOKENS": "24"}
 
 
 @pytest.fixture(scope="session")
-def ui_server(ui_server_env) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = Path(ui_server_env["LLMFT_HOME"]) / "server.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen([sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "4"],
-                               env=ui_server_env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if requests.get(base + "/healthz", timeout=1).ok:
-                break
-        except requests.RequestException:
-            pass
-        assert process.poll() is None, log_path.read_text()
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.3)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+def ui_server(ui_server_env, start_server) -> str:
+    return start_server(ui_server_env)
 
 
 @pytest.fixture(scope="session")
