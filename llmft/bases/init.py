@@ -1,6 +1,6 @@
 """A model of any shape with random weights, fast: for benchmarks at the real size.
 
-    llmft model init --config ../shared/fixtures/deepseek-r1-distill-qwen-1.5b/config.json \\
+    llmft base init --config ../shared/fixtures/deepseek-r1-distill-qwen-1.5b/config.json \\
         --tokenizer tiny-r1 --out var/models/r1-1.5b-random
 
 The model is built on the meta device (no memory, no init), then materialized and filled by

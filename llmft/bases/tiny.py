@@ -1,6 +1,6 @@
 """The offline demo base model: a tiny Qwen2 with the real R1 tokenizer.
 
-    llmft model tiny --out DIR
+    llmft base tiny --out DIR
 
 A few layers and a small hidden size, but the full 151,936-token vocabulary, so token
 counts, label masks and packing behave exactly as with DeepSeek-R1-Distill-Qwen-1.5B.
