@@ -88,7 +88,6 @@ const LABELS = {
   result: ["Result", "结果"],
   step: ["step", "步"],
   step_of: ["step {step}{of}", "第 {step}{of} 步"],
-  status_validating: ["validating", "校验中"],
   status_queued: ["queued", "排队中"],
   status_running: ["running", "运行中"],
   status_succeeded: ["succeeded", "成功"],
