@@ -1,7 +1,7 @@
 # The two set-up commands of the README:
 #   make run    create .venv if missing, install, start the service (API + one job worker) on
 #               embedded defaults: SQLite and a SQLite broker under $LLMFT_HOME, port 8000
-#   make test   create .venv if missing, install the dev extras, run the tests
+#   make test   create .venv if missing, install the dev extras, lint (ruff), run the tests
 #   make demo   fine-tune the offline demo model from the command line, no service
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 LLMFT := $(VENV)/bin/llmft
 export LLMFT_HOME ?= $(CURDIR)/var
 
-.PHONY: run demo test test-fast install install-dev clean
+.PHONY: run demo test test-fast lint install install-dev clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 2; }
@@ -39,8 +39,11 @@ demo: install
 		mv $(LLMFT_HOME)/runs/demo $(LLMFT_HOME)/runs/demo.previous; fi
 	$(LLMFT) train --config config/demo.yaml --set output.output_dir=$(LLMFT_HOME)/runs/demo
 
-test: install-dev
+test: install-dev lint
 	$(PY) -m pytest
+
+lint: install-dev
+	$(VENV)/bin/ruff check llmft tests bench
 
 test-fast: install-dev
 	$(PY) -m pytest -m "not slow"

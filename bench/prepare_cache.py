@@ -22,9 +22,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("LLMFT_HOME", str(ROOT / "var"))
+    from llmft.bases.resolve import ensure_tiny_model
     from llmft.data import cache
     from llmft.data.prepare import prepare
-    from llmft.bases.resolve import ensure_tiny_model
 
     ensure_tiny_model()
     with tempfile.TemporaryDirectory() as scratch:

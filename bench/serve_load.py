@@ -84,8 +84,8 @@ def sequential_generate(prompts: list[str], max_tokens: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.generation.streamers import BaseStreamer
 
-    from llmft.data.normalize import Message
     from llmft.bases.resolve import ensure_tiny_model
+    from llmft.data.normalize import Message
     from llmft.serve.service import chat_prompt
 
     class FirstToken(BaseStreamer):

@@ -18,9 +18,9 @@ from flask_limiter import Limiter
 
 from llmft import __version__
 from llmft.api.errors import ERROR_SCHEMA, error_body, install_error_handlers
+from llmft.api.metrics import install_metrics
 from llmft.config import ConfigError
 from llmft.db.session import create_schema
-from llmft.api.metrics import install_metrics
 from llmft.settings import Settings, load_settings
 
 

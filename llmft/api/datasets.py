@@ -2,10 +2,10 @@
 
 from apiflask import APIBlueprint, Schema, fields, validators
 
+from llmft.api.auth import auth, principal, require_write
+from llmft.api.context import db, settings
 from llmft.api.pages import PageQuery, list_schema, page
 from llmft.api.text import Text
-from llmft.api.context import db, settings
-from llmft.api.auth import auth, principal, require_write
 from llmft.data import service
 
 bp = APIBlueprint("datasets", __name__, tag="datasets")

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from apiflask import APIBlueprint, Schema, fields, validators
 from flask import Response, request
 
+from llmft.api.auth import auth, principal, require_write
+from llmft.api.context import celery, db, settings
 from llmft.api.pages import EventOut, PageQuery, list_schema, page
 from llmft.api.text import Text
-from llmft.api.context import celery, db, settings
-from llmft.api.auth import auth, principal, require_write
 from llmft.db.tables import JOB_STATUSES
 from llmft.jobs import observe, service
 from llmft.jobs.queue import dispatch

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from apiflask import APIBlueprint, Schema, fields, validators
 
-from llmft.api.text import Text
-from llmft.api.context import celery, db, settings
 from llmft.api.auth import auth, principal, require_write
+from llmft.api.context import celery, db, settings
+from llmft.api.text import Text
 from llmft.data.service import upload_dataset
 from llmft.db.tables import Dataset, is_id
 from llmft.errors import ServiceError

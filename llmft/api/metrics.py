@@ -13,14 +13,20 @@ import hmac
 import time
 
 from flask import Flask, Response, g, request
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics,
-                               generate_latest)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
 from llmft.api.errors import error_body
-from llmft.db.tables import JOB_STATUSES, Job, Tenant, Worker, as_utc, now
 from llmft.db.session import session_scope
+from llmft.db.tables import JOB_STATUSES, Job, Tenant, Worker, as_utc, now
 from llmft.settings import Settings
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -16,8 +16,8 @@ from llmft.api.auth import auth, principal
 from llmft.api.context import db, engine, settings
 from llmft.api.text import Text
 from llmft.errors import Invalid
-from llmft.serve.backend import Completion
 from llmft.serve import service
+from llmft.serve.backend import Completion
 
 bp = APIBlueprint("predict", __name__, tag="inference (original API)")
 

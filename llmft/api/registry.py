@@ -15,11 +15,11 @@ from llmft.api.context import celery, db, settings
 from llmft.api.jobs import JobOut
 from llmft.api.pages import EventOut, list_schema
 from llmft.api.text import Text
+from llmft.errors import Conflict
 from llmft.jobs import service as jobs_service
 from llmft.jobs.queue import dispatch
 from llmft.registry import service
 from llmft.registry.artifacts import IntegrityError
-from llmft.errors import Conflict
 
 bp = APIBlueprint("models", __name__, tag="models")
 

@@ -18,7 +18,6 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from llmft.bases.resolve import load_tokenizer
 
-
 POOL_SIZE = 1 << 26  # 64M normal samples, copied at random offsets: random enough for a benchmark
 
 

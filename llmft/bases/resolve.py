@@ -12,8 +12,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from llmft.settings import llmft_home
 from llmft.bases.tiny import build_tiny_model
+from llmft.settings import llmft_home
 
 TINY = "tiny-r1"
 ALIASES = {

@@ -62,9 +62,9 @@ def _is_ref(model: str) -> bool:
 
 
 def _from_registry(args) -> tuple[str, str | None, Path]:
+    from llmft.cli.models import tenant_principal
     from llmft.data.service import dataset_path, get_dataset
     from llmft.db.session import session_scope
-    from llmft.cli.models import tenant_principal
     from llmft.registry.service import resolve, verified_folder
     from llmft.settings import load_settings
 

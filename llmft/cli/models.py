@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from llmft import exit_codes
 from llmft.auth.keys import Principal
-from llmft.db.tables import Tenant
 from llmft.db.session import create_schema, session_scope
+from llmft.db.tables import Tenant
 from llmft.errors import ServiceError
 from llmft.registry import service
 from llmft.registry.artifacts import IntegrityError

@@ -10,8 +10,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from llmft.data.issues import Issue, Location
 from llmft.bases.r1_tokenizer import THINK_CLOSE, THINK_OPEN
+from llmft.data.issues import Issue, Location
 
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {
@@ -194,7 +194,7 @@ def _check_messages(raw: list[dict], loc: Location, prefix) -> tuple[list[Messag
     issues: list[Issue] = []
     messages: list[Message] = []
     for index, item in enumerate(raw):
-        where = lambda key: _field_name(prefix, index, key)  # noqa: E731
+        where = lambda key, index=index: _field_name(prefix, index, key)  # noqa: E731
         if isinstance(prefix, str):
             issues += [loc.issue("unknown_field", f"field {k!r} is not part of a message; it is ignored", where(k))
                        for k in sorted(set(item) - MESSAGE_FIELDS, key=str)]

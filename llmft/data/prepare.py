@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmft import __version__
+from llmft.bases.resolve import load_tokenizer, resolve_model, tokenizer_fingerprint
 from llmft.config import DataConfig
 from llmft.data import cache
 from llmft.data.issues import CODES
@@ -22,7 +23,6 @@ from llmft.data.split import split_indices
 from llmft.data.store import read_tokens, sha256_file, sha256_files, write_examples, write_tokens
 from llmft.data.tokenize import Tokenized
 from llmft.data.validate import Checked, check_file
-from llmft.bases.resolve import load_tokenizer, resolve_model, tokenizer_fingerprint
 
 STRUCTURAL = {"file_unreadable", "file_empty"}  # never dropped: there is nothing left to train on
 DATA_FILES = ("train.jsonl", "validation.jsonl", "train.tokens.safetensors", "validation.tokens.safetensors")

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from llmft.data.normalize import Example, Message
 from llmft.bases.r1_tokenizer import ASSISTANT, BOS, EOS, THINK_CLOSE, THINK_OPEN, USER
+from llmft.data.normalize import Example, Message
 
 RENDERER_VERSION = "2"  # bump when the rendered text or spans of any example change
 ThinkMode = Literal["mask", "train", "omit"]

@@ -15,15 +15,15 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
+from llmft.bases.resolve import load_tokenizer
 from llmft.config import DataConfig
 from llmft.data.preview import runs
 from llmft.data.report import build_report
 from llmft.data.store import sha256_file
 from llmft.data.validate import check_file
-from llmft.db.tables import Dataset, is_id, new_id
 from llmft.db.pages import newest_first
+from llmft.db.tables import Dataset, is_id, new_id
 from llmft.errors import Invalid, NotFound
-from llmft.bases.resolve import load_tokenizer
 
 EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 

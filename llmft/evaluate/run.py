@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from llmft.bases.r1_tokenizer import THINK_OPEN
+from llmft.bases.resolve import weights_source
 from llmft.config import DataConfig
 from llmft.data.normalize import Message
 from llmft.data.prepare import prepare
@@ -26,8 +28,6 @@ from llmft.data.render import generation_prompt
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
 from llmft.evaluate.metrics import perplexity, reasoning_stats, score_answers
-from llmft.bases.r1_tokenizer import THINK_OPEN
-from llmft.bases.resolve import weights_source
 
 
 def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens: Path, max_samples: int = 16,

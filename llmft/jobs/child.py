@@ -24,12 +24,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from llmft import exit_codes
-from llmft.db.tables import Job, ModelVersion, RegisteredModel
-from llmft.db.session import session_scope
-from llmft.evaluate.run import evaluate, evaluate_file
-from llmft.db.events import record_event
-from llmft.jobs.progress import Pace, advance
 from llmft.bases.resolve import base_revision
+from llmft.db.events import record_event
+from llmft.db.session import session_scope
+from llmft.db.tables import Job, ModelVersion, RegisteredModel
+from llmft.evaluate.run import evaluate, evaluate_file
+from llmft.jobs.progress import Pace, advance
 from llmft.monitor.alerts import notifier, raise_alert, rules_for
 from llmft.monitor.watch import TrainingWatch
 from llmft.registry.export import merge_adapter

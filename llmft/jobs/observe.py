@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
-from llmft.db.tables import FINAL_STATUSES, Job, JobEvent
 from llmft.db.session import session_scope
+from llmft.db.tables import FINAL_STATUSES, Job, JobEvent
 from llmft.jobs.service import get_job
 from llmft.train import checkpoints
 

@@ -17,8 +17,8 @@ import time
 from celery import Celery
 from celery.signals import worker_shutting_down
 
-from llmft.db.tables import Job
 from llmft.db.session import session_scope
+from llmft.db.tables import Job
 from llmft.jobs.lease import reap, worker_beat
 from llmft.jobs.runner import run_job
 from llmft.monitor.watch import check_service

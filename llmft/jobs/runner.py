@@ -15,8 +15,8 @@ import sys
 import time
 
 from llmft import exit_codes
-from llmft.db.tables import Job
 from llmft.db.session import session_scope
+from llmft.db.tables import Job
 from llmft.jobs.lease import claim, finish, heartbeat
 from llmft.processes import die_with_parent  # kill -9 of a worker leaves no orphan trainer
 from llmft.settings import Settings

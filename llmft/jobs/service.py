@@ -14,14 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
+from llmft.bases.resolve import ALIASES, TINY, requestable
 from llmft.config import ConfigError
 from llmft.data.service import dataset_path, get_dataset
-from llmft.db.tables import FINAL_STATUSES, Job, JobEvent, Worker, is_id, new_id, now
-from llmft.db.pages import newest_first
-from llmft.errors import Conflict, Invalid, NotFound
 from llmft.db.events import record_event
+from llmft.db.pages import newest_first
+from llmft.db.tables import FINAL_STATUSES, Job, JobEvent, Worker, is_id, new_id, now
+from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry.service import NAME as MODEL_NAME
-from llmft.bases.resolve import ALIASES, TINY, requestable
 from llmft.registry.service import REF, get_version, resolve
 from llmft.train.config import TrainingConfig, build_config
 

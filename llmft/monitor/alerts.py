@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from llmft.config import Strict
-from llmft.db.tables import Alert, AlertSettings, Job, now
-from llmft.db.session import session_scope
 from llmft.db.events import record_event
+from llmft.db.session import session_scope
+from llmft.db.tables import Alert, AlertSettings, Job, now
 from llmft.settings import Settings
 
 RULES = ("nan_loss", "loss_spike", "stalled", "job_failed", "eval_rising", "gpu_memory", "disk_full")

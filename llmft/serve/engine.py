@@ -27,8 +27,16 @@ import torch
 
 from llmft.errors import ServiceError
 from llmft.monitor.histogram import Histogram
-from llmft.serve.backend import (BATCH_BUCKETS, TTFT_BUCKETS, Busy, Completion, Generation, ModelLoadError, Request,
-                                 Target)
+from llmft.serve.backend import (
+    BATCH_BUCKETS,
+    TTFT_BUCKETS,
+    Busy,
+    Completion,
+    Generation,
+    ModelLoadError,
+    Request,
+    Target,
+)
 from llmft.serve.batch import Backbone, Row
 from llmft.serve.models import ModelCache
 from llmft.serve.sampling import Sampling, choose, generator_for
@@ -93,7 +101,7 @@ class Engine:
             if later:
                 with self._wake:
                     self._waiting[:0] = later  # first come, first served: back at the front
-            for key, backbone in list(self.models.backbones.items()):
+            for backbone in list(self.models.backbones.values()):
                 if backbone.rows:
                     self._guarded(backbone, self._step)
 
@@ -130,7 +138,7 @@ class Engine:
                 text=OutputText(backbone.tokenizer, reasoning_open=request.reasoning_open,
                                 split_reasoning=request.split_reasoning, stop=sampling.stop)))
         for key, rows in joining.items():
-            self._guarded(self.models.backbones[key], lambda backbone: self._prefill(backbone, rows), rows)
+            self._guarded(self.models.backbones[key], lambda backbone, rows=rows: self._prefill(backbone, rows), rows)
         return later
 
     def _guarded(self, backbone: Backbone, work, extra_rows: list[Row] = ()) -> None:

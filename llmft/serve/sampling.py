@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 GREEDY_BELOW = 1e-4  # a temperature this small is greedy (dividing by less overflows float32)
 
 

@@ -23,11 +23,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
+from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.data.normalize import Message
 from llmft.data.render import generation_prompt
 from llmft.db.tables import ModelAlias, ModelVersion, RegisteredModel
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
-from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
 from llmft.serve.backend import Generation, InferenceBackend, Target

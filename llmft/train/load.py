@@ -4,8 +4,8 @@ import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM
 
-from llmft.config import ConfigError
 from llmft.bases.resolve import ModelNotFoundError, weights_source
+from llmft.config import ConfigError
 from llmft.train.config import TrainConfig
 
 

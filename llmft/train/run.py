@@ -21,23 +21,35 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerState, set_seed
-from transformers.trainer_utils import TrainOutput
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging as hf_logging
 
 from llmft import __version__
+from llmft.bases.resolve import load_tokenizer
 from llmft.data.pack import PackedRows, collate_rows
 from llmft.data.prepare import prepare
-from llmft.bases.resolve import load_tokenizer
 from llmft.train import checkpoints, distributed
-from llmft.train.config import TrainConfig
 from llmft.train.arguments import optimizer_class_and_kwargs, training_arguments
+from llmft.train.callbacks import (
+    CheckpointPublisher,
+    EarlyStopping,
+    EpochEnd,
+    EventHook,
+    MetricsLog,
+    NanStop,
+    ProgressBar,
+    RunRecord,
+    ServiceEvents,
+    StopCheck,
+    StopOnRequest,
+    TensorBoardLog,
+    best_checkpoint,
+)
+from llmft.train.config import TrainConfig
 from llmft.train.load import load_model
 from llmft.train.preflight import preflight
 from llmft.train.summary import DataSummary, RunSummary
-from llmft.train.callbacks import (CheckpointPublisher, EarlyStopping, EpochEnd, EventHook, MetricsLog, NanStop,
-                                   ProgressBar, RunRecord, ServiceEvents, StopCheck, StopOnRequest, TensorBoardLog,
-                                   best_checkpoint)
 from llmft.train.trainer import LlmftTrainer, memory_stats
 
 

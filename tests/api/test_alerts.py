@@ -1,7 +1,6 @@
 """/api/v1/alerts over HTTP: the list, and the tenant's webhooks and thresholds (admins change them)."""
 
 import requests
-
 from test_registry import auth
 
 

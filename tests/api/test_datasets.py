@@ -1,7 +1,7 @@
 """Datasets over HTTP against a running server: upload, validation errors, limits, tenants."""
 
-import time
 import sqlite3
+import time
 from pathlib import Path
 
 import requests

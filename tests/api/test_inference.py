@@ -9,11 +9,10 @@ import time
 import openai
 import pytest
 import requests
+from test_registry import auth, fine_tune
 
 from llmft.data.normalize import Message
 from llmft.serve.service import chat_prompt
-
-from test_registry import auth, fine_tune
 
 QUESTION = "What is two plus two?"
 REASONING, ANSWER = "Two and two make four.", "The answer is 4."

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from test_registry import auth
 
 from llmft.api.app import create_app
 from llmft.settings import load_settings
-from test_registry import auth
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 

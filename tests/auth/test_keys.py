@@ -2,8 +2,8 @@ import pytest
 from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key, hash_key, revoke_key
-from llmft.db.tables import ApiKey
 from llmft.db.session import session_scope
+from llmft.db.tables import ApiKey
 
 
 def test_a_key_is_shown_once_and_stored_only_as_its_hash(database_url):

@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmft.auth.keys import create_key
 from llmft.cli import main
-from llmft.db.tables import Dataset, Job
 from llmft.db.session import create_schema, session_scope
+from llmft.db.tables import Dataset, Job
 from llmft.registry.service import register_version
 from llmft.train.summary import DataSummary, RunSummary
 

@@ -437,7 +437,7 @@ def test_file_issue_code_from_a_literal_file(tmp_path, code):
 def test_every_code_is_produced_by_a_literal_input(tmp_path, tokenizer):
     assert set(FILE_CASES) | {code for code, _, _ in RECORD_CASES} | set(CHECK_FILE_CASES) == set(CODES)
     seen = set()
-    for code, (name, data, kwargs) in FILE_CASES.items():
+    for name, data, kwargs in FILE_CASES.values():
         (tmp_path / name).write_bytes(data)
         seen |= {item.code for item in read_records(tmp_path / name, **kwargs) if isinstance(item, Issue)}
     for _code, value, _field in RECORD_CASES:

@@ -10,10 +10,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from llmft.auth.keys import authenticate, create_key
-from llmft.db.migrate import BASELINE, current, head, upgrade
-from llmft.db.tables import Base, Job, Worker
 from llmft.db.engine import engine_for
+from llmft.db.migrate import BASELINE, current, head, upgrade
 from llmft.db.session import session_scope
+from llmft.db.tables import Base, Job, Worker
 
 
 def differences(url: str) -> list:

@@ -7,8 +7,17 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from llmft.evaluate.metrics import (CJKTokenizer, bleu, exact_match, is_cjk, perplexity, reasoning_stats,
-                                    rouge_l, score_answers, split_reasoning)
+from llmft.evaluate.metrics import (
+    CJKTokenizer,
+    bleu,
+    exact_match,
+    is_cjk,
+    perplexity,
+    reasoning_stats,
+    rouge_l,
+    score_answers,
+    split_reasoning,
+)
 
 EN_HYPS = ["the cat sat on the mat", "a quick brown fox jumps over the dog", "hello world"]
 EN_REFS = ["the cat is sitting on the mat", "the quick brown fox jumps over the lazy dog", "hello there world"]

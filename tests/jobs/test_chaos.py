@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key
 from llmft.data.service import upload_dataset
-from llmft.db.tables import Job, JobEvent
 from llmft.db.session import create_schema, session_scope
+from llmft.db.tables import Job, JobEvent
 from llmft.jobs.queue import dispatch, make_celery
 from llmft.jobs.service import create_job
 from llmft.settings import load_settings

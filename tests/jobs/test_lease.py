@@ -4,8 +4,8 @@ import threading
 from datetime import timedelta
 
 from llmft.auth.keys import create_key
-from llmft.db.tables import Dataset, Job, JobEvent, now
 from llmft.db.session import session_scope
+from llmft.db.tables import Dataset, Job, JobEvent, now
 from llmft.jobs.lease import claim, finish, heartbeat, reap
 
 

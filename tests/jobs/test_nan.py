@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from test_runner import new_job, setup  # noqa: F401  (the runner tests' fixture and helper)
 
-from llmft.db.tables import Alert, Job, JobEvent
 from llmft.db.session import session_scope
+from llmft.db.tables import Alert, Job, JobEvent
 from llmft.jobs.runner import run_job
 from llmft.monitor.alerts import update_alert_settings
 from llmft.train import checkpoints
-
-from test_runner import new_job, setup  # noqa: F401  (the runner tests' fixture and helper)
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key
 from llmft.data.service import upload_dataset
-from llmft.db.tables import Job, JobEvent
 from llmft.db.session import session_scope
+from llmft.db.tables import Job, JobEvent
 from llmft.errors import Invalid
 from llmft.jobs.runner import run_job
 from llmft.jobs.service import cancel_job, create_job, list_events

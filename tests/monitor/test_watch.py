@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key
-from llmft.db.tables import Alert, Job, JobEvent, Tenant, now
 from llmft.db.session import session_scope
+from llmft.db.tables import Alert, Job, JobEvent, Tenant, now
 from llmft.monitor import alerts
 from llmft.monitor.alerts import AlertRules, alerts_of, notifier, raise_alert, update_alert_settings
 from llmft.monitor.watch import TrainingWatch, check_service

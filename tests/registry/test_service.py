@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from llmft.auth.keys import authenticate, create_key
-from llmft.db.tables import Dataset, Job
 from llmft.db.session import session_scope
+from llmft.db.tables import Dataset, Job
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry import service
 from llmft.registry.artifacts import IntegrityError

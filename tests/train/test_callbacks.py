@@ -8,8 +8,18 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from llmft.train import checkpoints
-from llmft.train.callbacks import (CheckpointPublisher, EarlyStopping, EpochEnd, MetricsLog, NanStop, RunRecord,
-                                   ServiceEvents, StopOnRequest, TensorBoardLog, best_checkpoint)
+from llmft.train.callbacks import (
+    CheckpointPublisher,
+    EarlyStopping,
+    EpochEnd,
+    MetricsLog,
+    NanStop,
+    RunRecord,
+    ServiceEvents,
+    StopOnRequest,
+    TensorBoardLog,
+    best_checkpoint,
+)
 
 
 def state_at(step: int) -> TrainerState:

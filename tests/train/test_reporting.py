@@ -5,11 +5,10 @@ import json
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_run import settings, small_data  # noqa: F401  (the run tests' data fixture and settings)
 
 from llmft.train.config import load_config
 from llmft.train.run import train
-
-from test_run import settings, small_data  # noqa: F401  (the run tests' data fixture and settings)
 
 
 @pytest.mark.slow
