@@ -1,4 +1,4 @@
-"""The original README's training endpoints, on top of datasets and jobs.
+"""The v0 API's training endpoints (docs/architecture.md, "The v0 API"), on top of datasets and jobs.
 
     POST /api/v1/train {"dataset_path", "config": {"learning_rate", "batch_size", "num_epochs"}} -> {"task_id"}
     GET  /api/v1/train/status/<task_id>
@@ -21,7 +21,7 @@ from llmft.errors import ServiceError
 from llmft.jobs import service
 from llmft.jobs.queue import dispatch
 
-bp = APIBlueprint("legacy", __name__, tag="legacy (original README)")
+bp = APIBlueprint("legacy", __name__, tag="legacy (v0 API)")
 
 
 class InvalidPath(ServiceError):
@@ -56,7 +56,7 @@ def _task(job) -> dict:
 @bp.auth_required(auth)
 @bp.input(TrainIn, arg_name="body")
 @bp.output(TaskOut, status_code=202)
-@bp.doc(summary="Start training (original README)", responses={400: "dataset_path outside DATA_ROOT",
+@bp.doc(summary="Start training (v0 API)", responses={400: "dataset_path outside DATA_ROOT",
                                                                 403: "a viewer key", 422: "bad config"})
 def train(body):
     caller = require_write()
@@ -78,7 +78,7 @@ def train(body):
 @bp.get("/train/status/<task_id>")
 @bp.auth_required(auth)
 @bp.output(TaskOut)
-@bp.doc(summary="Training status (original README)", responses={404: "no such task"})
+@bp.doc(summary="Training status (v0 API)", responses={404: "no such task"})
 def status(task_id):
     with db() as session:
         return _task(service.get_job(session, principal=principal(), job_id=task_id))
@@ -87,7 +87,7 @@ def status(task_id):
 @bp.post("/train/cancel/<task_id>")
 @bp.auth_required(auth)
 @bp.output(TaskOut)
-@bp.doc(summary="Cancel training (original README)", responses={403: "a viewer key", 404: "no such task",
+@bp.doc(summary="Cancel training (v0 API)", responses={403: "a viewer key", 404: "no such task",
                                                                  409: "the task already ended"})
 def cancel(task_id):
     caller = require_write()

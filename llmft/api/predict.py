@@ -1,4 +1,4 @@
-"""The original system's inference endpoints, on the same engine as /v1.
+"""The v0 API's inference endpoints (docs/architecture.md, "The v0 API"), on the same engine as /v1.
 
     POST /api/v1/predict         {"text", "max_length"?, "temperature"?, "model"?}   -> answer, reasoning, usage
     POST /api/v1/generate        {"prompt", "max_new_tokens"?, "temperature"?, "top_p"?, "stop"?, "seed"?, "model"?}
@@ -6,7 +6,7 @@
 
 `text` and `prompt` are a user message, sent through the model's chat template; `model` is as on
 /v1 (a served base, NAME, NAME:V or NAME@ALIAS) and defaults to the first served base model.
-`max_length` counts new tokens, as the original API used it. A batch's prompts are submitted
+`max_length` counts new tokens, as the v0 API used it. A batch's prompts are submitted
 together and decoded in one batch.
 """
 
@@ -19,7 +19,7 @@ from llmft.errors import Invalid
 from llmft.serve import service
 from llmft.serve.backend import Completion
 
-bp = APIBlueprint("predict", __name__, tag="inference (original API)")
+bp = APIBlueprint("predict", __name__, tag="inference (v0 API)")
 
 
 class _Knobs(Schema):
@@ -57,7 +57,7 @@ class Usage(Schema):
 class AnswerOut(Schema):
     model = fields.String(metadata={"description": "the version that answered (NAME:V) or the base"})
     answer = fields.String(metadata={"description": "the answer, reasoning removed"})
-    text = fields.String(metadata={"description": "the same answer (the original API's field name)"})
+    text = fields.String(metadata={"description": "the same answer (the v0 API's field name)"})
     reasoning = fields.String(allow_none=True, metadata={"description": "the model's thinking, apart"})
     finish_reason = fields.String(metadata={"description": "stop or length"})
     usage = fields.Nested(Usage)
@@ -71,7 +71,7 @@ class BatchOut(Schema):
 @bp.auth_required(auth)
 @bp.input(PredictIn, arg_name="body")
 @bp.output(AnswerOut)
-@bp.doc(summary="Answer one text (original API)", responses={400: "a limit is passed", 404: "no such model",
+@bp.doc(summary="Answer one text (v0 API)", responses={400: "a limit is passed", 404: "no such model",
                                                                 503: "busy"})
 def predict(body):
     return _answer(body, [body["text"]], body["max_length"])[0]
@@ -81,7 +81,7 @@ def predict(body):
 @bp.auth_required(auth)
 @bp.input(GenerateIn, arg_name="body")
 @bp.output(AnswerOut)
-@bp.doc(summary="Generate for one prompt (original system)", responses={400: "a limit is passed",
+@bp.doc(summary="Generate for one prompt (v0 API)", responses={400: "a limit is passed",
                                                                         404: "no such model", 503: "busy"})
 def generate(body):
     return _answer(body, [body["prompt"]], body["max_new_tokens"])[0]
@@ -91,7 +91,7 @@ def generate(body):
 @bp.auth_required(auth)
 @bp.input(BatchIn, arg_name="body")
 @bp.output(BatchOut)
-@bp.doc(summary="Generate for several prompts, decoded together (original system)",
+@bp.doc(summary="Generate for several prompts, decoded together (v0 API)",
         responses={400: "a limit is passed", 404: "no such model", 503: "busy"})
 def generate_batch(body):
     return {"results": _answer(body, body["prompts"], body["max_new_tokens"])}

@@ -1,6 +1,6 @@
 """/api/v1/models: the registry. Versions are `NAME:V`, aliases `NAME@ALIAS`.
 
-The original system's `GET /api/v1/models` and `GET /api/v1/models/{id}` answer here too (a
+The v0 API's `GET /api/v1/models` and `GET /api/v1/models/{id}` answer here too (a
 model is found by its name or its `mdl-...` id).
 """
 

@@ -1,4 +1,4 @@
-"""Celery dispatches, SQL decides (DESIGN decision 4).
+"""Celery dispatches, SQL decides (docs/architecture.md, "The flow of a job").
 
 Broker: Redis when REDIS_URL is set, else an embedded SQLite broker under $LLMFT_HOME. Late
 acks, reject on worker lost, prefetch 1, JSON only. The task only calls `run_job`, whose

@@ -115,7 +115,7 @@ def list_models(session: Session, *, principal: Principal) -> list[dict]:
 
 
 def get_model(session: Session, *, principal: Principal, name: str) -> RegisteredModel:
-    """By name, or by id (`mdl-...`, as the original API addressed models); another tenant's is NotFound."""
+    """By name, or by id (`mdl-...`, as the v0 API addressed models); another tenant's is NotFound."""
     if not NAME.match(name or ""):
         raise NotFound(f"no model {name!r}", details={"name": name})
     column = RegisteredModel.id if name.startswith("mdl-") else RegisteredModel.name

@@ -3,7 +3,7 @@
     llmft train --config config/demo.yaml --set training.learning_rate=1e-4
 
 Groups: model, data, method (with lora), training, distributed, output. Unknown keys are errors that name
-the closest valid key. The original system's flat `model:` section (max_length,
+the closest valid key. The v0 API's flat `model:` section (max_length,
 learning_rate, batch_size, num_epochs, warmup_steps, weight_decay, save_steps, logging_steps,
 output_dir all under `model`) loads as written: those keys move to their groups.
 """
@@ -104,7 +104,7 @@ class TrainConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _move_legacy_keys(cls, values):
-        """The original README's flat `model:` section: move each key to the group it belongs to."""
+        """The v0 API's flat `model:` section: move each key to the group it belongs to."""
         if not isinstance(values, dict) or not isinstance(values.get("model"), dict):
             return values
         model = dict(values["model"])

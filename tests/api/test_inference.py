@@ -1,4 +1,4 @@
-"""Inference over HTTP with the official `openai` client and the original predict endpoints, on
+"""Inference over HTTP with the official `openai` client and the v0 predict endpoints, on
 versions the server trained itself: reasoning apart from the answer, usage counts, streaming,
 errors as the client's exception types, limits, tenants, and an alias moved under load."""
 

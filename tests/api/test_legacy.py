@@ -1,4 +1,4 @@
-"""The original README's three training endpoints."""
+"""The v0 API's three training endpoints (docs/architecture.md)."""
 
 import shutil
 from pathlib import Path

@@ -55,7 +55,7 @@ def test_jobs_register_versions_with_evaluation_and_the_gate_guards_production(s
     assert v2["evaluation"]["candidate"]["eval_loss"] < v2["evaluation"]["base"]["eval_loss"]
     assert v2["metrics"]["eval_loss"] < model["versions"][0]["metrics"]["eval_loss"]
     by_id = requests.get(f"{server}/api/v1/models/{model['id']}", headers=auth(keys["alice"]), timeout=10).json()
-    assert by_id["name"] == "reg-bot"  # the original API addressed models by id
+    assert by_id["name"] == "reg-bot"  # the v0 API addressed models by id
 
     put = lambda alias, body: requests.put(f"{server}/api/v1/models/reg-bot/aliases/{alias}", json=body,
                                            headers=auth(keys["alice"]), timeout=10)
