@@ -2,7 +2,7 @@
 
     python bench/real_size_lora.py [--steps 3] [--seq 256] [--precision bf16]
 
-Writes the model once with `llmft model init` (config/models/deepseek-r1-distill-qwen-1.5b.json,
+Writes the model once with `llmft base init` (config/models/deepseek-r1-distill-qwen-1.5b.json,
 the published config.json), then runs `llmft train` on our sample data and prints tokens/s and
 peak RSS from the run's summary.json.
 """
@@ -30,7 +30,7 @@ def main() -> None:
     model = home / "models" / "r1-1.5b-random"
     if not (model / "config.json").is_file():
         started = time.perf_counter()
-        subprocess.run(llmft + ["model", "init", "--config", str(CONFIG), "--tokenizer", "tiny-r1", "--out", str(model)],
+        subprocess.run(llmft + ["base", "init", "--config", str(CONFIG), "--tokenizer", "tiny-r1", "--out", str(model)],
                        check=True)
         print(f"model init (1.5B parameters, bf16, written to disk): {time.perf_counter() - started:.1f} s")
     output = home / "runs" / "bench-real-size"
