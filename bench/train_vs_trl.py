@@ -62,7 +62,7 @@ def main() -> None:
 
 
 def _prepare(name: str, scratch: Path) -> Path:
-    from llmft.config import DataConfig
+    from llmft.data.config import DataConfig
     from llmft.data.prepare import prepare
 
     source = SAMPLE if name == "sample" else _longtail(scratch / "longtail.jsonl")

@@ -55,7 +55,8 @@ DATA_OPTIONS = ("max_length", "think_mode", "train_on_inputs", "validation_file"
 
 
 def _data_config(args):
-    from llmft.config import DataConfig, check
+    from llmft.config import check
+    from llmft.data.config import DataConfig
 
     values = {name: getattr(args, name) for name in DATA_OPTIONS if getattr(args, name, None) is not None}
     return check(DataConfig, values, where="options")

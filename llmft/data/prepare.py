@@ -14,8 +14,8 @@ from pathlib import Path
 
 from llmft import __version__
 from llmft.bases.resolve import load_tokenizer, resolve_model, tokenizer_fingerprint
-from llmft.config import DataConfig
 from llmft.data import cache
+from llmft.data.config import DataConfig
 from llmft.data.issues import CODES
 from llmft.data.render import RENDERER_VERSION
 from llmft.data.report import build_report

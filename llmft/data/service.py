@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
 from llmft.bases.resolve import load_tokenizer
-from llmft.config import DataConfig
+from llmft.data.config import DataConfig
 from llmft.data.preview import runs
 from llmft.data.report import build_report
 from llmft.data.store import sha256_file

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmft.config import DataConfig
 from llmft.data.clean import exact_key, normalize_example, normalized_key
+from llmft.data.config import DataConfig
 from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, to_example
 from llmft.data.read import read_records

@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.bases.resolve import weights_source
-from llmft.config import DataConfig
+from llmft.data.config import DataConfig
 from llmft.data.normalize import Message
 from llmft.data.prepare import prepare
 from llmft.data.render import generation_prompt

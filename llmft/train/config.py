@@ -14,7 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import Field, model_validator
 
-from llmft.config import ConfigError, DataConfig, Strict, check
+from llmft.config import ConfigError, Strict, check
+from llmft.data.config import DataConfig
 
 METHODS = ("lora", "full", "qlora")
 

@@ -163,7 +163,7 @@ def _restore_finished(trainer: LlmftTrainer, checkpoint: Path) -> TrainOutput:
 
 
 def _data_options(config: TrainConfig):
-    from llmft.config import DataConfig
+    from llmft.data.config import DataConfig
 
     return DataConfig(**config.data.model_dump(exclude={"train_file"}))
 

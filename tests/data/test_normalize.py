@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmft.config import DataConfig
+from llmft.data.config import DataConfig
 from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, to_example
 from llmft.data.read import read_records

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from llmft.config import DataConfig
+from llmft.data.config import DataConfig
 from llmft.data.normalize import Example, Message
 from llmft.data.prepare import DataError, prepare
 from llmft.data.split import split_indices
