@@ -67,6 +67,13 @@ def _report(result) -> None:
               f"({summary.tokens_per_second:.0f} tokens/s); train loss {summary.first_train_loss} -> "
               f"{summary.final_train_loss}; best validation loss {summary.best_eval_loss}")
         print(f"final model: {result.final_dir}")
+    print("hyperparameters: " + _hyperparameters(summary))
+
+
+def _hyperparameters(summary) -> str:
+    """num_epochs 4.0 (auto), batch_size 1 (auto), learning_rate 0.001 (auto), ..."""
+    return ", ".join(f"{name} {value}" + (" (auto)" if name in summary.auto else "")
+                     for name, value in summary.hyperparameters.items() if value is not None)
 
 
 def _torchrun(args, config) -> int:

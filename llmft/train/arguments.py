@@ -17,13 +17,17 @@ from transformers import TrainingArguments
 
 from llmft.config import ConfigError
 from llmft.train import checkpoints
-from llmft.train.config import TrainConfig
+from llmft.train.config import AUTO, TrainConfig
 from llmft.train.load import training_precision
 from llmft.train.optim import Lamb
 
 
 def training_arguments(config: TrainConfig, output_dir: Path, *, has_validation: bool) -> TrainingArguments:
     t = config.training
+    unresolved = [name for name in ("num_epochs", "batch_size", "learning_rate", "logging_steps")
+                  if getattr(t, name) == AUTO]
+    if unresolved:  # a caller's mistake, not a user's: train/run.py resolves before it builds the arguments
+        raise ValueError(f"training.{', '.join(unresolved)} still 'auto': train/auto.resolve_auto chooses them first")
     precision = training_precision(config)
     cuda = torch.cuda.is_available()
     eval_strategy = "steps" if (t.eval_steps and has_validation) else "no"

@@ -8,6 +8,7 @@
   StopOnRequest        a cancel or SIGTERM: save a checkpoint and stop
   EpochEnd             evaluate and save at every epoch end, unless done at this step
   CheckpointPublisher  publishes the checkpoint Trainer staged (train/checkpoints.py) and rotates
+  LastStepLog          logs the last step too, whatever logging_steps, so no run ends with an empty chart
   ProgressBar          one line on the terminal
 
 They share one `RunRecord`: the validation losses so far and why the run stopped; LlmftTrainer marks
@@ -30,8 +31,9 @@ from llmft.train import checkpoints, distributed
 
 Event = dict[str, Any]
 """One thing that happened in a run: {"type": ..., **fields}. The types and their fields:
-  data_ready      train_examples, train_rows, validation_examples, data_sha256, cache_hit
-  started         resumed_from (a checkpoint path or None), step, max_steps, epochs
+  data_ready      train_examples, train_rows, train_tokens, validation_examples, data_sha256, cache_hit,
+                  hyperparameters (train/auto.py hyperparameters), auto (the names of those chosen from the data)
+  started         resumed_from (a checkpoint path or None), step, max_steps, epochs, hyperparameters
   metrics         a training log: step, epoch, time, loss, learning_rate, grad_norm, tokens_per_second, ...
   eval            a validation log: step, epoch, time, eval_loss, eval_perplexity, eval_token_accuracy, ...
   train_end       Trainer's whole-run averages: step, epoch, time, train_runtime, train_loss, ...
@@ -130,16 +132,18 @@ class TensorBoardLog(TrainerCallback):
 class ServiceEvents(TrainerCallback):
     """"started" when training begins, then each log as a "metrics", "eval" or "train_end" event."""
 
-    def __init__(self, on_event: EventHook, *, resumed_from: Path | None):
+    def __init__(self, on_event: EventHook, *, resumed_from: Path | None, hyperparameters: dict):
         self.on_event = on_event
         self.resumed_from = str(resumed_from) if resumed_from is not None else None
+        self.hyperparameters = hyperparameters
 
     def on_train_begin(self, args, state, control, **kwargs):
         """Here the total number of steps is known, and after a resume the step it starts from."""
         if not state.is_world_process_zero:
             return
         self.on_event({"type": "started", "resumed_from": self.resumed_from, "step": state.global_step,
-                       "max_steps": state.max_steps, "epochs": args.num_train_epochs})
+                       "max_steps": state.max_steps, "epochs": args.num_train_epochs,
+                       "hyperparameters": self.hyperparameters})
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -260,6 +264,14 @@ class CheckpointPublisher(TrainerCallback):
         checkpoints.rotate(self.output_dir, keep=self.keep, protect=best_checkpoint(self.output_dir))
         self.on_event({"type": "checkpoint", "step": state.global_step, "path": str(published),
                        "eval_loss": info["eval_loss"]})
+
+
+class LastStepLog(TrainerCallback):
+    """A training log at the run's last step (its end or a stop), when logging_steps did not fall on it."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            control.should_log = True
 
 
 def best_checkpoint(output_dir: Path) -> Path | None:

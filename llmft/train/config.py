@@ -3,21 +3,39 @@
     llmft train --config config/demo.yaml --set training.learning_rate=1e-4
 
 Groups: model, data, method (with lora), training, distributed, output. Unknown keys are errors that name
-the closest valid key. The v0 API's flat `model:` section (max_length,
+the closest valid key. training.num_epochs, batch_size, learning_rate, logging_steps and data.row_length
+default to "auto": chosen from the prepared data by train/auto.py; a number given always wins.
+The v0 API's flat `model:` section (max_length,
 learning_rate, batch_size, num_epochs, warmup_steps, weight_decay, save_steps, logging_steps,
 output_dir all under `model`) loads as written: those keys move to their groups.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, PlainValidator, TypeAdapter, ValidationError, model_validator
 
 from llmft.config import ConfigError, Strict, check
 from llmft.data.config import DataConfig
 
 METHODS = ("lora", "full", "qlora")
+AUTO = "auto"
+
+
+def auto_or(kind: type, **limits):
+    """A number (checked against `limits`) or "auto": chosen from the data once it is prepared (train/auto.py)."""
+    number = TypeAdapter(Annotated[kind, Field(**limits)])
+
+    def validate(value):
+        if value == AUTO:
+            return value
+        try:
+            return number.validate_python(value)
+        except ValidationError as error:
+            raise ValueError(f"{error.errors()[0]['msg']}, or 'auto'") from None
+
+    return Annotated[kind | Literal["auto"], PlainValidator(validate, json_schema_input_type=kind | Literal["auto"])]
 
 LEGACY_MODEL_KEYS = {
     "max_length": "data", "learning_rate": "training", "batch_size": "training", "num_epochs": "training",
@@ -38,6 +56,15 @@ class ModelConfig(Strict):
 
 class TrainDataConfig(DataConfig):
     train_file: str | None = Field(None, description="Training data (JSONL, JSON, CSV or Parquet); required to train.")
+    row_length: auto_or(int, ge=16) = Field(
+        "auto", description="Tokens per packed training row, at most max_length; auto: max_length, or shorter rows "
+                            "when the data would fill too few for several steps per epoch (train/auto.py).")
+
+    @model_validator(mode="after")
+    def _rows_fit(self):
+        if self.row_length != AUTO and self.row_length > self.max_length:
+            raise ValueError(f"data.row_length {self.row_length} is more than data.max_length {self.max_length}")
+        return self
 
 
 class LoraSettings(Strict):
@@ -54,11 +81,16 @@ class MethodConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    num_epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    num_epochs: auto_or(float, gt=0) = Field(
+        "auto", description="Passes over the training data; auto: from the data size, with a floor on steps "
+                            "(train/auto.py).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides num_epochs).")
-    batch_size: int = Field(8, ge=1, description="Sequences per device per micro-step; a packed row is one sequence.")
+    batch_size: auto_or(int, ge=1) = Field(
+        "auto", description="Rows per device per micro-step (a packed row is one); auto: several steps per epoch, "
+                            "at most 8.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step.")
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    learning_rate: auto_or(float, gt=0) = Field(
+        "auto", description="Peak learning rate; auto: by method, LoRA rank and number of steps (train/auto.py).")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warmup.")
     warmup_steps: int = Field(0, ge=0, description="Linear warmup steps (wins over warmup_ratio when > 0).")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Warmup as a share of all steps.")
@@ -72,7 +104,9 @@ class TrainingConfig(Strict):
         "auto", description="Mixed precision: auto is bf16 (or fp16) on a GPU that has it, fp32 on CPU.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     seed: int = Field(42, description="Seed of initialization, dropout and data order.")
-    logging_steps: int = Field(10, ge=1, description="Record metrics every N optimizer steps.")
+    logging_steps: auto_or(int, ge=1) = Field(
+        "auto", description="Record metrics every N optimizer steps (and at the last); auto: every step up to 100 "
+                            "steps, else about 50 points.")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation split every N steps.")
     eval_per_epoch: bool = Field(True, description="Evaluate at the end of every epoch.")
     save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps (and always at each epoch end).")

@@ -3,8 +3,8 @@
     llmft train --config config/demo.yaml [--set training.max_steps=20] [--resume]
     python -m llmft.train --config config/demo.yaml
 
-prepare data (cached) -> load model and method -> Trainer -> checkpoints (atomic) ->
-final model (best or last) -> summary.json. The service calls `train()` in a child process
+prepare data (cached) -> choose the "auto" hyperparameters from it (train/auto.py) -> load model and
+method -> Trainer -> checkpoints (atomic) -> final model (best or last) -> summary.json. The service calls `train()` in a child process
 with `on_event` (progress) and `should_stop` (cancel); SIGTERM stops the same way: a
 checkpoint is saved and `train` returns status "stopped" (exit code 3 from the command).
 """
@@ -31,11 +31,13 @@ from llmft.data.pack import PackedRows, collate_rows
 from llmft.data.prepare import prepare
 from llmft.train import checkpoints, distributed
 from llmft.train.arguments import optimizer_class_and_kwargs, training_arguments
+from llmft.train.auto import hyperparameters, resolve_auto, row_length
 from llmft.train.callbacks import (
     CheckpointPublisher,
     EarlyStopping,
     EpochEnd,
     EventHook,
+    LastStepLog,
     MetricsLog,
     NanStop,
     ProgressBar,
@@ -76,12 +78,18 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
             checkpoints.clear_staging(output_dir)
             _trim_metrics(output_dir, resume_from)
         prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=_data_options(config))
-    train_rows = PackedRows(prepared.tokens("train"), max_length=config.data.max_length, pack=config.data.pack)
+    examples = prepared.tokens("train")
+    lengths = [len(example) for example in examples]
+    length = row_length(config, train_tokens=sum(lengths), longest_example=max(lengths, default=0))
+    train_rows = PackedRows(examples, max_length=length, pack=config.data.pack)
+    config, chosen = resolve_auto(config, train_rows=len(train_rows), row_length=length,
+                                  processes=distributed.world_size())
     validation = prepared.tokens("validation")
     eval_rows = PackedRows(validation, max_length=config.data.max_length, pack=config.data.pack) if validation else None
     on_event({"type": "data_ready", "train_examples": len(train_rows.examples), "train_rows": len(train_rows),
-              "validation_examples": len(validation), "data_sha256": prepared.report["sha256"],
-              "cache_hit": prepared.cache_hit})
+              "train_tokens": train_rows.tokens, "validation_examples": len(validation),
+              "data_sha256": prepared.report["sha256"], "cache_hit": prepared.cache_hit,
+              "hyperparameters": hyperparameters(config), "auto": sorted(chosen)})
 
     arguments = training_arguments(config, output_dir, has_validation=eval_rows is not None)
     set_seed(config.training.seed)
@@ -94,12 +102,13 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
     callbacks = [
         MetricsLog(output_dir),
         TensorBoardLog(output_dir / "tensorboard"),
-        ServiceEvents(on_event, resumed_from=resume_from),
+        ServiceEvents(on_event, resumed_from=resume_from, hyperparameters=hyperparameters(config)),
         EarlyStopping(record, patience=config.training.early_stopping_patience, on_event=on_event),
         NanStop(record, output_dir, on_event=on_event),
         StopOnRequest(record, stop, on_event=on_event),
         EpochEnd(record, evaluate=config.training.eval_per_epoch and eval_rows is not None),
         CheckpointPublisher(record, output_dir, keep=config.training.save_total_limit, on_event=on_event),
+        LastStepLog(),
     ]
     trainer = LlmftTrainer(
         model=model,
@@ -126,14 +135,14 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
 
     if record.stopped_by == "stop_requested":
         summary = _summary(config, prepared, trainer, output, started, status="stopped", final=None, recorder=record,
-                           tokens_seen=tokens_seen)
+                           tokens_seen=tokens_seen, chosen=chosen)
         _write_main(output_dir, summary)
         on_event({"type": "stopped", "step": trainer.state.global_step})
         return RunResult("stopped", output_dir, None, summary, prepared.folder)
     if record.stopped_by == "nan_loss":
         last = checkpoints.latest(output_dir)
         summary = _summary(config, prepared, trainer, output, started, status="nan_loss", final=None, recorder=record,
-                           tokens_seen=tokens_seen)
+                           tokens_seen=tokens_seen, chosen=chosen)
         summary.nan_step, summary.last_good_checkpoint = record.nan_step, last.name if last else None
         _write_main(output_dir, summary)
         return RunResult("nan_loss", output_dir, None, summary, prepared.folder)
@@ -144,7 +153,7 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         trainer._load_from_checkpoint(str(best))  # the best validation loss becomes the final model (every rank)
     final = _save_final(trainer, output_dir)
     summary = _summary(config, prepared, trainer, output, started, status="succeeded", final=final, recorder=record,
-                       best=best, tokens_seen=tokens_seen)
+                       best=best, tokens_seen=tokens_seen, chosen=chosen)
     _write_main(output_dir, summary)
     on_event({"type": "succeeded", "final_dir": str(final), "summary": summary.model_dump()})
     return RunResult("succeeded", output_dir, final, summary, prepared.folder)
@@ -165,7 +174,7 @@ def _restore_finished(trainer: LlmftTrainer, checkpoint: Path) -> TrainOutput:
 def _data_options(config: TrainConfig):
     from llmft.data.config import DataConfig
 
-    return DataConfig(**config.data.model_dump(exclude={"train_file"}))
+    return DataConfig(**config.data.model_dump(exclude={"train_file", "row_length"}))
 
 
 def _save_final(trainer: LlmftTrainer, output_dir: Path) -> Path:
@@ -184,7 +193,8 @@ def _save_final(trainer: LlmftTrainer, output_dir: Path) -> Path:
     return final
 
 
-def _summary(config, prepared, trainer, output, started, *, status, final, recorder, tokens_seen, best=None) -> RunSummary:
+def _summary(config, prepared, trainer, output, started, *, status, final, recorder, tokens_seen, chosen,
+             best=None) -> RunSummary:
     history = trainer.state.log_history
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
@@ -212,6 +222,8 @@ def _summary(config, prepared, trainer, output, started, *, status, final, recor
                          folder=str(prepared.folder), train_examples=prepared.report["split"]["train"],
                          validation_examples=prepared.report["split"]["validation"]),
         config=config.model_dump(),
+        hyperparameters=hyperparameters(config),
+        auto=sorted(chosen),
         llmft_version=__version__,
         torch_version=torch.__version__,
     )

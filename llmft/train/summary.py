@@ -57,7 +57,9 @@ class RunSummary(BaseModel):
     tokenizer_sha256: str
     renderer_version: str
     data: DataSummary
-    config: dict  # the TrainConfig it ran with
+    config: dict  # the TrainConfig it ran with, its "auto" fields chosen
+    hyperparameters: dict = {}  # num_epochs, batch_size, learning_rate, logging_steps, row_length, max_steps
+    auto: list[str] = []  # which of them were "auto", chosen from the data (train/auto.py)
     llmft_version: str
     torch_version: str
 

@@ -9,8 +9,9 @@ from llmft.train.config import TrainConfig
 from llmft.train.optim import Lamb
 
 
-def config(**training) -> TrainConfig:
-    return TrainConfig.model_validate({"training": training})
+def config(distributed: dict | None = None, **training) -> TrainConfig:
+    chosen = {"num_epochs": 3, "batch_size": 8, "learning_rate": 2e-4, "logging_steps": 10}  # as resolve_auto would
+    return TrainConfig.model_validate({"training": {**chosen, **training}, "distributed": distributed or {}})
 
 
 def test_checkpoints_go_to_staging_and_trainer_reports_nowhere(tmp_path, monkeypatch):
@@ -33,6 +34,11 @@ def test_schedule_clipping_and_strategies_follow_the_config(tmp_path):
     assert args.save_strategy == "epoch"
 
 
+def test_auto_values_must_be_chosen_before_trainer_sees_them(tmp_path):
+    with pytest.raises(ValueError, match="training.batch_size, logging_steps still 'auto'"):
+        training_arguments(config(batch_size="auto", logging_steps="auto"), tmp_path, has_validation=True)
+
+
 def test_no_validation_split_means_no_evaluation(tmp_path):
     args = training_arguments(config(eval_steps=3), tmp_path, has_validation=False)
     assert args.eval_strategy == "no" and args.eval_steps is None
@@ -46,7 +52,7 @@ def test_lamb_is_ours_and_the_others_are_trainers():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for CPU machines")
 def test_sharded_strategies_are_refused_on_cpu(tmp_path):
-    fsdp = TrainConfig.model_validate({"distributed": {"strategy": "fsdp"}})
+    fsdp = config(distributed={"strategy": "fsdp"})
     with pytest.raises(ConfigError, match="needs CUDA GPUs"):
         training_arguments(fsdp, tmp_path, has_validation=False)
 

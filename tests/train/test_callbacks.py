@@ -142,7 +142,8 @@ def test_logs_go_to_metrics_jsonl_tensorboard_and_the_service(tmp_path):
     events, state, control = [], state_at(3), TrainerControl()
     args = TrainingArguments(output_dir=str(tmp_path / "staging"), num_train_epochs=2, use_cpu=True, report_to="none")
     metrics, board, service = MetricsLog(tmp_path), TensorBoardLog(tmp_path / "tensorboard"), \
-        ServiceEvents(events.append, resumed_from=tmp_path / "checkpoints" / "checkpoint-2")
+        ServiceEvents(events.append, resumed_from=tmp_path / "checkpoints" / "checkpoint-2",
+                      hyperparameters={"batch_size": 1})
     state.max_steps = 10
     service.on_train_begin(args, state, control)
     for logs in ({"loss": 2.5, "learning_rate": 0.01}, {"eval_loss": 2.0, "eval_perplexity": 7.39},
@@ -156,7 +157,7 @@ def test_logs_go_to_metrics_jsonl_tensorboard_and_the_service(tmp_path):
     assert lines[0]["loss"] == 2.5 and lines[1]["eval_loss"] == 2.0 and lines[2]["train_runtime"] == 1.5
     assert [e["type"] for e in events] == ["started", "metrics", "eval", "train_end"]
     assert events[0] == {"type": "started", "resumed_from": str(tmp_path / "checkpoints" / "checkpoint-2"),
-                         "step": 3, "max_steps": 10, "epochs": 2}
+                         "step": 3, "max_steps": 10, "epochs": 2, "hyperparameters": {"batch_size": 1}}
     assert {k: v for k, v in events[1].items() if k != "type"} == lines[0] | {"time": events[1]["time"]}
 
     accumulator = EventAccumulator(str(tmp_path / "tensorboard"))
@@ -170,6 +171,6 @@ def test_other_ranks_write_nothing(tmp_path):
     events, state, control = [], state_at(1), TrainerControl()
     state.is_world_process_zero = False
     for callback in (MetricsLog(tmp_path), TensorBoardLog(tmp_path / "tensorboard"),
-                     ServiceEvents(events.append, resumed_from=None)):
+                     ServiceEvents(events.append, resumed_from=None, hyperparameters={})):
         callback.on_log(None, state, control, logs={"loss": 1.0})
     assert events == [] and not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "tensorboard").exists()

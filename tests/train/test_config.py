@@ -38,6 +38,29 @@ def test_original_readme_example_loads_and_means_what_it_says(tmp_path):
 def test_shipped_configs_load(name):
     config = load_config(ROOT / "config" / name)
     assert config.data.train_file and Path(ROOT / config.data.train_file).is_file()
+    t = config.training  # their explicit values stay: "auto" is only what a config leaves out
+    assert "auto" not in (t.num_epochs, t.batch_size, t.learning_rate, t.logging_steps)
+
+
+def test_auto_is_the_default_and_a_value_in_yaml_set_and_job_dicts(tmp_path):
+    t = load_config(None).training
+    assert (t.num_epochs, t.batch_size, t.learning_rate, t.logging_steps) == ("auto",) * 4
+    assert load_config(None).data.row_length == "auto"
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  num_epochs: auto\n  batch_size: 4\n  learning_rate: 3e-4\n")
+    t = load_config(path, ["training.learning_rate=auto", "training.logging_steps=5"]).training
+    assert (t.num_epochs, t.batch_size, t.learning_rate, t.logging_steps) == ("auto", 4, "auto", 5)
+    assert build_config({"training": {"num_epochs": "auto", "batch_size": "2"}}).training.batch_size == 2
+
+
+def test_anything_else_than_a_number_or_auto_is_named():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["training.num_epochs=fast", "training.batch_size=0", "data.row_length=Auto"])
+    assert str(caught.value) == (
+        "defaults has 3 problems:\n"
+        "  data.row_length: Input should be a valid integer, unable to parse string as an integer, or 'auto'\n"
+        "  training.num_epochs: Input should be a valid number, unable to parse string as a number, or 'auto'\n"
+        "  training.batch_size: Input should be greater than or equal to 1, or 'auto'")
 
 
 def test_unknown_keys_are_named_with_the_closest_key(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from safetensors.torch import load_file
 
 from llmft import exit_codes
+from llmft.train.auto import MIN_STEPS
 from llmft.train.config import load_config
 from llmft.train.run import train
 
@@ -61,6 +62,46 @@ def test_lora_run_writes_adapter_metrics_summary_and_checkpoints(tmp_path, small
     assert summary["final_train_loss"] < summary["first_train_loss"]
     assert summary["data"]["sha256"] and summary["config"]["training"]["max_steps"] == 6
     assert {e["type"] for e in events} >= {"data_ready", "started", "metrics", "eval", "checkpoint", "succeeded"}
+
+
+def short_faq(path: Path, count: int = 48) -> Path:
+    """`count` questions with one-sentence answers: they all pack into one row of the default 2048 tokens."""
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"How much does plan {i} cost a month?"},
+        {"role": "assistant", "content": f"Plan {i} costs {5 + i} dollars a month, billed on the first."}]}) + "\n"
+        for i in range(count)), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_48_short_examples_with_every_default_get_the_floor_of_steps_and_a_point_at_each(tmp_path, tiny_model_dir):
+    output = tmp_path / "out"
+    data = short_faq(tmp_path / "faq.jsonl")
+    command = subprocess.run([sys.executable, "-m", "llmft.train", f"--set=data.train_file={data}",
+                              f"--set=output.output_dir={output}", "--set=training.num_epochs=auto", "--no-progress"],
+                             capture_output=True, text=True, timeout=600)
+    assert command.returncode == 0, command.stdout + command.stderr
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["steps"] >= MIN_STEPS  # not the 3 steps of 3 epochs over one packed row
+    assert summary["auto"] == ["batch_size", "learning_rate", "logging_steps", "num_epochs", "row_length"]
+    chosen = summary["hyperparameters"]
+    assert chosen["batch_size"] == 1 and chosen["row_length"] < 2048 and chosen["learning_rate"] <= 1e-3
+    assert summary["config"]["training"]["num_epochs"] == chosen["num_epochs"]  # the config it ran with, resolved
+    assert [m["step"] for m in read_metrics(output) if "loss" in m] == list(range(1, summary["steps"] + 1))
+    assert f"hyperparameters: num_epochs {chosen['num_epochs']} (auto), batch_size 1 (auto), " in command.stdout
+
+
+@pytest.mark.slow
+def test_the_last_step_is_logged_whatever_logging_steps(tmp_path, small_data, tiny_model_dir):
+    events = []
+    config = load_config(None, settings(small_data, tmp_path / "out", "training.max_steps=4",
+                                        "training.logging_steps=3", "training.learning_rate=auto"))
+    result = train(config, on_event=events.append, progress=False)
+    assert [m["step"] for m in read_metrics(result.output_dir) if "loss" in m] == [3, 4]
+    ready = next(e for e in events if e["type"] == "data_ready")
+    assert ready["auto"] == ["learning_rate", "num_epochs", "row_length"] and ready["hyperparameters"]["learning_rate"] == 1e-3
+    started = next(e for e in events if e["type"] == "started")
+    assert started["hyperparameters"] == ready["hyperparameters"] == result.summary.hyperparameters
 
 
 @pytest.mark.slow

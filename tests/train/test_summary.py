@@ -13,7 +13,7 @@ from llmft.train.summary import DataSummary, RunSummary
 KEYS = {"status", "steps", "epochs", "first_train_loss", "final_train_loss", "final_eval_loss", "best_eval_loss",
         "best_checkpoint", "stopped_by", "tokens_seen", "train_runtime_s", "tokens_per_second", "processes",
         "wall_time_s", "peak_rss_gb", "final_dir", "tokenizer_sha256", "renderer_version", "data", "config",
-        "llmft_version", "torch_version"}
+        "hyperparameters", "auto", "llmft_version", "torch_version"}
 
 
 def summary(**changes) -> RunSummary:
@@ -33,6 +33,13 @@ def test_written_with_the_keys_it_always_had_and_read_back(tmp_path):
     assert set(on_disk) == KEYS  # no GPU and no NaN: those keys stay out, as before
     assert on_disk["data"]["folder"] == "/cache/p" and on_disk["config"]["training"]["max_steps"] == 6
     assert RunSummary.read(tmp_path) == summary()
+
+
+def test_a_summary_written_before_auto_hyperparameters_reads_back(tmp_path):
+    value = summary().model_dump(exclude={"hyperparameters", "auto"})
+    (tmp_path / "summary.json").write_text(json.dumps(value))
+    read = RunSummary.read(tmp_path)
+    assert read.hyperparameters == {} and read.auto == [] and read.steps == 6
 
 
 def test_a_nan_run_keeps_its_step_and_a_nan_loss(tmp_path):
