@@ -2,6 +2,7 @@
 
     llmft base tiny --out DIR                      # the tiny Qwen2 with the real R1 tokenizer
     llmft base init --config config.json --tokenizer tiny-r1 --out DIR
+    llmft base import FILE.gguf --out DIR          # a llama.cpp / Ollama GGUF as an ordinary HF folder
 """
 
 from pathlib import Path
@@ -25,6 +26,11 @@ def add_parser(commands) -> None:
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(run=_init)
 
+    gguf = base.add_parser("import", help="write a GGUF causal LM (llama.cpp, Ollama) as a folder llmft trains and serves")
+    gguf.add_argument("file", type=Path, help="the .gguf file")
+    gguf.add_argument("--out", type=Path, required=True, help="folder to write (must not hold files yet)")
+    gguf.set_defaults(run=_import)
+
 
 def _tiny(args) -> int:
     from llmft.bases.tiny import build_tiny_model
@@ -37,4 +43,11 @@ def _init(args) -> int:
     from llmft.bases.init import init_model
 
     print(init_model(args.config, tokenizer=args.tokenizer, out=args.out, dtype=args.dtype, seed=args.seed))
+    return exit_codes.OK
+
+
+def _import(args) -> int:
+    from llmft.bases.gguf import import_gguf
+
+    print(import_gguf(args.file, args.out))
     return exit_codes.OK
