@@ -31,8 +31,9 @@ class Settings(BaseSettings):
         "Metrics a version must not be worse on to take a gated alias: NAME:min (lower is better) or NAME:max."))
     promotion_tolerance: float = Field(0.0, ge=0, description="How much worse a gated metric may be, relative (0.01 = 1%).")
     gated_aliases: str = Field("production", description="Comma-separated aliases that only move through the gate.")
-    inference_base_models: str = Field("tiny-r1", description=(
-        "Comma-separated base models the inference endpoints serve by name, besides registered versions."))
+    inference_base_models: str = Field("tiny-r1,smollm2-135m", description=(
+        "Comma-separated base models the inference endpoints serve by name, besides registered versions "
+        "(a built-in one is built by the first request that names it)."))
     inference_max_batch: int = Field(16, ge=1, description="Most generations decoded together per model.")
     inference_max_waiting: int = Field(256, ge=1, description="Most generations queued or running (503 above).")
     inference_cache_mb: int = Field(8192, ge=1, description=(

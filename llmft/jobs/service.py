@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
-from llmft.bases.resolve import ALIASES, TINY, requestable
+from llmft.bases.resolve import ALIASES, BUILT_IN, requestable
 from llmft.config import ConfigError
 from llmft.data.service import dataset_path, get_dataset
 from llmft.db.events import record_event
@@ -25,7 +25,7 @@ from llmft.registry.service import NAME as MODEL_NAME
 from llmft.registry.service import REF, get_version, resolve
 from llmft.train.config import TrainingConfig, build_config
 
-REQUESTABLE = {TINY, *ALIASES}
+REQUESTABLE = {*BUILT_IN, *ALIASES}
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
 
 
