@@ -51,7 +51,9 @@ class JobOut(Schema):
     dataset_id = fields.String(allow_none=True)
     validation_dataset_id = fields.String(allow_none=True)
     method = fields.String()
-    hyperparameters = fields.Dict()
+    hyperparameters = fields.Dict(metadata={
+        "description": "as sent; \"auto\" (the default of num_epochs, batch_size, learning_rate) until the trainer "
+                       "has chosen it from the data, then the number it chose"})
     suffix = fields.String(allow_none=True)
     seed = fields.Integer()
     metadata = fields.Dict(attribute="metadata_")

@@ -30,6 +30,7 @@ from llmft.db.session import session_scope
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
 from llmft.evaluate.run import evaluate, evaluate_file
 from llmft.jobs.progress import Pace, advance
+from llmft.jobs.service import resolved_hyperparameters
 from llmft.monitor.alerts import notifier, raise_alert, rules_for
 from llmft.monitor.watch import TrainingWatch
 from llmft.registry.export import merge_adapter
@@ -141,6 +142,8 @@ def _hooks(url: str, job_id: str, token: int):
             return
         with _fenced(url, job_id, token) as (session, job):
             job.progress, pace[0] = advance(job.progress, event, pace[0], at=time.time())
+            if event["type"] == "data_ready":  # the trainer chose the "auto" hyperparameters: the job shows them
+                job.hyperparameters = resolved_hyperparameters(job.hyperparameters, event["hyperparameters"])
             data = {k: v for k, v in event.items() if k not in ("type", "summary")}
             record_event(session, job, event["type"], _message(event), data,
                          level="error" if event["type"] == "nan_loss" else "info")

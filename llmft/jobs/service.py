@@ -27,6 +27,7 @@ from llmft.train.config import TrainingConfig, build_config
 
 REQUESTABLE = {*BUILT_IN, *ALIASES}
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
+SHOWN_AUTO = ("num_epochs", "batch_size", "learning_rate")  # "auto" on a new job until its trainer chooses them
 
 
 def create_job(session: Session, *, principal: Principal, uploads_dir: Path, runs_dir: Path, base_model: str,
@@ -75,7 +76,7 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         raise Invalid(str(error), details={"param": "hyperparameters"}, code="invalid_hyperparameters") from None
     job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", base_model=base_model,
               dataset_id=dataset.id, validation_dataset_id=validation_dataset_id, method=method,
-              hyperparameters=dict(hyperparameters or {}), suffix=suffix, seed=seed, metadata_=dict(metadata or {}),
+              hyperparameters=_shown(hyperparameters or {}), suffix=suffix, seed=seed, metadata_=dict(metadata or {}),
               config=config.model_dump(), idempotency_key=idempotency_key, max_attempts=max_attempts,
               processes=processes)
     session.add(job)
@@ -102,6 +103,19 @@ def _training(hyperparameters: dict) -> dict:
                           details={"param": f"hyperparameters.{key}"}, code="invalid_hyperparameters")
         training[name] = value
     return training
+
+
+def _shown(hyperparameters: dict) -> dict:
+    """The job's hyperparameters as the caller spelt them, with "auto" for each of SHOWN_AUTO not given."""
+    given = {HYPERPARAMETER_ALIASES.get(key, key) for key in hyperparameters}
+    return {**{name: "auto" for name in SHOWN_AUTO if name not in given}, **hyperparameters}
+
+
+def resolved_hyperparameters(shown: dict, chosen: dict) -> dict:
+    """The job's hyperparameters once its trainer chose the "auto" ones: each "auto" becomes the number
+    `chosen` (train/auto.hyperparameters) holds for it, as OpenAI's jobs show them after they start."""
+    return {key: chosen.get(HYPERPARAMETER_ALIASES.get(key, key), value) if value == "auto" else value
+            for key, value in shown.items()}
 
 
 def _processes(resources: dict) -> int:

@@ -45,10 +45,12 @@ def wait_for(server, key, job_id, statuses, timeout=240):
 @pytest.mark.slow
 def test_a_job_runs_to_succeeded_with_events(server, keys, dataset_id):
     body = {"base_model": "tiny-r1", "dataset_id": dataset_id,
-            "hyperparameters": {"num_epochs": 1, "max_steps": 3, "batch_size": 1, "logging_steps": 1}}
+            "hyperparameters": {"n_epochs": "auto", "max_steps": 3, "batch_size": 1}}  # logging_steps auto: 1
     response = requests.post(f"{server}/api/v1/jobs", json=body, headers=auth(keys["alice"], **{"Idempotency-Key": "k1"}),
                              timeout=30)
     assert response.status_code == 201, response.text
+    assert response.json()["hyperparameters"] == {"learning_rate": "auto", "n_epochs": "auto", "max_steps": 3,
+                                                  "batch_size": 1}  # "auto" until the trainer has chosen
     job_id = response.json()["id"]
     again = requests.post(f"{server}/api/v1/jobs", json=body, headers=auth(keys["alice"], **{"Idempotency-Key": "k1"}),
                           timeout=30)
@@ -56,6 +58,8 @@ def test_a_job_runs_to_succeeded_with_events(server, keys, dataset_id):
     job = wait_for(server, keys["alice"], job_id, {"succeeded", "failed"})
     assert job["status"] == "succeeded", job
     assert job["progress"]["step"] == 3 and job["attempts"] == 1
+    assert job["hyperparameters"]["learning_rate"] == 1e-3 and job["hyperparameters"]["batch_size"] == 1
+    assert isinstance(job["hyperparameters"]["n_epochs"], float) and job["hyperparameters"]["max_steps"] == 3
     events = requests.get(f"{server}/api/v1/jobs/{job_id}/events", headers=auth(keys["alice"]), timeout=10).json()
     types = [e["type"] for e in events["data"]]
     assert types[:3] == ["validating", "queued", "running"] and types[-1] == "succeeded"
@@ -133,7 +137,8 @@ def test_max_grad_norm_null_means_no_clipping_and_is_accepted(server, keys, data
         "dataset_id": dataset_id, "hyperparameters": {"max_grad_norm": None, "max_steps": 2}})
     assert response.status_code == 201, response.text
     job = response.json()
-    assert job["hyperparameters"] == {"max_grad_norm": None, "max_steps": 2} and job["status"] == "queued"
+    assert job["hyperparameters"] == {"num_epochs": "auto", "batch_size": "auto", "learning_rate": "auto",
+                                      "max_grad_norm": None, "max_steps": 2} and job["status"] == "queued"
     requests.post(f"{server}/api/v1/jobs/{job['id']}/cancel", headers=auth(keys["alice"]), timeout=10)
     assert wait_for(server, keys["alice"], job["id"], {"cancelled", "succeeded", "failed"})["status"] != "failed"
 

@@ -10,7 +10,7 @@ from llmft.data.service import dataset_path, upload_dataset
 from llmft.db.session import session_scope
 from llmft.db.tables import JOB_STATUSES, Dataset, Job
 from llmft.errors import Conflict, Invalid
-from llmft.jobs.service import cancel_job, create_job, list_events
+from llmft.jobs.service import cancel_job, create_job, list_events, resolved_hyperparameters
 from llmft.train.config import TrainConfig
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
@@ -58,9 +58,23 @@ def test_paths_with_a_hash_are_kept_whole(tenant):
 
 def test_max_grad_norm_null_is_no_clipping(tenant):
     job = new_job(tenant, hyperparameters={"max_grad_norm": None, "max_steps": 2})
-    assert job.hyperparameters == {"max_grad_norm": None, "max_steps": 2}
+    assert job.hyperparameters == {"num_epochs": "auto", "batch_size": "auto", "learning_rate": "auto",
+                                   "max_grad_norm": None, "max_steps": 2}
     assert job.config["training"]["max_grad_norm"] is None and job.config["training"]["max_steps"] == 2
     assert TrainConfig.model_validate(job.config).training.max_grad_norm is None  # as the trainer child reads it
+
+
+def test_auto_hyperparameters_are_accepted_shown_and_then_resolved(tenant):
+    job = new_job(tenant, hyperparameters={"n_epochs": "auto", "lr": 5e-4, "logging_steps": "auto"})
+    training = TrainConfig.model_validate(job.config).training
+    assert (training.num_epochs, training.batch_size, training.learning_rate, training.logging_steps) \
+        == ("auto", "auto", 5e-4, "auto")
+    # as sent, in the caller's spelling (n_epochs, as OpenAI's clients send it), with "auto" for the unsent
+    assert job.hyperparameters == {"batch_size": "auto", "n_epochs": "auto", "lr": 5e-4, "logging_steps": "auto"}
+    chosen = {"num_epochs": 4.0, "batch_size": 1, "learning_rate": 5e-4, "logging_steps": 1, "row_length": 256,
+              "max_steps": None}
+    assert resolved_hyperparameters(job.hyperparameters, chosen) == \
+        {"batch_size": 1, "n_epochs": 4.0, "lr": 5e-4, "logging_steps": 1}
 
 
 def test_hyperparameters_take_aliases_and_keep_their_types(tenant):
