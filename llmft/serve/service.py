@@ -24,13 +24,15 @@ from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
 from llmft.bases.r1_tokenizer import THINK_OPEN
+from llmft.bases.resolve import ModelNotFoundError
+from llmft.config import ConfigError
 from llmft.data.normalize import Message
 from llmft.data.render import generation_prompt
 from llmft.db.tables import ModelAlias, ModelVersion, RegisteredModel
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
-from llmft.serve.backend import Generation, InferenceBackend, Target
+from llmft.serve.backend import Generation, InferenceBackend, ModelUnavailable, Target
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import tokenizer_for
 from llmft.settings import Settings
@@ -59,7 +61,10 @@ def generate(session: Session, *, principal: Principal, settings: Settings, engi
     for the raw `text` prompt (no template, no reasoning split); `n` choices each. The model is resolved and
     every prompt checked against the limits (a 400 naming `param`) before anything is queued."""
     target = target_for(session, principal=principal, model=model, settings=settings)
-    tokenizer = tokenizer_for(target.base_model)
+    try:
+        tokenizer = tokenizer_for(target.base_model)
+    except (ModelNotFoundError, ConfigError) as error:  # a built-in base that cannot be built here (offline)
+        raise ModelUnavailable(str(error), details={"model": model}) from None
     if text is not None:
         prompts = [(text_prompt(tokenizer, text), False)]
     else:

@@ -7,11 +7,11 @@ export const FINAL = ["succeeded", "failed", "cancelled"];
 
 // Hyperparameters sent only when filled in: an empty box keeps the server's default.
 const KNOBS = [
-  ["num_epochs", "number", { min: 0, step: "any", placeholder: "3" }],
+  ["num_epochs", "number", { min: 0, step: "any", placeholder: "auto" }],
   ["max_steps", "number", { min: 1, step: 1, placeholder: "—" }],
-  ["learning_rate", "number", { min: 0, step: "any", placeholder: "2e-4" }],
-  ["batch_size", "number", { min: 1, step: 1, placeholder: "8" }],
-  ["logging_steps", "number", { min: 1, step: 1, placeholder: "10" }],
+  ["learning_rate", "number", { min: 0, step: "any", placeholder: "auto" }],
+  ["batch_size", "number", { min: 1, step: 1, placeholder: "auto" }],
+  ["logging_steps", "number", { min: 1, step: 1, placeholder: "auto" }],
 ];
 
 export function jobsView(root, query) {
