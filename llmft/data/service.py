@@ -19,11 +19,11 @@ from llmft.bases.resolve import load_tokenizer
 from llmft.data.config import DataConfig
 from llmft.data.preview import runs
 from llmft.data.report import build_report
-from llmft.data.store import sha256_file
 from llmft.data.validate import check_file
 from llmft.db.pages import newest_first
 from llmft.db.tables import Dataset, is_id, new_id
 from llmft.errors import Invalid, NotFound
+from llmft.files import sha256_file
 
 EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 

@@ -7,10 +7,11 @@ Only safetensors weights are stored; a pickle checkpoint (`.bin`, `.pt`) is refu
 `training_args.bin` is left out: it is bookkeeping, not part of the model).
 """
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
+
+from llmft.files import sha256_file
 
 REFUSED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 LEFT_OUT = {"training_args.bin"}  # Trainer's pickled arguments: bookkeeping, not the model; never shipped
@@ -41,7 +42,7 @@ def store(source: Path, target: Path) -> dict:
         copy = staging / relative
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, copy)
-        recorded[relative] = {"sha256": sha256(copy), "bytes": copy.stat().st_size}
+        recorded[relative] = {"sha256": sha256_file(copy), "bytes": copy.stat().st_size}
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         shutil.rmtree(target)
@@ -53,7 +54,7 @@ def add_file(folder: Path, files: dict, name: str, text: str) -> dict:
     """Write a generated file (the model card, the evaluation report) and record its hash."""
     path = Path(folder) / name
     path.write_text(text, encoding="utf-8")
-    return {**files, name: {"sha256": sha256(path), "bytes": path.stat().st_size}}
+    return {**files, name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}}
 
 
 def verify(folder: Path, files: dict) -> None:
@@ -63,17 +64,9 @@ def verify(folder: Path, files: dict) -> None:
         path = folder / relative
         if not path.is_file():
             raise IntegrityError(f"{relative}: missing from {folder.name}")
-        if path.stat().st_size != meta["bytes"] or sha256(path) != meta["sha256"]:
+        if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
             raise IntegrityError(f"{relative}: its sha256 no longer matches the registered one; refusing to load it")
     extra = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     unknown = sorted(set(extra) - set(files))
     if unknown:
         raise IntegrityError(f"{unknown[0]}: not part of the registered version; refusing to load it")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

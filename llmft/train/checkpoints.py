@@ -10,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from llmft.files import fsync_dir, fsync_file
+
 MARKER = "COMMITTED"
 PREFIX = "checkpoint-"
 
@@ -30,10 +32,10 @@ def publish(staged: Path, output_dir: Path, *, info: dict) -> Path:
     if target.exists():  # a checkpoint of this step from an earlier, interrupted attempt
         shutil.rmtree(target)
     os.replace(staged, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     marker = target / MARKER
     marker.write_text(json.dumps(info, sort_keys=True) + "\n")
-    _fsync_file(marker)
+    fsync_file(marker)
     return target
 
 
@@ -73,18 +75,5 @@ def clear_staging(output_dir: Path) -> None:
 def _fsync_tree(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file():
-            _fsync_file(path)
-    _fsync_dir(folder)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+            fsync_file(path)
+    fsync_dir(folder)
