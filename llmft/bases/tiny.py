@@ -18,6 +18,7 @@ from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 from transformers.utils import logging as hf_logging
 
 from llmft.bases.r1_tokenizer import build_r1_tokenizer
+from llmft.files import fsync_file
 
 TINY_SHAPE = dict(
     hidden_size=64,
@@ -61,8 +62,7 @@ def build_tiny_model(out: Path, *, seed: int = 0) -> Path:
         build_r1_tokenizer().save_pretrained(staging)
         (staging / "llmft_tiny.json").write_text(json.dumps({"seed": seed, **TINY_SHAPE}, indent=1) + "\n")
         for path in staging.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_file(path)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
