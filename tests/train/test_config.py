@@ -34,12 +34,17 @@ def test_original_readme_example_loads_and_means_what_it_says(tmp_path):
     assert config.output.output_dir == "./output"
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "train_config.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo_r1.yaml", "train_config.yaml"])
 def test_shipped_configs_load(name):
     config = load_config(ROOT / "config" / name)
     assert config.data.train_file and Path(ROOT / config.data.train_file).is_file()
-    t = config.training  # their explicit values stay: "auto" is only what a config leaves out
-    assert "auto" not in (t.num_epochs, t.batch_size, t.learning_rate, t.logging_steps)
+    assert config.data.validation_file is None or Path(ROOT / config.data.validation_file).is_file()
+    t = config.training
+    chosen = (t.num_epochs, t.batch_size, t.learning_rate, t.logging_steps)
+    if name == "demo.yaml":  # the real-model demo shows the defaults: every hyperparameter chosen from the data
+        assert chosen == ("auto",) * 4 and config.model.base_model == "smollm2-135m"
+    else:  # their explicit values stay: "auto" is only what a config leaves out
+        assert "auto" not in chosen
 
 
 def test_auto_is_the_default_and_a_value_in_yaml_set_and_job_dicts(tmp_path):

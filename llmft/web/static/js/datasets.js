@@ -11,7 +11,7 @@ export function datasetsView(root) {
     h("div", { class: "row" },
       field(t("file"), h("input", { type: "file", name: "file", required: true,
         accept: ".jsonl,.json,.csv,.tsv,.parquet" }), t("file_hint")),
-      field(t("tokenizer_model"), h("input", { name: "model", value: "tiny-r1", required: true })),
+      field(t("tokenizer_model"), h("input", { name: "model", value: "smollm2-135m", required: true })),
       field(t("max_length"), h("input", { name: "max_length", type: "number", value: 4096, min: 16 }))),
     h("button", { type: "submit" }, t("upload")), status);
   const list = h("section", { class: "card", id: "dataset-list" }, t("loading"));

@@ -21,7 +21,7 @@ export function jobsView(root, query) {
   const form = h("form", { class: "card", id: "job-form", onsubmit: create },
     h("h2", {}, t("new_job")),
     h("div", { class: "row" },
-      field(t("base_model"), h("input", { name: "base_model", value: "tiny-r1", required: true })),
+      field(t("base_model"), h("input", { name: "base_model", value: "smollm2-135m", required: true })),
       field(t("dataset"), datasets),
       field(t("method"), h("select", { name: "method" },
         ["lora", "full"].map((m) => h("option", { value: m }, t(`method_${m}`))))),

@@ -6,7 +6,7 @@ import { t } from "./i18n.js";
 
 export function playgroundView(root, chosen) {
   const model = h("input", { name: "model", id: "chat-model", list: "served-models", required: true,
-    value: chosen || "tiny-r1" });
+    value: chosen || "smollm2-135m" });
   const served = h("datalist", { id: "served-models" });
   const system = h("textarea", { name: "system", rows: 2, placeholder: t("system_hint") });
   const maxTokens = h("input", { name: "max_tokens", type: "number", min: 1, placeholder: t("server_default") });
