@@ -1,13 +1,18 @@
 """Plain metric functions for fine-tuned reasoning models (DeepSeek-R1 style generations).
 
-    from llmft.evaluate.metrics import reasoning_stats, score_answers
-    score_answers(["<think>\\n2+2 is 4\\n</think>\\n\\n4"], ["4"])  # bleu, rouge_l, exact_match (1.0), count
+    from llmft.evaluate.metrics import facts, reasoning_stats, score_answers
+    score_answers(["<think>\\n2+2 is 4\\n</think>\\n\\n4"], ["4"])  # bleu, rouge_l, exact_match, fact_hit (1.0), count
+    facts("Call 0800 555 0134 before 8:00.")  # ["08005550134", "8:00"]
     reasoning_stats(generations, finished)  # shares ending with EOS, closing </think>, empty reasoning; mean lengths
 
 A generation reads `<think>\\n...reasoning...\\n</think>\\n\\nanswer`, possibly followed by EOS.
 Answers are scored with the reasoning removed, on both sides. Chinese (and other CJK) text is
 scored per character: sacrebleu's "zh" tokenizer for BLEU, and a character tokenizer for
 ROUGE-L, because rouge_score's default tokenizer deletes every CJK character and scores 0.
+
+`fact_hit` asks whether the answer carries the reference's facts, where BLEU and ROUGE-L reward
+wording: numbers (prices, weights, times, dates, percentages, phone numbers), codes, emails and
+URLs, quoted strings, and capitalized names that do not open a sentence (see `facts`).
 """
 
 import math
@@ -100,6 +105,55 @@ def exact_match(hypotheses: list[str], references: list[str]) -> float:
     return sum(_normalize(h) == _normalize(r) for h, r in zip(hypotheses, references)) / len(hypotheses)
 
 
+def facts(text: str) -> list[str]:
+    """The facts of a reference answer that a right answer should repeat, each once, in compared form
+    (NFKC, lowercase, single spaces; numbers without thousands separators; phone numbers without spaces
+    or dashes). In order of precedence, each claiming its characters:
+
+    - quoted strings ("...", “...”, 「...」, 『...』): the text inside;
+    - codes, emails and URLs: tokens with inner punctuation that hold an @, a digit, a capital or a domain
+      (`SHIP-2024`, `help@cobalt.example`, `cobalt.example/track`; not `cut-off`);
+    - numbers: dates (`2024-05-01`, `1/5/2024`), times (`8:00`), phone numbers of 7 digits or more
+      (`0800 555 0134` -> `08005550134`), percentages (`15%`), plain numbers (`$4.90` -> `4.90`,
+      `30 kg` -> `30`, `2,300` -> `2300`);
+    - English: capitalized words that do not open a sentence (a word with a digit, or in capitals,
+      counts anywhere), less the stopwords; CJK text is not segmented: runs of Latin letters and digits.
+    """
+    text = unicodedata.normalize("NFKC", text).replace("\u2019", "'")
+    cjk, found = is_cjk(text), []
+    text = _cut(text, _QUOTED, lambda m: [next(g for g in m.groups() if g is not None)], found)
+    text = _cut(text, _CODE, lambda m: [m.group()] if _is_code(m.group()) else None, found)
+    text = _LIST_MARKER.sub(lambda m: " " * len(m.group()), text)  # "1. Open Settings": the 1 is no fact
+    text = _cut(text, _NUMBER, _number_forms, found)
+    if cjk:
+        text = _cut(text, _LATIN, lambda m: [m.group()], found)
+    else:
+        text = _cut(text, _NAME, lambda m: None if _opens_sentence(text, m) else [m.group().removesuffix("'s")],
+                    found)
+    out: list[str] = []
+    for fact in map(_canonical, found):
+        if fact and fact not in STOPWORDS and fact not in out:
+            out.append(fact)
+    return out
+
+
+def fact_share(hypothesis: str, reference: str) -> float | None:
+    """Share (0-1) of the reference's facts found in the hypothesis (as whole tokens, case-insensitive), with the
+    reasoning removed from both sides; None when the reference has no facts."""
+    expected = facts(split_reasoning(reference)[1])
+    if not expected:
+        return None
+    answer = _canonical(split_reasoning(hypothesis)[1])
+    return sum(_mentions(answer, fact) for fact in expected) / len(expected)
+
+
+def fact_hit(hypotheses: list[str], references: list[str]) -> float:
+    """Mean `fact_share` (0-1) over the pairs whose reference has at least one fact; 0.0 when none has."""
+    _check_lengths(hypotheses, references)
+    shares = [share for share in map(fact_share, hypotheses, references) if share is not None]
+    return _share(sum(shares), len(shares))
+
+
 def reasoning_stats(generations: list[str], finished: list[bool]) -> dict:
     """How the generations behave as reasoning output; `finished[i]`: generation i ended with EOS within budget."""
     _check_lengths(generations, finished, "generations", "finished")
@@ -116,12 +170,13 @@ def reasoning_stats(generations: list[str], finished: list[bool]) -> dict:
 
 
 def score_answers(generations: list[str], references: list[str]) -> dict:
-    """BLEU, ROUGE-L and exact match of the answers, with the reasoning removed from both sides."""
+    """BLEU, ROUGE-L, exact match and fact hit of the answers, with the reasoning removed from both sides."""
     _check_lengths(generations, references, "generations", "references")
     answers = [split_reasoning(text)[1] for text in generations]
     expected = [split_reasoning(text)[1] for text in references]
     return {"bleu": bleu(answers, expected), "rouge_l": rouge_l(answers, expected),
-            "exact_match": exact_match(answers, expected), "count": len(answers)}
+            "exact_match": exact_match(answers, expected), "fact_hit": fact_hit(answers, expected),
+            "count": len(answers)}
 
 
 def perplexity(mean_loss: float) -> float:
@@ -130,6 +185,79 @@ def perplexity(mean_loss: float) -> float:
         return math.exp(mean_loss)
     except OverflowError:
         return float("inf")
+
+
+# Facts (see `facts`), cut from the text in this order: quoted strings, codes, numbers, then names or Latin runs.
+_QUOTED = re.compile('"([^"\\n]{1,80})"|\u201c([^\u201d\\n]{1,80})\u201d'
+                     '|\u300c([^\u300d\\n]{1,80})\u300d|\u300e([^\u300f\\n]{1,80})\u300f')
+_CODE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]+(?:[@._/:+#?=&~-]+[A-Za-z0-9]+)+")
+_DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?:[/?#].*)?", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![A-Za-z0-9])(?:(?P<date>\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4})"
+                     r"|(?P<time>\d{1,2}:\d{2}(?::\d{2})?)|(?P<phone>\+?\d{2,}(?:[ -]\d{2,})+)"
+                     r"|(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d+)?(?: ?%)?|\d+(?:\.\d+)?(?: ?%)?))")
+_LIST_MARKER = re.compile(r"^(\s*)\d+[.)](?=\s)", re.MULTILINE)
+_NAME = re.compile(r"(?<![A-Za-z0-9])[A-Z][A-Za-z0-9]*(?:'[a-z]+)?")
+_LATIN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*")
+_LINE_START = re.compile("\\s*(?:[-*\u2022>#]+|\\d+[.)])?[\\s\"'\u201c(\\[*_]*")  # indent, list marker, quote
+_AFTER_STOP = re.compile("[.!?:;\u3002\uff01\uff1f][\\s\"'\u201c\u201d)\\]*_]*$")
+_WORD_CHAR = "0-9a-z\u00df-\u024f"  # digits and (lowercased) Latin letters, accented ones too
+PHONE_DIGITS = 7
+STOPWORDS = frozenset("""
+    i i'm i'll i've i'd me my we our us you your yours he she it its they them their this that these those
+    a an the and or but so if then also not no yes to of in on at by for from with as is are was be can will
+    do does please hi hello dear thanks thank ok okay note step here there when what how why where which who
+""".split())
+
+
+def _cut(text: str, pattern: re.Pattern, keep, found: list[str]) -> str:
+    """Append `keep(match)`'s facts for each match to `found`, and blank the matches it keeps out of the text."""
+    def cut(match: re.Match) -> str:
+        kept = keep(match)
+        if not kept:
+            return match.group()
+        found.extend(kept)
+        return "\0" * len(match.group())
+    return pattern.sub(cut, text)
+
+
+def _is_code(token: str) -> bool:
+    has_letter = any(c.isalpha() for c in token)
+    return has_letter and ("@" in token or any(c.isdigit() or c.isupper() for c in token)
+                           or _DOMAIN.fullmatch(token) is not None)
+
+
+def _number_forms(match: re.Match) -> list[str]:
+    """A matched number as compared; digit groups split by spaces or dashes are one phone number from 7 digits
+    on, else separate numbers; dates and times as written."""
+    token = match.group()
+    if match.lastgroup == "phone":
+        if sum(c.isdigit() for c in token) >= PHONE_DIGITS:
+            return [re.sub(r"[ -]", "", token)]
+        return re.split(r"[ -]", token)
+    if match.lastgroup == "number":
+        return [token.replace(",", "").replace(" ", "")]
+    return [token]
+
+
+def _opens_sentence(text: str, match: re.Match) -> bool:
+    """True for a word at the start of a line (after a list marker) or after .!?:; -- unless it holds a digit
+    or is in capitals (SMS, QR, CB482), which are facts anywhere."""
+    word = match.group()
+    if any(c.isdigit() for c in word) or (len(word) > 1 and word.isupper()):
+        return False
+    line = text[text.rfind("\n", 0, match.start()) + 1:match.start()]
+    return _LINE_START.fullmatch(line) is not None or _AFTER_STOP.search(line) is not None
+
+
+def _canonical(text: str) -> str:
+    """NFKC, lowercase, single spaces, and every number in its compared form (see `_number_forms`)."""
+    text = " ".join(unicodedata.normalize("NFKC", text).replace("\u2019", "'").lower().split())
+    return _NUMBER.sub(lambda m: (forms[0] if len(forms := _number_forms(m)) == 1 else m.group()), text)
+
+
+def _mentions(text: str, fact: str) -> bool:
+    """`fact` occurs in `text` as a whole token: no letter or digit touches it, nor a decimal part (30 is not in 30.5)."""
+    return re.search(rf"(?<![{_WORD_CHAR}])(?<!\d\.){re.escape(fact)}(?![{_WORD_CHAR}])(?!\.\d)", text) is not None
 
 
 def _normalize(text: str) -> str:

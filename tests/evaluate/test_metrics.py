@@ -1,5 +1,6 @@
 """Metrics: BLEU and ROUGE-L match the reference libraries (and score Chinese per character),
-exact-match normalization, splitting the reasoning block, reasoning stats and answer scoring."""
+exact-match normalization, the facts of an answer and the fact hit, splitting the reasoning block,
+reasoning stats and answer scoring."""
 
 import math
 
@@ -11,6 +12,9 @@ from llmft.evaluate.metrics import (
     CJKTokenizer,
     bleu,
     exact_match,
+    fact_hit,
+    fact_share,
+    facts,
     is_cjk,
     perplexity,
     reasoning_stats,
@@ -94,6 +98,44 @@ def test_exact_match_share():
 
 
 @pytest.mark.parametrize("text, expected", [
+    ("It costs $4.90 for up to 30 kg.", ["4.90", "30"]),
+    ("Call 0800 555 0134 or 0800-555-0135 before 8:00.", ["08005550134", "08005550135", "8:00"]),
+    ("Save 15 % until 2024-05-01 on 2,300 items, 10-20 at a time.", ["15%", "2024-05-01", "2300", "10", "20"]),
+    ("Email help@cobalt.example with SHIP-2024 or see cobalt.example/track; not a cut-off.",
+     ["help@cobalt.example", "ship-2024", "cobalt.example/track"]),
+    ('Tap "Forgot password" in the Cobalt app. The Blue Locker opens.', ["forgot password", "cobalt", "blue", "locker"]),
+    ("I think You should ask. Yes, the SMS works with CB4821930576.", ["sms", "cb4821930576"]),
+    ("1. Open Settings\n2. Tap Save\n- Cobalt's Plus", ["settings", "save", "plus"]),
+    ("按T+1规则，10月8日9:00后可转出，ETF另计，请拨打0800 555 0134。", ["t+1", "10", "8", "9:00", "08005550134", "etf"]),
+    ("点击「忘记密码」即可。", ["忘记密码"]),
+    ("the answer is yes.", []),
+    ("", []),
+])
+def test_facts(text, expected):
+    assert facts(text) == expected
+
+
+def test_fact_share_ignores_case_and_number_format_but_not_other_numbers():
+    reference = "Call 0800 555 0134 before 8:00. A Small parcel costs $4.90."  # 08005550134, 8:00, 4.90, small
+    assert fact_share("call 0800-555-0134 by 8:00; SMALL parcels are 4.90 dollars", reference) == 1.0
+    # 4.9 is not written 4.90, 18:00 is not 8:00: the phone number and "small" remain
+    assert fact_share("Small ones cost 4.9; call 08005550134 at 18:00", reference) == 0.5
+    assert fact_share("Drop it at one of our 2300 cobalt points", "Drop it at one of our 2,300 Cobalt Points.") == 1.0
+    assert fact_share("the limit is 30.5 kg, or 300", "The limit is 30 kg.") == 0.0
+    assert fact_share("请在10月8日9:00后拨打0800-555-0134", "按T+1规则，10月8日9:00后可转出，请拨打0800 555 0134。") == 0.8
+    assert fact_share("anything", "Hello!") is None
+
+
+def test_fact_hit_averages_over_references_with_facts_with_the_reasoning_removed():
+    generations = ["<think>\nmaybe 30 kg\n</think>\n\nUp to 20 kg.", "<think>\n20\n</think>\n\nThe limit: 30 kg.",
+                   "Hello there."]
+    references = ["Up to 30 kg.", "<think>\nweights\n</think>\n\nThe limit is 30 kg.", "Hello!"]
+    assert fact_hit(generations, references) == 0.5  # 0 (the 30 is in the reasoning) and 1; "Hello!" has no facts
+    assert fact_hit(["hi"], ["hello"]) == 0.0
+    assert fact_hit([], []) == 0.0
+
+
+@pytest.mark.parametrize("text, expected", [
     ("<think>\nadd them\n</think>\n\n4", ("add them", "4", True)),
     ("add them\n</think>\n\n4", ("add them", "4", True)),  # the prompt opened the block
     ("\n\n<think>\n\nstep 1\nstep 2\n\n</think>\n\nThe answer is 4.", ("step 1\nstep 2", "The answer is 4.", True)),
@@ -130,6 +172,7 @@ def test_score_answers_strips_reasoning_from_both_sides():
     assert scores["exact_match"] == 1.0
     assert scores["bleu"] == pytest.approx(100.0)
     assert scores["rouge_l"] == pytest.approx(1.0)
+    assert scores["fact_hit"] == 1.0  # the fact "4"; the reasoning's 2+2 is not asked for
     assert scores["count"] == 1
 
 
@@ -144,6 +187,8 @@ def test_length_mismatch_raises():
         score_answers(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="1 hypotheses but 2 references"):
         bleu(["a"], ["a", "b"])
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        fact_hit(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="1 generations but 0 finished"):
         reasoning_stats(["a"], [])
 
