@@ -23,7 +23,7 @@ from llmft.db.tables import FINAL_STATUSES, Job, JobEvent, Worker, is_id, new_id
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry.service import NAME as MODEL_NAME
 from llmft.registry.service import REF, get_version, resolve
-from llmft.train.config import TrainingConfig, build_config
+from llmft.train.config import TrainConfig, TrainingConfig, build_config
 
 REQUESTABLE = {*BUILT_IN, *ALIASES}
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
@@ -67,13 +67,9 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
                           details={"param": "validation_dataset_id"}) from None
         data["validation_file"] = str(dataset_path(validation, uploads_dir))
     job_id = new_id("job")
-    values = {"model": {"base_model": base_model}, "data": data, "method": {"type": method},
-              "training": {**_training(hyperparameters or {}), "seed": seed},
-              "output": {"output_dir": str(runs_dir / job_id)}}
-    try:
-        config = build_config(values, where="the job")
-    except ConfigError as error:
-        raise Invalid(str(error), details={"param": "hyperparameters"}, code="invalid_hyperparameters") from None
+    config = training_config(base_model=base_model, train_file=data["train_file"],
+                             validation_file=data.get("validation_file"), method=method,
+                             hyperparameters=hyperparameters or {}, seed=seed, output_dir=runs_dir / job_id)
     job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", base_model=base_model,
               dataset_id=dataset.id, validation_dataset_id=validation_dataset_id, method=method,
               hyperparameters=_shown(hyperparameters or {}), suffix=suffix, seed=seed, metadata_=dict(metadata or {}),
@@ -88,6 +84,21 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         record_event(session, job, "warning", f"no live worker has {processes} slots: the job waits until one "
                      f"starts (llmft worker --slots {processes})", {"processes": processes}, level="warning")
     return job, True
+
+
+def training_config(*, base_model: str, train_file: str | Path, validation_file: str | Path | None, method: str,
+                    hyperparameters: dict, seed: int, output_dir: str | Path) -> TrainConfig:
+    """The config a fine-tuning job trains with: what the request names, everything else the defaults
+    (the training values left out are "auto"). Invalid (422) naming the hyperparameter that is wrong."""
+    data = {"train_file": str(train_file)}
+    if validation_file:
+        data["validation_file"] = str(validation_file)
+    values = {"model": {"base_model": base_model}, "data": data, "method": {"type": method},
+              "training": {**_training(hyperparameters), "seed": seed}, "output": {"output_dir": str(output_dir)}}
+    try:
+        return build_config(values, where="the job")
+    except ConfigError as error:
+        raise Invalid(str(error), details={"param": "hyperparameters"}, code="invalid_hyperparameters") from None
 
 
 def _training(hyperparameters: dict) -> dict:
