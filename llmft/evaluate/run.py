@@ -4,10 +4,14 @@
                       tokens=Path(".../validation.tokens.safetensors"))
 
 Perplexity over the trained tokens (the same labels training used); then greedy generations
-for up to `max_samples` conversations, scored on the answer with the reasoning removed (BLEU,
-ROUGE-L, exact match) and checked as reasoning output (ends with EOS within the budget, closes
-`</think>`, empty reasoning, lengths). A LoRA candidate shares the base weights in memory: the
-base side runs with the adapter disabled.
+for up to `max_samples` conversations (200), scored on the answer with the reasoning removed (BLEU,
+ROUGE-L, exact match, fact hit) and checked as reasoning output (ends with EOS within the budget,
+closes `</think>`, empty reasoning, lengths). The budget, `max_new_tokens="auto"`, is 1.5 times the
+longest reference turn generated for (reasoning and EOS included, in the evaluated tokenizer's
+tokens), at least 16 and at most MAX_NEW_TOKENS_CAP. Prompts are batched shortest first.
+`report["samples"]` holds every generated example: question, reference and each side's answer
+with its scores, each text cut to ANSWER_CHARS (the report is stored in the database). A LoRA
+candidate shares the base weights in memory: the base side runs with the adapter disabled.
 """
 
 import contextlib
@@ -15,11 +19,12 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmft.bases.r1_tokenizer import THINK_OPEN
+from llmft.bases.r1_tokenizer import THINK_CLOSE, THINK_OPEN
 from llmft.bases.resolve import weights_source
 from llmft.data.config import DataConfig
 from llmft.data.normalize import Message
@@ -27,11 +32,19 @@ from llmft.data.prepare import prepare
 from llmft.data.render import generation_prompt
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
-from llmft.evaluate.metrics import perplexity, reasoning_stats, score_answers
+from llmft.evaluate.metrics import fact_share, perplexity, reasoning_stats, rouge_l, score_answers, split_reasoning
+
+MAX_NEW_TOKENS_CAP = 1024  # the most new tokens "auto" asks for
+MIN_NEW_TOKENS = 16  # the fewest
+AUTO_FACTOR = 1.5  # "auto": this many times the longest reference turn
+ANSWER_CHARS = 2000  # each text kept in report["samples"] is cut to this many characters
 
 
-def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens: Path, max_samples: int = 16,
-             max_new_tokens: int = 128, batch_size: int = 8, max_eval_tokens: int = 200_000) -> dict:
+def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens: Path, max_samples: int = 200,
+             max_new_tokens: int | Literal["auto"] = "auto", batch_size: int = 8,
+             max_eval_tokens: int = 200_000) -> dict:
+    if max_new_tokens != "auto" and not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
+        raise ValueError(f"max_new_tokens: \"auto\" or a positive integer, got {max_new_tokens!r}")
     started = time.time()
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -53,22 +66,25 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
     scored = read_tokens(tokens)
     conversations = _conversations(examples, max_samples)
     prompts = [generation_prompt(tokenizer, messages) for messages, _ in conversations]
-    references = [reference for _, reference in conversations]
-    report = {"examples": len(scored), "generated": len(prompts), "max_new_tokens": max_new_tokens}
+    references = [turn.content for _, turn in conversations]
+    budget = max_new_tokens
+    if max_new_tokens == "auto":
+        budget = auto_max_new_tokens([len(tokenizer(_reference_turn(prompt, turn), add_special_tokens=False)
+                                          ["input_ids"]) + 1 for prompt, (_, turn) in zip(prompts, conversations)])
+    report = {"examples": len(scored), "generated": len(prompts), "max_new_tokens": budget,
+              "max_new_tokens_auto": max_new_tokens == "auto"}
     outputs = {}
     for side, (model, context) in models.items():
         model.eval()
         with context(), torch.inference_mode():
             loss = _mean_loss(model, scored, device, max_eval_tokens)
-            texts, finished = _generate(model, tokenizer, prompts, device, max_new_tokens, batch_size)
-        outputs[side] = texts
+            texts, finished = _generate(model, tokenizer, prompts, device, budget, batch_size)
+        outputs[side] = texts, finished
         stats = reasoning_stats(texts, finished)
         report[side] = {"eval_loss": loss, "perplexity": perplexity(loss),
                         **{k: v for k, v in score_answers(texts, references).items() if k != "count"},
                         **{k: v for k, v in stats.items() if k != "count"}}
-    report["samples"] = [{"prompt": messages[-1].content, "reference": reference,
-                          **{side: outputs[side][i] for side in outputs}}
-                         for i, (messages, reference) in enumerate(conversations[:5])]
+    report["samples"] = _samples(conversations, outputs)
     report["seconds"] = round(time.time() - started, 2)
     return report
 
@@ -92,8 +108,14 @@ def evaluate_file(*, base_model: str, candidate: Path | None, data_file: Path, m
     return report
 
 
-def _conversations(path: Path, limit: int) -> list[tuple[list[Message], str]]:
-    """(the messages before the last assistant turn, that turn's answer) for chat examples."""
+def auto_max_new_tokens(lengths: list[int]) -> int:
+    """AUTO_FACTOR times the longest reference turn (`lengths`: tokens, EOS included), rounded up, then
+    raised to MIN_NEW_TOKENS and capped at MAX_NEW_TOKENS_CAP."""
+    return min(MAX_NEW_TOKENS_CAP, max(MIN_NEW_TOKENS, math.ceil(AUTO_FACTOR * max(lengths, default=0))))
+
+
+def _conversations(path: Path, limit: int) -> list[tuple[list[Message], Message]]:
+    """(the messages before the last assistant turn, that turn) for chat examples."""
     out = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
@@ -101,7 +123,7 @@ def _conversations(path: Path, limit: int) -> list[tuple[list[Message], str]]:
         last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=None)
         if not last:
             continue
-        out.append((messages[:last], messages[last].content))
+        out.append((messages[:last], messages[last]))
         if len(out) == limit:
             break
     return out
@@ -125,21 +147,49 @@ def _mean_loss(model, scored, device: str, max_tokens: int) -> float:
     return total / count if count else math.nan
 
 
+def _reference_turn(prompt: str, turn: Message) -> str:
+    """The reference turn as the model would write it after `prompt`: the reasoning block (its rest, when the
+    prompt opened it; an empty one then too), then the answer. Only its length in tokens is used."""
+    if prompt.endswith(THINK_OPEN + "\n"):
+        return f"{turn.reasoning or ''}\n{THINK_CLOSE}\n\n{turn.content}"
+    if turn.reasoning:
+        return f"{THINK_OPEN}\n{turn.reasoning}\n{THINK_CLOSE}\n\n{turn.content}"
+    return turn.content
+
+
 def _generate(model, tokenizer, prompts: list[str], device: str, max_new_tokens: int, batch_size: int):
-    """Greedy generations (the think block re-opened in front) and whether each ended with EOS in budget."""
-    texts, finished = [], []
+    """Greedy generations (the think block re-opened in front) and whether each ended with EOS in budget, in the
+    order of `prompts`; batched shortest prompt first, so that a batch pads little."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start:start + batch_size]
-        batch = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    lengths = [len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) for prompt in prompts]
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    texts, finished = [""] * len(prompts), [False] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(device)
         output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        for prompt, row in zip(chunk, output[:, batch["input_ids"].shape[1]:].tolist()):
+        for i, row in zip(chunk, output[:, batch["input_ids"].shape[1]:].tolist()):
             ended = tokenizer.eos_token_id in row
             row = row[: row.index(tokenizer.eos_token_id)] if ended else row
             text = tokenizer.decode(row, skip_special_tokens=False)
-            texts.append(THINK_OPEN + "\n" + text if prompt.endswith(THINK_OPEN + "\n") else text)
-            finished.append(ended)
+            texts[i] = THINK_OPEN + "\n" + text if prompts[i].endswith(THINK_OPEN + "\n") else text
+            finished[i] = ended
     return texts, finished
+
+
+def _samples(conversations: list[tuple[list[Message], Message]], outputs: dict) -> list[dict]:
+    """Every generated example: the question, the reference answer and each side's answer (reasoning removed,
+    as scored) with whether it ended with EOS, its ROUGE-L and its fact share (None: no facts to check)."""
+    samples = []
+    for i, (messages, turn) in enumerate(conversations):
+        sample = {"prompt": messages[-1].content[:ANSWER_CHARS], "reference": turn.content[:ANSWER_CHARS]}
+        for side, (texts, finished) in outputs.items():
+            answer = split_reasoning(texts[i])[1]
+            sample[side] = {"answer": answer[:ANSWER_CHARS], "ended_with_eos": finished[i],
+                            "rouge_l": rouge_l([answer], [turn.content]), "fact_hit": fact_share(answer, turn.content)}
+        samples.append(sample)
+    return samples
