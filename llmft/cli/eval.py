@@ -5,9 +5,12 @@
     llmft eval --model tiny-r1 --dataset FILE                  # a base model alone
 
 The split is the one training makes (hash-based, same seed and ratio), so a model is never
-scored on examples it was trained on. The report prints as a table, or as JSON with --json.
+scored on examples it was trained on. Answers are generated for up to --max-samples (200) of its
+conversations, with --max-new-tokens auto (1.5x the longest reference, 16 to 1024) or a number.
+The report prints as a table followed by three examples, or as JSON with --json (every example).
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -37,6 +40,7 @@ def run(args) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(table(report))
+        print(examples(report))
     return exit_codes.OK
 
 
@@ -44,14 +48,35 @@ def table(report: dict) -> str:
     sides = [side for side in ("base", "candidate") if side in report]
     keys = list(report[sides[0]])
     lines = [f"{report['examples']} validation examples of {report['dataset']} ({report['generated']} generated, "
-             f"at most {report['max_new_tokens']} new tokens), {report['seconds']} s",
+             f"at most {report['max_new_tokens']} new tokens{' (auto)' if report['max_new_tokens_auto'] else ''}), "
+             f"{report['seconds']} s",
              f"{'metric':24}" + "".join(f"{side:>14}" for side in sides)]
     for key in keys:
         lines.append(f"{key:24}" + "".join(f"{_fmt(report[side].get(key)):>14}" for side in sides))
     return "\n".join(lines)
 
 
+def examples(report: dict, count: int = 3) -> str:
+    """The first `count` examples: question, reference, and each side's answer with its ROUGE-L and fact hit."""
+    sides = [side for side in ("base", "candidate") if side in report]
+    lines = []
+    for number, sample in enumerate(report["samples"][:count], 1):
+        lines += ["", f"example {number}: {_line(sample['prompt'])}", f"  reference: {_line(sample['reference'])}"]
+        for side in sides:
+            scored = sample[side]
+            lines.append(f"  {side} (rouge_l {_fmt(scored['rouge_l'])}, fact_hit {_fmt(scored['fact_hit'])}): "
+                         f"{_line(scored['answer']) or '(no answer)'}")
+    return "\n".join(lines)
+
+
+def _line(text: str, width: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def _fmt(value) -> str:
+    if value is None:
+        return "—"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -82,6 +107,14 @@ def _from_registry(args) -> tuple[str, str | None, Path]:
     return model, base, dataset
 
 
+def _budget(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"auto or a positive integer, not {value!r}")
+    return int(value)
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser("eval", help="evaluate a model next to its base (perplexity, BLEU, ROUGE-L, reasoning)")
     parser.add_argument("--model", required=True, help="NAME:V, NAME@ALIAS, a model or adapter folder, or a base model")
@@ -90,7 +123,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--tenant", help="the tenant for registry models and dataset ids")
     parser.add_argument("--validation-ratio", type=float, default=0.1, help="as in training (default 0.1)")
     parser.add_argument("--max-length", type=int, default=2048, help="as in training (default 2048)")
-    parser.add_argument("--max-samples", type=int, default=16, help="conversations to generate for (default 16)")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="generation budget (default 128)")
+    parser.add_argument("--max-samples", type=int, default=200, help="conversations to generate for (default 200)")
+    parser.add_argument("--max-new-tokens", type=_budget, default="auto",
+                        help="generation budget: auto (default; 1.5x the longest reference, 16 to 1024) or a number")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
     parser.set_defaults(run=run)
