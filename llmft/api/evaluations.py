@@ -1,10 +1,12 @@
 """/api/v1/evaluations: evaluate a registry version next to its base (or a base alone) as a job.
 
 An evaluation is a job of kind `evaluation`: it is followed with the job endpoints too
-(`/api/v1/jobs/ID/events`, `/stream`), and its report is the job's `result`.
+(`/api/v1/jobs/ID/events`, `/stream`), and its report is the job's `result`: the scores of each
+side and every generated example (`samples`).
 """
 
 from apiflask import APIBlueprint, Schema, fields, validators
+from marshmallow import ValidationError
 
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import celery, db, settings
@@ -16,14 +18,28 @@ from llmft.jobs import service
 from llmft.jobs.queue import dispatch
 
 bp = APIBlueprint("evaluations", __name__, tag="evaluations")
+MAX_NEW_TOKENS = 8192
+
+
+class NewTokens(fields.Field):
+    """The generation budget: "auto" or an integer from 1 to MAX_NEW_TOKENS."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_NEW_TOKENS):
+            return value
+        raise ValidationError(f'"auto" or an integer from 1 to {MAX_NEW_TOKENS}')
 
 
 class EvaluationIn(Schema):
     model = Text(required=True, validate=validators.Length(1, 200), metadata={
         "description": "NAME:V or NAME@ALIAS (compared with its base), or a base model (tiny-r1, a hub id)"})
     dataset_id = Text(required=True, validate=validators.Length(1, 40))
-    max_samples = fields.Integer(load_default=16, validate=validators.Range(0, 1000))
-    max_new_tokens = fields.Integer(load_default=128, validate=validators.Range(1, 8192))
+    max_samples = fields.Integer(load_default=200, validate=validators.Range(0, 1000), metadata={
+        "description": "validation conversations to generate answers for (the first ones)"})
+    max_new_tokens = NewTokens(load_default="auto", metadata={
+        "description": "the generation budget: \"auto\" is 1.5x the longest reference answer (reasoning counted) "
+                       "in tokens, 16 to 1024",
+        "oneOf": [{"type": "string", "enum": ["auto"]}, {"type": "integer", "minimum": 1, "maximum": MAX_NEW_TOKENS}]})
     max_length = fields.Integer(load_default=2048, validate=validators.Range(16, 1_048_576))
 
 
@@ -34,7 +50,7 @@ EvaluationListOut = list_schema("EvaluationListOut", JobOut)
 @bp.auth_required(auth)
 @bp.input(EvaluationIn, arg_name="body")
 @bp.output(JobOut, status_code=202)
-@bp.doc(summary="Evaluate a model on a dataset's validation split (perplexity, BLEU, ROUGE-L, reasoning)",
+@bp.doc(summary="Evaluate a model on a dataset's validation split (perplexity, BLEU, ROUGE-L, fact hit, reasoning)",
         responses={403: "a viewer key", 404: "no such model, version or alias", 422: "an unknown dataset or model"})
 def create(body):
     caller = require_write()

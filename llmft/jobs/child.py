@@ -191,14 +191,15 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
     with _fenced(url, job_id, token) as (session, job):
         job.result = report
         side = report.get("candidate", report["base"])
-        record_event(session, job, "evaluated", f"eval_loss {side['eval_loss']:.4f}, rouge_l {side['rouge_l']:.4f}",
-                     {k: report[k] for k in ("base", "candidate") if k in report})
+        record_event(session, job, "evaluated", f"eval_loss {side['eval_loss']:.4f}, rouge_l {side['rouge_l']:.4f}, "
+                     f"fact_hit {side['fact_hit']:.4f}", {k: report[k] for k in ("base", "candidate") if k in report})
     return 0
 
 
 def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResult, on_event) -> dict | None:
-    """The fine-tune next to its base on the validation split it was trained with; None (and a warning
-    event) when there is none or evaluation itself failed: the fine-tune is registered either way."""
+    """The fine-tune next to its base on the validation split it was trained with, with evaluate's defaults
+    (up to 200 examples, the "auto" budget); None (and a warning event) when there is none or evaluation
+    itself failed: the fine-tune is registered either way."""
     if not result.summary.data.validation_examples:
         _warn(url, job_id, "no validation examples: the version is registered without an evaluation")
         return None

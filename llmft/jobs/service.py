@@ -163,10 +163,11 @@ def create_export_job(session: Session, *, principal: Principal, name: str, vers
 
 
 def create_evaluation_job(session: Session, *, principal: Principal, model: str, dataset_id: str, runs_dir: Path,
-                          uploads_dir: Path, max_samples: int = 16, max_new_tokens: int = 128, max_length: int = 2048,
-                          max_attempts: int = 3) -> Job:
+                          uploads_dir: Path, max_samples: int = 200, max_new_tokens: int | str = "auto",
+                          max_length: int = 2048, max_attempts: int = 3) -> Job:
     """A job that evaluates a registry version (NAME:V, NAME@ALIAS, next to its base) or a base model alone
-    on the validation split of a dataset; its report becomes the job's `result`."""
+    on the validation split of a dataset; its report becomes the job's `result`. `max_new_tokens`: "auto"
+    (from the references, llmft.evaluate.run) or a number."""
     version_id, base_model, ref = None, model, model
     if not REF.match(model) and not requestable(model):
         raise Invalid(f"model {model!r}: NAME:V, NAME@ALIAS, {', '.join(sorted(REQUESTABLE))} or a hub id",

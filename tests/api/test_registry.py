@@ -53,6 +53,8 @@ def test_jobs_register_versions_with_evaluation_and_the_gate_guards_production(s
     v2 = model["versions"][1]
     assert v2["kind"] == "full" and v2["job_id"] == second["id"] and v2["lineage"]["datasets"][0]["filename"] == "reg.jsonl"
     assert v2["evaluation"]["candidate"]["eval_loss"] < v2["evaluation"]["base"]["eval_loss"]
+    assert v2["evaluation"]["max_new_tokens_auto"] is True  # a job's own evaluation: every example, "auto" budget
+    assert len(v2["evaluation"]["samples"]) == v2["evaluation"]["generated"] == v2["evaluation"]["examples"]
     assert v2["metrics"]["eval_loss"] < model["versions"][0]["metrics"]["eval_loss"]
     by_id = requests.get(f"{server}/api/v1/models/{model['id']}", headers=auth(keys["alice"]), timeout=10).json()
     assert by_id["name"] == "reg-bot"  # the v0 API addressed models by id
@@ -139,6 +141,10 @@ def test_an_evaluation_job_reports_a_version_next_to_its_base(server, keys, two_
     shown = requests.get(f"{url}/{job['id']}", headers=auth(keys["alice"]), timeout=10).json()
     report = shown["result"]
     assert report["model"] == "reg-bot:2" and report["generated"] == 2 and report["dataset"]
+    assert report["max_new_tokens"] == 16 and report["max_new_tokens_auto"] is False
     assert report["candidate"]["eval_loss"] < report["base"]["eval_loss"]
+    assert [set(sample) for sample in report["samples"]] == [{"prompt", "reference", "base", "candidate"}] * 2
+    events = requests.get(f"{server}/api/v1/jobs/{job['id']}/events", headers=auth(keys["alice"]), timeout=10).json()
+    assert "fact_hit" in next(e["message"] for e in events["data"] if e["type"] == "evaluated")
     assert [e["id"] for e in requests.get(url, headers=auth(keys["alice"]), timeout=10).json()["data"]] == [job["id"]]
     assert requests.get(f"{url}/{job['id']}", headers=auth(keys["bob"]), timeout=10).status_code == 404

@@ -10,7 +10,7 @@ from llmft.data.service import dataset_path, upload_dataset
 from llmft.db.session import session_scope
 from llmft.db.tables import JOB_STATUSES, Dataset, Job
 from llmft.errors import Conflict, Invalid
-from llmft.jobs.service import cancel_job, create_job, list_events, resolved_hyperparameters
+from llmft.jobs.service import cancel_job, create_evaluation_job, create_job, list_events, resolved_hyperparameters
 from llmft.train.config import TrainConfig
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
@@ -110,3 +110,12 @@ def test_a_new_job_is_queued_and_cancels_at_once(tenant):
     assert types == ["validating", "queued", "cancelled"]
     with session_scope(tenant["url"]) as session, pytest.raises(Conflict, match="already cancelled"):
         cancel_job(session, principal=tenant["principal"], job_id=job.id)
+
+
+def test_an_evaluation_job_defaults_to_200_samples_and_the_auto_budget(tenant):
+    with session_scope(tenant["url"]) as session:
+        job = create_evaluation_job(session, principal=tenant["principal"], model="tiny-r1",
+                                    dataset_id=tenant["datasets"][0], runs_dir=tenant["runs_dir"],
+                                    uploads_dir=tenant["uploads_dir"])
+        assert job.kind == "evaluation" and job.config["model"] == "tiny-r1"
+        assert (job.config["max_samples"], job.config["max_new_tokens"]) == (200, "auto")

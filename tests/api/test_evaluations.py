@@ -1,0 +1,64 @@
+"""POST /api/v1/evaluations in-process: the defaults (200 samples, the "auto" budget) reach the job's config,
+a number is kept, and a wrong value is a 422 naming its field. The job runs in test_registry.py."""
+
+from pathlib import Path
+
+import pytest
+
+from llmft.api.app import create_app
+from llmft.auth.keys import authenticate, create_key
+from llmft.data.service import upload_dataset
+from llmft.db.session import session_scope
+from llmft.db.tables import Job
+from llmft.settings import load_settings
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
+
+
+@pytest.fixture
+def api(tmp_path, tiny_model_dir):
+    """A test client, its admin key and a stored dataset's id."""
+    app = create_app(load_settings(llmft_home=tmp_path))
+    settings = app.config["SETTINGS"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        key, _ = create_key(session, tenant="acme", role="admin")
+        with open(SAMPLE, "rb") as stream:
+            dataset, _ = upload_dataset(session, principal=authenticate(session, key), uploads_dir=settings.uploads_dir,
+                                        filename="support.jsonl", stream=stream)
+    client = app.test_client()
+
+    def post(**body):
+        return client.post("/api/v1/evaluations", json={"model": "tiny-r1", "dataset_id": dataset.id, **body},
+                           headers={"Authorization": f"Bearer {key}"})
+
+    def config(job_id: str) -> dict:
+        with session_scope(settings.sqlalchemy_url) as session:
+            return session.get(Job, job_id).config
+
+    return post, config
+
+
+def test_the_defaults_are_200_samples_and_the_auto_budget_and_a_number_is_kept(api):
+    post, config = api
+    created = post()
+    assert created.status_code == 202, created.json
+    assert {k: config(created.json["id"])[k] for k in ("max_samples", "max_new_tokens")} == \
+        {"max_samples": 200, "max_new_tokens": "auto"}
+    created = post(max_new_tokens=64, max_samples=5)
+    assert created.status_code == 202, created.json
+    assert {k: config(created.json["id"])[k] for k in ("max_samples", "max_new_tokens")} == \
+        {"max_samples": 5, "max_new_tokens": 64}
+    assert config(post(max_new_tokens="auto").json["id"])["max_new_tokens"] == "auto"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_new_tokens", "lots"), ("max_new_tokens", 0), ("max_new_tokens", 8193), ("max_new_tokens", 16.5),
+    ("max_new_tokens", "16"), ("max_new_tokens", True), ("max_new_tokens", None),
+    ("max_samples", -1), ("max_samples", 1001), ("max_samples", "all"),
+])
+def test_a_wrong_value_is_422_naming_the_field(api, field, value):
+    post, _ = api
+    response = post(**{field: value})
+    assert response.status_code == 422
+    error = response.json["error"]
+    assert error["code"] == "invalid" and field in str(error["details"]), error
