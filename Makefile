@@ -2,14 +2,16 @@
 #   make run    create .venv if missing, install, start the service (API + one job worker) on
 #               embedded defaults: SQLite and a SQLite broker under $LLMFT_HOME, port 8000
 #   make test   create .venv if missing, install the dev extras, lint (ruff), run the tests
-#   make demo   fine-tune the offline demo model from the command line, no service
+#   make demo   fine-tune smollm2-135m (a real chat model) on our FAQ sample from the command line, no
+#               service, then evaluate it next to its base
+#   make demo-r1  the same with tiny-r1 and our reasoning sample (the DeepSeek-R1 formats)
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LLMFT := $(VENV)/bin/llmft
 export LLMFT_HOME ?= $(CURDIR)/var
 
-.PHONY: run demo test test-fast lint install install-dev clean
+.PHONY: run demo demo-r1 test test-fast lint install install-dev clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 2; }
@@ -30,14 +32,27 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(LLMFT) serve
 
-# Validate our sample data, then fine-tune the offline demo model on it (a fresh run each time;
-# the previous one is moved aside).
+# Validate our FAQ sample, fine-tune smollm2-135m on it with the default ("auto") hyperparameters,
+# then score the fine-tune next to the base on the paraphrased validation questions (a fresh run each
+# time; the previous one is moved aside).
 demo: install
+	$(LLMFT) data validate data/sample/cobalt_courier_faq.jsonl --model smollm2-135m
+	$(LLMFT) data preview data/sample/cobalt_courier_faq.jsonl --model smollm2-135m -n 1
+	$(call fresh,demo)
+	$(LLMFT) train --config config/demo.yaml --set output.output_dir=$(LLMFT_HOME)/runs/demo
+	$(LLMFT) eval --model $(LLMFT_HOME)/runs/demo/final --base smollm2-135m \
+		--dataset data/sample/cobalt_courier_faq_validation.jsonl --whole-file
+
+# The DeepSeek-R1 formats: our brokerage sample (reasoning, Chinese and English) on tiny-r1.
+demo-r1: install
 	$(LLMFT) data validate data/sample/brokerage_support.jsonl
 	$(LLMFT) data preview data/sample/brokerage_support.jsonl -n 1
-	@if [ -d $(LLMFT_HOME)/runs/demo ]; then rm -rf $(LLMFT_HOME)/runs/demo.previous; \
-		mv $(LLMFT_HOME)/runs/demo $(LLMFT_HOME)/runs/demo.previous; fi
-	$(LLMFT) train --config config/demo.yaml --set output.output_dir=$(LLMFT_HOME)/runs/demo
+	$(call fresh,demo-r1)
+	$(LLMFT) train --config config/demo_r1.yaml --set output.output_dir=$(LLMFT_HOME)/runs/demo-r1
+
+# $(call fresh,NAME): move the previous run NAME aside (to NAME.previous).
+fresh = @if [ -d $(LLMFT_HOME)/runs/$(1) ]; then rm -rf $(LLMFT_HOME)/runs/$(1).previous; \
+	mv $(LLMFT_HOME)/runs/$(1) $(LLMFT_HOME)/runs/$(1).previous; fi
 
 test: install-dev lint
 	$(PY) -m pytest

@@ -3,9 +3,11 @@
     llmft eval --model var/runs/demo/final --base tiny-r1 --dataset data/sample/brokerage_support.jsonl
     llmft eval --model support-bot@production --tenant acme --dataset ds-0123456789abcdef
     llmft eval --model tiny-r1 --dataset FILE                  # a base model alone
+    llmft eval --model var/runs/demo/final --base smollm2-135m --dataset VALIDATION_FILE --whole-file
 
 The split is the one training makes (hash-based, same seed and ratio), so a model is never
-scored on examples it was trained on. Answers are generated for up to --max-samples (200) of its
+scored on examples it was trained on; --whole-file scores every example of a file that training
+held out as a whole (its `data.validation_file`). Answers are generated for up to --max-samples (200) of its
 conversations, with --max-new-tokens auto (1.5x the longest reference, 16 to 1024) or a number.
 The report prints as a table followed by three examples, or as JSON with --json (every example).
 """
@@ -32,6 +34,7 @@ def run(args) -> int:
     try:
         report = evaluate_file(base_model=base or model, candidate=candidate, data_file=dataset,
                                max_length=args.max_length, validation_ratio=args.validation_ratio,
+                               whole_file=args.whole_file,
                                max_samples=args.max_samples, max_new_tokens=args.max_new_tokens)
     except NothingToEvaluate as error:
         print(f"llmft: {error}", file=sys.stderr)
@@ -122,6 +125,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--dataset", required=True, help="a data file, or a dataset id (with --tenant)")
     parser.add_argument("--tenant", help="the tenant for registry models and dataset ids")
     parser.add_argument("--validation-ratio", type=float, default=0.1, help="as in training (default 0.1)")
+    parser.add_argument("--whole-file", action="store_true",
+                        help="every example of the dataset (a validation file training held out), not its split")
     parser.add_argument("--max-length", type=int, default=2048, help="as in training (default 2048)")
     parser.add_argument("--max-samples", type=int, default=200, help="conversations to generate for (default 200)")
     parser.add_argument("--max-new-tokens", type=_budget, default="auto",

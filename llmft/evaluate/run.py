@@ -94,18 +94,28 @@ class NothingToEvaluate(ValueError):
 
 
 def evaluate_file(*, base_model: str, candidate: Path | None, data_file: Path, max_length: int = 2048,
-                  validation_ratio: float = 0.1, **options) -> dict:
+                  validation_ratio: float = 0.1, whole_file: bool = False, **options) -> dict:
     """`evaluate` on the validation split training makes of `data_file` (the same hash-based split, so
-    a model is never scored on what it was trained on); `options` go to `evaluate`."""
-    prepared = prepare(Path(data_file), model=base_model,
-                       config=DataConfig(max_length=max_length, validation_ratio=validation_ratio))
-    if not prepared.report["split"]["validation"]:
-        raise NothingToEvaluate(f"{Path(data_file).name} has no validation examples to evaluate on "
+    a model is never scored on what it was trained on), or on every example of it with `whole_file`
+    (a file held out from training, such as a validation file); `options` go to `evaluate`."""
+    config = DataConfig(max_length=max_length, validation_ratio=0.0 if whole_file else validation_ratio)
+    prepared = prepare(Path(data_file), model=base_model, config=config)
+    split = "train" if whole_file else "validation"
+    if not prepared.report["split"][split]:
+        raise NothingToEvaluate(f"{Path(data_file).name} has no examples to evaluate on" if whole_file else
+                                f"{Path(data_file).name} has no validation examples to evaluate on "
                                 f"(too few to hold {validation_ratio:.0%} out)")
-    report = evaluate(base_model=base_model, candidate=candidate, examples=prepared.folder / "validation.jsonl",
-                      tokens=prepared.folder / "validation.tokens.safetensors", **options)
+    report = evaluate(base_model=base_model, candidate=candidate, examples=prepared.folder / f"{split}.jsonl",
+                      tokens=prepared.folder / f"{split}.tokens.safetensors", **options)
     report["dataset"] = Path(data_file).name
     return report
+
+
+def evaluate_fine_tune(*, base_model: str, final_dir: Path, data_dir: Path, **options) -> dict:
+    """A training run's final model next to its base on the validation split its data was prepared with:
+    what a fine-tuning job runs before it registers the version (and bench/quality.py measures)."""
+    return evaluate(base_model=base_model, candidate=Path(final_dir), examples=Path(data_dir) / "validation.jsonl",
+                    tokens=Path(data_dir) / "validation.tokens.safetensors", **options)
 
 
 def auto_max_new_tokens(lengths: list[int]) -> int:

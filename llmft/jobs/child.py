@@ -28,7 +28,7 @@ from llmft.bases.resolve import base_revision
 from llmft.db.events import record_event
 from llmft.db.session import session_scope
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
-from llmft.evaluate.run import evaluate, evaluate_file
+from llmft.evaluate.run import evaluate_file, evaluate_fine_tune
 from llmft.jobs.progress import Pace, advance
 from llmft.jobs.service import resolved_hyperparameters
 from llmft.monitor.alerts import notifier, raise_alert, rules_for
@@ -205,9 +205,7 @@ def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResul
         return None
     on_event({"type": "evaluating"})
     try:
-        report = evaluate(base_model=base_model, candidate=result.final_dir,
-                          examples=result.data_dir / "validation.jsonl",
-                          tokens=result.data_dir / "validation.tokens.safetensors")
+        report = evaluate_fine_tune(base_model=base_model, final_dir=result.final_dir, data_dir=result.data_dir)
     except Exception as error:  # the outer edge of the evaluation step: record it, register without it
         logging.exception("evaluation of job %s failed", job_id)
         _warn(url, job_id, f"evaluation failed ({type(error).__name__}: {error}); registered without it")

@@ -51,3 +51,15 @@ def test_eval_refuses_a_budget_neither_auto_nor_a_positive_integer(budget, small
         main(["eval", "--model", "tiny-r1", "--dataset", str(small_data), "--max-new-tokens", budget])
     assert exited.value.code == 2
     assert f"--max-new-tokens: auto or a positive integer, not '{budget}'" in capsys.readouterr().err
+
+
+def test_eval_whole_file_scores_every_example_of_a_held_out_file(tmp_path, tiny_model_dir, capsys):
+    held_out = write(tmp_path / "validation.jsonl", "".join(SAMPLE.read_text(encoding="utf-8").splitlines(True)[:5]))
+    assert main(["eval", "--model", "tiny-r1", "--dataset", str(held_out), "--max-new-tokens", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] < 5  # by default only its validation split
+    assert main(["eval", "--model", "tiny-r1", "--dataset", str(held_out), "--whole-file", "--max-new-tokens", "4",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 5 and report["generated"] == 5
+    assert [s["prompt"] for s in report["samples"]] == [json.loads(line)["messages"][-2]["content"]
+                                                       for line in held_out.read_text().splitlines()]
