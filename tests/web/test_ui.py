@@ -1,12 +1,14 @@
 """The dashboard at /ui. In process: the routes need no key, stay out of the OpenAPI document and send
 only the package's files. In headless Chromium against a real server: sign in, upload, train, watch
-the loss chart grow, promote the version (and see the gate refuse a worse one), roll back, chat with
-NAME@ALIAS, switch to Chinese. A screenshot of each stage goes to test-output/screenshots/ (and
+the loss chart grow, see the version's evaluation with three of its examples, promote the version (and
+see the gate refuse a worse one), roll back, chat with NAME@ALIAS, switch to Chinese. A screenshot of
+each stage goes to test-output/screenshots/ (and
 `failed-<stage>.png` where a stage fails).
 
     .venv/bin/python -m pytest -q tests/web -p no:cacheprovider
 """
 
+import json
 import re
 import time
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ import pytest
 import requests
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
+ANSWERS = {json.loads(line)["messages"][-1]["content"] for line in SAMPLE.read_text(encoding="utf-8").splitlines()}
 
 
 
@@ -81,6 +84,7 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
         broken.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
                           '{"messages": [{"role": "user", "content": "unterminated"\n')
         page.click("nav a[data-section=datasets]")
+        page.fill("#upload-form input[name=model]", "tiny-r1")  # the form proposes smollm2-135m
         page.set_input_files("#upload-form input[type=file]", str(broken))
         page.click("#upload-form button[type=submit]")
         page.locator("#upload-status .error").wait_for()
@@ -99,6 +103,7 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
     with stage(page, screenshots, "05-job-running"):
         page.click("nav a[data-section=jobs]")
         page.locator("#job-dataset option").first.wait_for(state="attached")
+        page.fill("#job-form input[name=base_model]", "tiny-r1")  # the form proposes smollm2-135m
         page.select_option("#job-form select[name=method]", "full")
         page.fill("#job-form input[name=max_steps]", "12")
         page.fill("#job-form input[name=logging_steps]", "1")
@@ -115,7 +120,9 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
         assert points(page, "loss") > seen
 
     with stage(page, screenshots, "06-job-succeeded"):
-        page.locator("#job-summary .badge-succeeded").wait_for(timeout=240_000)
+        # training, then the evaluation: both models answer all 23 validation questions, and the random
+        # tiny model never stops before the budget (1.5x the longest reference)
+        page.locator("#job-summary .badge-succeeded").wait_for(timeout=600_000)
         page.locator("figure[data-chart=loss] circle.point").nth(11).wait_for()  # the last poll drawn
         assert points(page, "loss") == 12 and points(page, "learning_rate") == 12
         assert page.locator("#events li").count() >= 5
@@ -127,6 +134,14 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
         page.click("#job-summary a[href^='#/models/support-bot']")
         page.locator("#promote-form").wait_for()
         assert "support-bot:1" in page.inner_text("#version-detail h2")
+        # The job's evaluation: the fact hit among the metrics, and three of its examples (of every one generated).
+        assert "fact_hit" in page.inner_text("#evaluation table")
+        examples = page.locator("#evaluation-examples .eval-example")
+        assert examples.count() == 3 and "Examples (3 of " in page.inner_text("#evaluation-examples h3")
+        first = examples.first.inner_text()
+        for label in ("Question", "Reference answer", "Base model's answer", "Fine-tune's answer", "ROUGE-L"):
+            assert label in first, first
+        assert examples.first.locator("p").nth(1).inner_text() in ANSWERS  # the reference, as text, from the data
         page.fill("#alias-name", "production")
         page.click("#promote-form button[type=submit]")
         page.locator("#alias-status .ok").wait_for()
@@ -206,7 +221,7 @@ def start_job(server: str, key: str, *, max_steps: int) -> str:
     return response.json()["id"]
 
 
-def wait_for_job(server: str, key: str, job_id: str, timeout: float = 240) -> dict:
+def wait_for_job(server: str, key: str, job_id: str, timeout: float = 600) -> dict:
     deadline = time.time() + timeout
     while True:
         job = requests.get(f"{server}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()

@@ -1,7 +1,7 @@
-// The registry: models, their versions (lineage, metrics, evaluation beside the base), aliases,
+// The registry: models, their versions (lineage, metrics, evaluation beside the base with a few examples), aliases,
 // promotion (PUT .../aliases/ALIAS, which a gate may refuse with 409) and roll back.
 import { api } from "./api.js";
-import { badge, errorBox, field, fill, h, link, num, table, when } from "./dom.js";
+import { badge, errorBox, field, fill, h, link, num, percent, table, when } from "./dom.js";
 import { t } from "./i18n.js";
 
 export function modelsView(root) {
@@ -100,7 +100,7 @@ export function modelView(root, name, chosen) {
         ].map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value ?? "—"))))),
         h("div", {}, h("h3", {}, t("metrics")), h("dl", { class: "facts" }, Object.entries(version.metrics)
           .map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, num(value))))))),
-      h("h3", {}, t("evaluation")), evaluationTable(version.evaluation),
+      h("h3", {}, t("evaluation")), evaluationTable(version.evaluation), evaluationExamples(version.evaluation),
       h("details", {}, h("summary", {}, t("files")), table([
         [t("file"), (f) => h("code", {}, f.path)], ["bytes", (f) => num(f.bytes)],
         ["sha256", (f) => h("code", {}, f.sha256.slice(0, 16) + "…")],
@@ -136,7 +136,36 @@ function evaluationTable(evaluation) {
     [t("fine_tuned"), (r) => num(r.candidate)],
     [t("change"), (r) => (typeof r.base === "number" && typeof r.candidate === "number" ? signed(r.candidate - r.base) : "—")],
   ], rows), h("p", { class: "muted" }, t("evaluated_on", { examples: num(evaluation.examples),
-    generated: num(evaluation.generated) })));
+    generated: num(evaluation.generated), tokens: num(evaluation.max_new_tokens) })));
+}
+
+const EXAMPLES_SHOWN = 3;
+
+// A few of the evaluation's examples: the question, the reference answer, the base's and the fine-tune's answers.
+function evaluationExamples(evaluation) {
+  const samples = (evaluation && evaluation.samples) || [];
+  if (!samples.length) return null;
+  const shown = samples.slice(0, EXAMPLES_SHOWN);
+  return h("div", { id: "evaluation-examples" },
+    h("h3", {}, t("eval_examples", { shown: shown.length, total: samples.length })),
+    h("div", { class: "conversation" }, shown.map((sample) => h("div", { class: "turn eval-example" },
+      labelled(t("question"), sample.prompt),
+      labelled(t("reference_answer"), sample.reference),
+      sample.base === undefined ? null : sideAnswer(t("base_answer"), sample.base),
+      sample.candidate === undefined ? null : sideAnswer(t("fine_tuned_answer"), sample.candidate)))));
+}
+
+// A side is {answer, ended_with_eos, rouge_l, fact_hit}; a report stored before held the whole generation as text.
+function sideAnswer(label, side) {
+  if (typeof side === "string") return labelled(label, side);
+  const scores = [t("sample_scores", { rouge: num(side.rouge_l, 2), facts: percent(side.fact_hit) })];
+  if (!side.ended_with_eos) scores.push(t("cut_off"));
+  return [labelled(label, side.answer), h("p", { class: "muted" }, scores.join(" · "))];
+}
+
+function labelled(label, text) {
+  return [h("div", { class: "answer-label" }, label),
+    text ? h("p", { class: "answer" }, text) : h("p", { class: "empty" }, t("eval_no_answer"))];
 }
 
 function signed(value) {
