@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     inference_cache_mb: int = Field(8192, ge=1, description=(
         "Memory for models kept loaded (bases, adapters, full versions); the least recently used idle one goes first."))
     inference_max_input_tokens: int = Field(4096, ge=1, description="Longest prompt in tokens (400 above).")
+    job_eval_max_samples: int = Field(200, ge=0, description=(
+        "The evaluation every fine-tuning job runs before it registers: most validation conversations answered."))
+    job_eval_max_new_tokens: str = Field("auto", description=(
+        "That evaluation's generation budget: auto (1.5x the longest reference answer, 16 to 1024) or a number."))
     inference_max_new_tokens: int = Field(2048, ge=1, description="Most tokens one answer may generate (400 above).")
     inference_default_max_tokens: int = Field(1024, ge=1, description="Tokens generated when a request sets no limit.")
     inference_timeout_seconds: float = Field(300, gt=0, description=(
@@ -60,6 +64,13 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("job_eval_max_new_tokens")
+    @classmethod
+    def _budget(cls, value: str) -> str:
+        if value != "auto" and not (value.isdigit() and 1 <= int(value) <= 8192):
+            raise ValueError(f"{value!r}: write auto or a number of tokens from 1 to 8192")
+        return value
 
     @field_validator("promotion_gate")
     @classmethod

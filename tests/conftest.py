@@ -29,6 +29,10 @@ _HOME = Path(tempfile.mkdtemp(prefix="llmft-test-home-"))
 os.environ["LLMFT_HOME"] = str(_HOME)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The evaluation each fine-tuning job runs: the random tiny-r1 never ends an answer, so the "auto" budget (1.5x the
+# longest reference, ~700 tokens on the sample data) would be generated in full for every question of every job.
+# Servers and job processes inherit this; the real-model test (tests/test_readme.py) runs with the default, auto.
+os.environ.setdefault("JOB_EVAL_MAX_NEW_TOKENS", "24")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -53,7 +53,7 @@ def sse_events(stream: str) -> dict[str, list[dict]]:
 def test_quick_start_runs_as_written_and_the_fine_tune_learns(server_home, start_server, smollm2_dir):
     home = server_home("quick-start")
     (home / "models" / "smollm2-135m").symlink_to(smollm2_dir.resolve(), target_is_directory=True)
-    env = {**os.environ, "LLMFT_HOME": str(home)}
+    env = {**os.environ, "LLMFT_HOME": str(home), "JOB_EVAL_MAX_NEW_TOKENS": "auto"}  # the default (conftest lowers it)
     server = start_server(env)
     block = quick_start(ROOT / "README.md")
     assert block.count(URL) == 1

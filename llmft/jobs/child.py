@@ -197,15 +197,19 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
 
 
 def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResult, on_event) -> dict | None:
-    """The fine-tune next to its base on the validation split it was trained with, with evaluate's defaults
-    (up to 200 examples, the "auto" budget); None (and a warning event) when there is none or evaluation
-    itself failed: the fine-tune is registered either way."""
+    """The fine-tune next to its base on the validation split it was trained with, as the settings bound it
+    (JOB_EVAL_MAX_SAMPLES, JOB_EVAL_MAX_NEW_TOKENS: by default up to 200 examples, the "auto" budget); None
+    (and a warning event) when there is none or evaluation itself failed: the fine-tune is registered either way."""
     if not result.summary.data.validation_examples:
         _warn(url, job_id, "no validation examples: the version is registered without an evaluation")
         return None
     on_event({"type": "evaluating"})
     try:
-        report = evaluate_fine_tune(base_model=base_model, final_dir=result.final_dir, data_dir=result.data_dir)
+        settings = load_settings()
+        budget = settings.job_eval_max_new_tokens
+        report = evaluate_fine_tune(base_model=base_model, final_dir=result.final_dir, data_dir=result.data_dir,
+                                    max_samples=settings.job_eval_max_samples,
+                                    max_new_tokens=budget if budget == "auto" else int(budget))
     except Exception as error:  # the outer edge of the evaluation step: record it, register without it
         logging.exception("evaluation of job %s failed", job_id)
         _warn(url, job_id, f"evaluation failed ({type(error).__name__}: {error}); registered without it")

@@ -53,7 +53,8 @@ def test_jobs_register_versions_with_evaluation_and_the_gate_guards_production(s
     v2 = model["versions"][1]
     assert v2["kind"] == "full" and v2["job_id"] == second["id"] and v2["lineage"]["datasets"][0]["filename"] == "reg.jsonl"
     assert v2["evaluation"]["candidate"]["eval_loss"] < v2["evaluation"]["base"]["eval_loss"]
-    assert v2["evaluation"]["max_new_tokens_auto"] is True  # a job's own evaluation: every example, "auto" budget
+    evaluation = v2["evaluation"]  # a job's own evaluation: every example, the budget JOB_EVAL_MAX_NEW_TOKENS sets
+    assert (evaluation["max_new_tokens"], evaluation["max_new_tokens_auto"]) == (24, False)
     assert len(v2["evaluation"]["samples"]) == v2["evaluation"]["generated"] == v2["evaluation"]["examples"]
     assert v2["metrics"]["eval_loss"] < model["versions"][0]["metrics"]["eval_loss"]
     by_id = requests.get(f"{server}/api/v1/models/{model['id']}", headers=auth(keys["alice"]), timeout=10).json()
