@@ -8,6 +8,8 @@ works on the local folder this returns.
 
 import fcntl
 import hashlib
+import json
+import math
 import os
 import re
 import shutil
@@ -86,6 +88,17 @@ def weights_source(name: str) -> str:
         return str(resolve_model(name))
     local = Path(name).expanduser()
     return str(local.resolve()) if local.is_dir() else ALIASES.get(name, name)
+
+
+def parameter_count(folder: Path) -> int | None:
+    """Parameters of the model in `folder`, from its safetensors headers (nothing loaded); None without them."""
+    total, files = 0, sorted(Path(folder).glob("*.safetensors"))
+    for path in files:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size)) if 0 < size <= 100 << 20 else {}
+        total += sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+    return total or None
 
 
 def base_revision(name: str) -> str:

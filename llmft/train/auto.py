@@ -22,8 +22,10 @@ would look like 48 steps an epoch; counting rows, it is two, and three epochs of
 - learning_rate: LoRA and QLoRA 1e-3 for a run of MIN_STEPS steps or fewer (measured: SmolLM2-135M,
   r16, a 48-example FAQ, validation loss 2.97 -> 0.13), falling as 1/sqrt(steps) to 1e-4 for long
   runs (2e-4 at about 1,000 steps, the usual LoRA rate) and as 1/sqrt(rank / 16) for larger ranks
-  (their updates are larger at the same rate). Full fine-tuning moves every weight: 2e-5 for short
-  runs, down to 1e-5 for long ones.
+  (their updates are larger at the same rate). Full fine-tuning moves every weight: 2e-5 for a short
+  run of a 1.5B model, scaled by sqrt(1.5B / parameters) (smaller models take larger rates: measured,
+  SmolLM2-135M on the FAQ sample, 3 epochs: validation loss 3.37 -> 2.27 at 1.8e-5, -> 1.13 at 1e-4),
+  between 1e-5 and 1e-4, and falling as 1/sqrt(steps) like LoRA's.
 - logging_steps: every step up to LOG_EVERY_STEP_UP_TO steps, else about LOG_POINTS points; the last
   step is always logged (train/callbacks.py LastStepLog), so a chart is never empty.
 """
@@ -41,7 +43,7 @@ MIN_STEPS = 40
 MAX_EPOCHS = 25
 MAX_ROWS_SEEN = 25_000
 LORA_RATE, LORA_RATE_FLOOR, LORA_RANK = 1e-3, 1e-4, 16
-FULL_RATE, FULL_RATE_FLOOR = 2e-5, 1e-5
+FULL_RATE, FULL_RATE_FLOOR, FULL_RATE_CEILING, FULL_RATE_SIZE = 2e-5, 1e-5, 1e-4, 1.5e9
 LOG_EVERY_STEP_UP_TO, LOG_POINTS = 100, 50
 FIELDS = ("num_epochs", "batch_size", "learning_rate", "logging_steps")
 
@@ -60,10 +62,11 @@ def row_length(config: TrainConfig, *, train_tokens: int, longest_example: int) 
     return min(data.max_length, 64 * math.ceil(length / 64))
 
 
-def resolve_auto(config: TrainConfig, *, train_rows: int, row_length: int,
-                 processes: int = 1) -> tuple[TrainConfig, dict]:
+def resolve_auto(config: TrainConfig, *, train_rows: int, row_length: int, processes: int = 1,
+                 parameters: int | None = None) -> tuple[TrainConfig, dict]:
     """The config with every "auto" training field chosen for `train_rows` rows of `row_length` tokens
-    trained on `processes` processes, and {field: value} of the fields that were chosen."""
+    trained on `processes` processes, for a model of `parameters` (None: unknown, taken as 1.5B), and
+    {field: value} of the fields that were chosen."""
     t = config.training
     chosen = {"row_length": row_length} if config.data.row_length == AUTO else {}
     rows_per_process = math.ceil(max(train_rows, 1) / processes)
@@ -77,7 +80,7 @@ def resolve_auto(config: TrainConfig, *, train_rows: int, row_length: int,
         epochs = chosen["num_epochs"] = _epochs(train_rows, per_epoch)
     steps = t.max_steps or math.ceil(epochs * per_epoch)
     if t.learning_rate == AUTO:
-        chosen["learning_rate"] = _learning_rate(config, steps)
+        chosen["learning_rate"] = _learning_rate(config, steps, parameters)
     if t.logging_steps == AUTO:
         chosen["logging_steps"] = 1 if steps <= LOG_EVERY_STEP_UP_TO else steps // LOG_POINTS
     training = t.model_copy(update={k: v for k, v in chosen.items() if k in FIELDS})
@@ -105,10 +108,11 @@ def _epochs(rows: int, per_epoch: int) -> float:
     return float(BASE_EPOCHS)
 
 
-def _learning_rate(config: TrainConfig, steps: int) -> float:
+def _learning_rate(config: TrainConfig, steps: int, parameters: int | None) -> float:
     fewer = math.sqrt(MIN_STEPS / max(steps, MIN_STEPS))  # 1 up to MIN_STEPS steps, then 1/sqrt(steps)
     if config.method.type == "full":
-        return _round(max(FULL_RATE_FLOOR, FULL_RATE * fewer))
+        size = math.sqrt(FULL_RATE_SIZE / (parameters or FULL_RATE_SIZE))
+        return _round(max(FULL_RATE_FLOOR, min(FULL_RATE_CEILING, FULL_RATE * size) * fewer))
     rank = math.sqrt(LORA_RANK / max(config.method.lora.r, LORA_RANK))
     return _round(max(LORA_RATE_FLOOR, LORA_RATE * fewer * rank))
 

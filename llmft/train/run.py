@@ -26,7 +26,7 @@ from transformers.trainer_utils import TrainOutput
 from transformers.utils import logging as hf_logging
 
 from llmft import __version__
-from llmft.bases.resolve import load_tokenizer
+from llmft.bases.resolve import load_tokenizer, parameter_count, resolve_model
 from llmft.data.pack import PackedRows, collate_rows
 from llmft.data.prepare import prepare
 from llmft.train import checkpoints, distributed
@@ -83,7 +83,8 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
     length = row_length(config, train_tokens=sum(lengths), longest_example=max(lengths, default=0))
     train_rows = PackedRows(examples, max_length=length, pack=config.data.pack)
     config, chosen = resolve_auto(config, train_rows=len(train_rows), row_length=length,
-                                  processes=distributed.world_size())
+                                  processes=distributed.world_size(),
+                                  parameters=parameter_count(resolve_model(config.model.base_model)))
     validation = prepared.tokens("validation")
     eval_rows = PackedRows(validation, max_length=config.data.max_length, pack=config.data.pack) if validation else None
     on_event({"type": "data_ready", "train_examples": len(train_rows.examples), "train_rows": len(train_rows),

