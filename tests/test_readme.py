@@ -62,7 +62,7 @@ def test_quick_start_runs_as_written_and_the_fine_tune_learns(server_home, start
     log = (home / "server.log").read_text()[-4000:]
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n{log}"
 
-    *stream, base_line, tuned_line = done.stdout.strip().splitlines()
+    *stream, base_line, tuned_line = [line for line in done.stdout.splitlines() if line.strip()]
     events = sse_events("\n".join(stream))
     assert events["end"] == [{"status": "succeeded"}], done.stdout[-3000:]
     ready = events["data_ready"][0]["data"]  # the hyperparameters, chosen from the data
