@@ -99,6 +99,7 @@ def _write_folder(path: Path, config, staging: Path) -> None:
         holder.bos_token_id, holder.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
         holder.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.init_kwargs.pop("local_files_only", None)  # how it was loaded (HF_HUB_OFFLINE): not part of it
     tokenizer.save_pretrained(staging)
     files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
     (staging / MANIFEST).write_text(json.dumps(
