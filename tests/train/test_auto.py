@@ -47,9 +47,11 @@ def test_large_data_gets_batches_of_8_fewer_epochs_a_lower_rate_and_about_50_log
 def test_the_rate_follows_the_method_and_the_lora_rank():
     assert resolve("method.type=full", rows=8)[1]["learning_rate"] == 2e-5
     assert resolve("method.type=full", rows=100_000)[1]["learning_rate"] == 1e-5
-    # full fine-tuning: smaller models take larger rates, sqrt(1.5B / parameters), between 1e-5 and 1e-4
-    assert resolve("method.type=full", rows=8, parameters=1_777_088_000)[1]["learning_rate"] == 1.8e-5  # R1 1.5B
-    assert resolve("method.type=full", rows=8, parameters=134_515_008)[1]["learning_rate"] == 6.7e-5  # SmolLM2-135M
+    # full fine-tuning: smaller models take larger rates, 1.5B / parameters, between 1e-5 and 1e-4
+    assert resolve("method.type=full", rows=8, parameters=1_777_088_000)[1]["learning_rate"] == 1.7e-5  # R1 1.5B
+    assert resolve("method.type=full", rows=8, parameters=134_515_008)[1]["learning_rate"] == 1e-4  # SmolLM2-135M
+    assert resolve("method.type=full", rows=2_000, parameters=134_515_008)[1]["learning_rate"] == 5.2e-5  # 750 steps
+    assert resolve("method.type=full", rows=2_000, parameters=1_777_088_000)[1]["learning_rate"] == 1e-5
     assert resolve("method.type=full", rows=8, parameters=6_000_000)[1]["learning_rate"] == 1e-4
     assert resolve("method.type=full", rows=8, parameters=70_000_000_000)[1]["learning_rate"] == 1e-5
     assert resolve("method.lora.r=16", rows=8, parameters=134_515_008)[1]["learning_rate"] == 1e-3  # LoRA: not by size
