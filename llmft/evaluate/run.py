@@ -105,8 +105,8 @@ def evaluate_file(*, base_model: str, candidate: Path | None, data_file: Path, m
         raise NothingToEvaluate(f"{Path(data_file).name} has no examples to evaluate on" if whole_file else
                                 f"{Path(data_file).name} has no validation examples to evaluate on "
                                 f"(too few to hold {validation_ratio:.0%} out)")
-    report = evaluate(base_model=base_model, candidate=candidate, examples=prepared.folder / f"{split}.jsonl",
-                      tokens=prepared.folder / f"{split}.tokens.safetensors", **options)
+    report = _evaluate_split(base_model=base_model, candidate=candidate, folder=prepared.folder, split=split,
+                             **options)
     report["dataset"] = Path(data_file).name
     return report
 
@@ -114,8 +114,14 @@ def evaluate_file(*, base_model: str, candidate: Path | None, data_file: Path, m
 def evaluate_fine_tune(*, base_model: str, final_dir: Path, data_dir: Path, **options) -> dict:
     """A training run's final model next to its base on the validation split its data was prepared with:
     what a fine-tuning job runs before it registers the version (and bench/quality.py measures)."""
-    return evaluate(base_model=base_model, candidate=Path(final_dir), examples=Path(data_dir) / "validation.jsonl",
-                    tokens=Path(data_dir) / "validation.tokens.safetensors", **options)
+    return _evaluate_split(base_model=base_model, candidate=Path(final_dir), folder=Path(data_dir),
+                           split="validation", **options)
+
+
+def _evaluate_split(*, base_model: str, candidate: Path | None, folder: Path, split: str, **options) -> dict:
+    """`evaluate` on one split of a prepared data folder (its `SPLIT.jsonl` and `SPLIT.tokens.safetensors`)."""
+    return evaluate(base_model=base_model, candidate=candidate, examples=folder / f"{split}.jsonl",
+                    tokens=folder / f"{split}.tokens.safetensors", **options)
 
 
 def auto_max_new_tokens(lengths: list[int]) -> int:

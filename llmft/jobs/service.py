@@ -58,17 +58,17 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
     except NotFound:
         raise Invalid(f"dataset_id: no dataset {dataset_id!r}", details={"param": "dataset_id"}) from None
-    data = {"train_file": str(dataset_path(dataset, uploads_dir))}
+    validation_file = None
     if validation_dataset_id:
         try:
             validation = get_dataset(session, principal=principal, dataset_id=validation_dataset_id)
         except NotFound:
             raise Invalid(f"validation_dataset_id: no dataset {validation_dataset_id!r}",
                           details={"param": "validation_dataset_id"}) from None
-        data["validation_file"] = str(dataset_path(validation, uploads_dir))
+        validation_file = dataset_path(validation, uploads_dir)
     job_id = new_id("job")
-    config = training_config(base_model=base_model, train_file=data["train_file"],
-                             validation_file=data.get("validation_file"), method=method,
+    config = training_config(base_model=base_model, train_file=dataset_path(dataset, uploads_dir),
+                             validation_file=validation_file, method=method,
                              hyperparameters=hyperparameters or {}, seed=seed, output_dir=runs_dir / job_id)
     job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", base_model=base_model,
               dataset_id=dataset.id, validation_dataset_id=validation_dataset_id, method=method,
