@@ -71,7 +71,7 @@ def resolve_model(name: str) -> Path:
     return _fetch_from_hub(ALIASES.get(name, name))
 
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*/[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*/[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\Z")
 
 
 def requestable(name: str) -> bool:
@@ -79,7 +79,7 @@ def requestable(name: str) -> bool:
     (a path would let one tenant load files it does not own; local folders are for the CLI)."""
     if name in BUILT_IN or name in ALIASES:
         return True
-    return bool(HUB_ID.match(name)) and len(name) <= 200 and not Path(name).exists()  # resolved as a folder first
+    return bool(HUB_ID.fullmatch(name)) and len(name) <= 200 and not Path(name).exists()  # resolved as a folder first
 
 
 def weights_source(name: str) -> str:

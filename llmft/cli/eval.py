@@ -86,7 +86,7 @@ def _fmt(value) -> str:
 def _is_ref(model: str) -> bool:
     from llmft.registry.service import REF
 
-    return bool(REF.match(model))
+    return bool(REF.fullmatch(model))
 
 
 def _from_registry(args) -> tuple[str, str | None, Path]:

@@ -85,6 +85,8 @@ class Dataset(Base):
     examples: Mapped[int] = mapped_column(Integer)
     report: Mapped[dict]
     created_at: Mapped[datetime] = mapped_column(default=now)
+    # Deleted: the file and the report are gone; the row stays as a tombstone (filename, sha256) for lineage.
+    deleted_at: Mapped[datetime | None]
 
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")  # queued -> running -> one of the last 3
@@ -156,6 +158,7 @@ class RegisteredModel(Base):
     name: Mapped[str] = mapped_column(String(64))
     base_model: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=now)
+    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # numbers are never reused
 
 
 class ModelVersion(Base):

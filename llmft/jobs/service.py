@@ -42,7 +42,7 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
     if not requestable(base_model):
         raise Invalid(f"base_model {base_model!r}: name {', '.join(sorted(REQUESTABLE))} or a hub id (org/name); "
                       "local folders are for the command line", details={"param": "base_model"})
-    if suffix is not None and not MODEL_NAME.match(suffix):
+    if suffix is not None and not MODEL_NAME.fullmatch(suffix):
         raise Invalid(f"suffix {suffix!r}: lowercase letters, digits, '.', '_' or '-' (64 at most)",
                       details={"param": "suffix"})
     processes = _processes(resources or {})
@@ -169,10 +169,10 @@ def create_evaluation_job(session: Session, *, principal: Principal, model: str,
     on the validation split of a dataset; its report becomes the job's `result`. `max_new_tokens`: "auto"
     (from the references, llmft.evaluate.run) or a number."""
     version_id, base_model, ref = None, model, model
-    if not REF.match(model) and not requestable(model):
+    if not REF.fullmatch(model) and not requestable(model):
         raise Invalid(f"model {model!r}: NAME:V, NAME@ALIAS, {', '.join(sorted(REQUESTABLE))} or a hub id",
                       details={"param": "model"})
-    if REF.match(model):
+    if REF.fullmatch(model):
         registered, version = resolve(session, principal=principal, ref=model)
         version_id, base_model, ref = version.id, registered.base_model, f"{registered.name}:{version.version}"
     try:

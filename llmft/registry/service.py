@@ -4,7 +4,7 @@
     resolve(session, tenant_id=t, ref="support-bot@production")            # NAME:V, NAME@ALIAS
     set_alias(session, principal=p, name="support-bot", alias="production", version=7, gate=GATE)
 
-Versions are numbered 1, 2, 3... per model. Moving an alias is one call and one event; a
+Versions are numbered 1, 2, 3... per model, and a deleted version's number is never given again. Moving an alias is one call and one event; a
 gated alias (`production` by default) only moves to a version whose metrics are not worse than
 the current one's, unless the caller forces it (the event records who did).
 """
@@ -15,8 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
@@ -26,8 +25,9 @@ from llmft.registry.artifacts import add_file, artifacts_dir, store, verify
 from llmft.registry.card import model_card
 from llmft.train.summary import RunSummary
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})(?::(?P<version>[0-9]{1,9})|@(?P<alias>[a-z0-9][a-z0-9._-]{0,63}))$")
+# \Z, not $: `$` also matches before a final newline, and `production\n` is no alias.
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})(?::(?P<version>[0-9]{1,9})|@(?P<alias>[a-z0-9][a-z0-9._-]{0,63}))\Z")
 
 
 @dataclass(frozen=True)
@@ -87,25 +87,27 @@ def _register(session: Session, *, name: str, base_model: str, job: Job, folder:
         session.add(model)
         session.flush()
     kind = "adapter" if "adapter_config.json" in files else "full"
-    for attempt in range(5):  # two registrations at once: the loser takes the next number
-        number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id))
-                  or 0) + 1
-        card = model_card(name=model.name, version=number, kind=kind, lineage=lineage, metrics=metrics,
-                          evaluation=evaluation)
-        version = ModelVersion(id=version_id, model_id=model.id, tenant_id=job.tenant_id, version=number,
-                               job_id=job.id, kind=kind, files=add_file(target, files, "README.md", card),
-                               lineage=lineage, metrics=metrics, evaluation=evaluation)
-        try:
-            with session.begin_nested():
-                session.add(version)
-            break
-        except SqlIntegrityError:
-            if attempt == 4:
-                raise
+    number = _next_number(session, model)
+    card = model_card(name=model.name, version=number, kind=kind, lineage=lineage, metrics=metrics,
+                      evaluation=evaluation)
+    version = ModelVersion(id=version_id, model_id=model.id, tenant_id=job.tenant_id, version=number,
+                           job_id=job.id, kind=kind, files=add_file(target, files, "README.md", card),
+                           lineage=lineage, metrics=metrics, evaluation=evaluation)
+    session.add(version)
+    session.flush()
     job.fine_tuned_model = f"{model.name}:{number}"
     _event(session, model, "version_registered", f"{model.name}:{number} {message}", None,
            {"version": number, "job_id": job.id})
     return version
+
+
+def _next_number(session: Session, model: RegisteredModel) -> int:
+    """The model's counter, moved on in one statement (registrations at once wait on its row lock, and a
+    deleted version's number is never given again)."""
+    return session.execute(update(RegisteredModel).where(RegisteredModel.id == model.id)
+                           .values(last_version=RegisteredModel.last_version + 1)
+                           .returning(RegisteredModel.last_version)
+                           .execution_options(synchronize_session=False)).scalar_one()
 
 
 def list_models(session: Session, *, principal: Principal) -> list[dict]:
@@ -116,7 +118,7 @@ def list_models(session: Session, *, principal: Principal) -> list[dict]:
 
 def get_model(session: Session, *, principal: Principal, name: str) -> RegisteredModel:
     """By name, or by id (`mdl-...`, as the v0 API addressed models); another tenant's is NotFound."""
-    if not NAME.match(name or ""):
+    if not NAME.fullmatch(name or ""):
         raise NotFound(f"no model {name!r}", details={"name": name})
     column = RegisteredModel.id if name.startswith("mdl-") else RegisteredModel.name
     model = session.scalar(select(RegisteredModel).where(RegisteredModel.tenant_id == principal.tenant_id,
@@ -136,7 +138,7 @@ def get_version(session: Session, *, principal: Principal, name: str, version: i
 
 def resolve(session: Session, *, principal: Principal, ref: str) -> tuple[RegisteredModel, ModelVersion]:
     """`NAME:V` or `NAME@ALIAS` -> the model and the version it means now."""
-    match = REF.match(ref or "")
+    match = REF.fullmatch(ref or "")
     if match is None:
         raise Invalid(f"{ref!r} is not NAME:VERSION or NAME@ALIAS", details={"param": "model"})
     if match["version"]:
@@ -157,7 +159,7 @@ def verified_folder(home: Path, version: ModelVersion) -> Path:
 
 def set_alias(session: Session, *, principal: Principal, name: str, alias: str, version: int, gate: Gate = Gate(),
               force: bool = False, reason: str | None = None) -> dict:
-    if not NAME.match(alias or ""):
+    if not NAME.fullmatch(alias or ""):
         raise Invalid(f"alias {alias!r}: use lowercase letters, digits, '.', '_' or '-' (64 at most)",
                       details={"param": "alias"})
     model, target = get_version(session, principal=principal, name=name, version=version)

@@ -13,7 +13,7 @@ from llmft.auth.keys import authenticate, create_key
 from llmft.db.engine import engine_for
 from llmft.db.migrate import BASELINE, current, head, upgrade
 from llmft.db.session import session_scope
-from llmft.db.tables import Base, Job, Worker
+from llmft.db.tables import Base, Dataset, Job, RegisteredModel, Worker
 
 
 def differences(url: str) -> list:
@@ -76,3 +76,28 @@ def test_the_command_line_upgrades_and_reports(tmp_path, monkeypatch):
     assert "empty -> " + head() in run("upgrade").stderr
     assert run("current").stdout.split()[0] == head()
     assert BASELINE <= head()
+
+
+def test_0004_starts_each_models_counter_at_the_highest_number_it_ever_gave(empty_url):
+    upgrade(empty_url, "0003")
+    insert = [
+        "INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'acme', '2026-11-01')",
+        "INSERT INTO models (id, tenant_id, name, base_model, created_at) VALUES "
+        "('mdl_1', 'ten_1', 'bot', 'tiny-r1', '2026-11-01'), ('mdl_2', 'ten_1', 'new', 'tiny-r1', '2026-11-01')",
+        "INSERT INTO model_versions (id, model_id, tenant_id, version, kind, files, lineage, metrics, created_at) "
+        "VALUES ('mv_1', 'mdl_1', 'ten_1', 1, 'full', '{}', '{}', '{}', '2026-11-01')",
+        # :3 was registered, then deleted: only the registry's events remember it
+        "INSERT INTO model_events (model_id, tenant_id, created_at, type, message, data) VALUES "
+        "('mdl_1', 'ten_1', '2026-11-01', 'version_registered', 'bot:3', '{\"version\": 3}')",
+        "INSERT INTO datasets (id, tenant_id, filename, stored_name, bytes, sha256, examples, report, created_at) "
+        "VALUES ('ds_1', 'ten_1', 'a.jsonl', 'ds_1.jsonl', 1, 'ab', 1, '{}', '2026-11-01')",
+    ]
+    with engine_for(empty_url).begin() as connection:
+        for statement in insert:
+            connection.execute(text(statement))
+    assert upgrade(empty_url) == head()
+    with session_scope(empty_url) as session:
+        counters = dict(session.execute(select(RegisteredModel.name, RegisteredModel.last_version)).all())
+        assert counters == {"bot": 3, "new": 0}
+        assert session.get(Dataset, "ds_1").deleted_at is None
+    assert differences(empty_url) == []

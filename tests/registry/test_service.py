@@ -138,3 +138,19 @@ def test_a_tampered_or_extra_artifact_is_refused(database_url, tenant, tmp_path)
         (folder / "pytorch_model.bin").write_bytes(b"pickle")
         with pytest.raises(IntegrityError, match="pytorch_model.bin: not part of the registered version"):
             service.verified_folder(tmp_path, version)
+
+
+def test_a_deleted_versions_number_is_never_given_again(database_url, tenant, tmp_path):
+    alice, _ = tenant
+    refs = [finished_job(database_url, alice, suffix="bot", tmp_path=tmp_path, name=n)[2] for n in ("a", "b")]
+    assert refs == ["bot:1", "bot:2"]
+    with session_scope(database_url) as session:
+        service.delete_version(session, principal=alice, name="bot", version=2, home=tmp_path)
+    assert finished_job(database_url, alice, suffix="bot", tmp_path=tmp_path, name="c")[2] == "bot:3"
+    with session_scope(database_url) as session:
+        for version in (3, 1):
+            service.delete_version(session, principal=alice, name="bot", version=version, home=tmp_path)
+    assert finished_job(database_url, alice, suffix="bot", tmp_path=tmp_path, name="d")[2] == "bot:4"
+    with session_scope(database_url) as session:
+        described = service.describe_model(session, service.get_model(session, principal=alice, name="bot"))
+        assert [v["version"] for v in described["versions"]] == [4] and described["latest_version"] == 4
