@@ -22,6 +22,16 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Redis for the Celery broker and rate limits; default: SQLite broker.")
     max_upload_mb: int = Field(512, ge=1, description="Largest dataset upload, in MiB (413 above).")
     rate_limit: str = Field("1200/minute", description="Requests per API key (Flask-Limiter syntax).")
+    max_json_mb: int = Field(8, ge=1, description="Largest JSON request body, in MiB (413 above; uploads have MAX_UPLOAD_MB).")
+    max_json_depth: int = Field(64, ge=2, description="Deepest nesting of arrays and objects in a JSON request body (400 above).")
+    data_max_line_mb: int = Field(64, ge=1, description="Largest JSONL line, CSV cell or Parquet row of a dataset, in MiB.")
+    data_max_file_mb: int = Field(256, ge=1, description="Largest JSON-array or CSV dataset (read whole), in MiB; JSONL streams.")
+    data_max_parquet_mb: int = Field(1024, ge=1, description="Most a Parquet dataset may expand to once decompressed, in MiB.")
+    streams_per_key: int = Field(8, ge=1, description=(
+        "Streams (job SSE, streamed completions) one API key may hold open per server process (429 above)."))
+    streams_total: int = Field(16, ge=1, description=(
+        "Streams open at once per server process (429 above); keep it below the threads (32), which probes and "
+        "ordinary requests need too. Each gunicorn worker counts its own."))
     data_root: Path | None = Field(None, description="Folder the legacy /train dataset_path may point into.")
     job_max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails (worker crashes count).")
     lease_seconds: int = Field(60, ge=5, description="A running job's lease; renewed by heartbeats.")
@@ -53,10 +63,13 @@ class Settings(BaseSettings):
         "vllm backend: share of GPU memory each vLLM engine takes (one per base model and per full version)."))
     alert_webhooks: str = Field("", description=(
         "Comma-separated URLs that receive every alert (the operator's), besides each tenant's own webhooks."))
+    webhook_allow_private: bool = Field(False, description=(
+        "Let tenants' alert webhooks reach loopback, private, link-local and reserved addresses (off: public only)."))
     alert_disk_free_fraction: float = Field(0.05, ge=0, le=1, description=(
         "Alert when the free share of the disk holding LLMFT_HOME falls below this."))
     metrics_token: str | None = Field(None, description=(
-        "When set, /metrics answers only requests with Authorization: Bearer METRICS_TOKEN; unset, it is open."))
+        "When set, /metrics answers only requests with Authorization: Bearer METRICS_TOKEN and adds the per-job and "
+        "per-worker series (tenant names, job ids, host:pid); unset, it is open with aggregate series only."))
     host: str = Field("127.0.0.1", description="Address llmft serve listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port llmft serve listens on.")
 
@@ -124,6 +137,12 @@ class _HomeOnly(Settings):
     """The same sources and checks, for a caller that wants LLMFT_HOME alone: keys of other programs in `.env`
     are not its business."""
     model_config = SettingsConfigDict(**{**Settings.model_config, "extra": "ignore"})
+
+
+def ambient_settings() -> Settings:
+    """The settings, read like every setting, for code that is not handed a Settings object (the data reader's
+    limits); keys of other programs in `.env` are ignored."""
+    return _load(_HomeOnly, {})
 
 
 def llmft_home() -> Path:

@@ -3,7 +3,7 @@
 from apiflask import APIBlueprint, Schema, fields, validators
 
 from llmft.api.auth import auth, principal, require_write
-from llmft.api.context import db
+from llmft.api.context import db, settings
 from llmft.api.pages import PageQuery, list_schema, page
 from llmft.api.text import Text
 from llmft.errors import Forbidden
@@ -23,7 +23,8 @@ class AlertOut(Schema):
     data = fields.Dict()
     created_at = fields.DateTime()
     notified_at = fields.DateTime(allow_none=True, metadata={"description": "when a webhook took it"})
-    notify_error = fields.String(allow_none=True)
+    notify_error = fields.String(allow_none=True, metadata={
+        "description": "why a webhook did not take it: HTTP <status>, delivery failed, or refused: address not allowed"})
 
 
 AlertListOut = list_schema("AlertListOut", AlertOut)
@@ -50,7 +51,8 @@ class SettingsIn(Schema):
 
 
 class SettingsOut(Schema):
-    webhooks = fields.List(fields.String())
+    webhooks = fields.List(fields.String(), metadata={
+        "description": "in full for admins; for others with userinfo, path and query as ***"})
     rules = fields.Dict()
 
 
@@ -70,10 +72,11 @@ def index(query):
 @bp.get("/alerts/settings")
 @bp.auth_required(auth)
 @bp.output(SettingsOut)
-@bp.doc(summary="The tenant's alert webhooks and rule thresholds")
+@bp.doc(summary="The tenant's alert webhooks (in full for admins, masked for others) and rule thresholds")
 def get_settings():
+    caller = principal()
     with db() as session:
-        return alert_settings(session, tenant_id=principal().tenant_id)
+        return alert_settings(session, tenant_id=caller.tenant_id, unmasked=caller.role == "admin")
 
 
 @bp.put("/alerts/settings")
@@ -81,11 +84,11 @@ def get_settings():
 @bp.input(SettingsIn, arg_name="body")
 @bp.output(SettingsOut)
 @bp.doc(summary="Set the tenant's alert webhooks and/or some rule thresholds (admin)",
-        responses={403: "not an admin key", 422: "a bad URL or threshold"})
+        responses={403: "not an admin key", 422: "a bad URL (or a non-public address) or threshold"})
 def put_settings(body):
     caller = require_write()
     if caller.role != "admin":
         raise Forbidden("only an admin key changes where alerts go")
     with db() as session:
         return update_alert_settings(session, tenant_id=caller.tenant_id, webhooks=body.get("webhooks"),
-                                     rules=body.get("rules"))
+                                     rules=body.get("rules"), allow_private=settings().webhook_allow_private)

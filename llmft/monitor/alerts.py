@@ -1,5 +1,7 @@
 """Alerts: a rule fires -> a record (GET /api/v1/alerts), an event on its job, and a JSON POST to
-the tenant's webhooks and the operator's (ALERT_WEBHOOKS), retried with backoff.
+the tenant's webhooks and the operator's (ALERT_WEBHOOKS), retried with backoff. A tenant's webhooks
+reach public addresses only (llmft/monitor/outbound.py) unless WEBHOOK_ALLOW_PRIVATE; the operator's
+reach any.
 
     raise_alert(session, settings=s, job=job, rule="loss_spike", severity="warning",
                 message="...", key="loss_spike:job-1:40", data={...})
@@ -9,12 +11,10 @@ a `key` naming its occurrence: a second watcher raising the same one changes not
 are delivered on a thread; `flush()` waits for them (a job process calls it before it exits).
 """
 
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
+from typing import NamedTuple
 
 from pydantic import Field
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from llmft.config import Strict
 from llmft.db.events import record_event
 from llmft.db.session import session_scope
 from llmft.db.tables import Alert, AlertSettings, Job, now
+from llmft.monitor.outbound import REFUSED, masked, post_json, refused_literal
 from llmft.settings import Settings
 
 RULES = ("nan_loss", "loss_spike", "stalled", "job_failed", "eval_rising", "gpu_memory", "disk_full")
@@ -48,10 +49,18 @@ def rules_for(session: Session, tenant_id: str | None) -> AlertRules:
     return AlertRules.model_validate(row.rules if row else {})
 
 
-def webhooks_for(session: Session, tenant_id: str | None, settings: Settings) -> list[str]:
+class Webhook(NamedTuple):
+    url: str
+    label: str  # how errors name it: the tenant's URL masked, or ALERT_WEBHOOKS[i]
+    allow_private: bool
+
+
+def webhooks_for(session: Session, tenant_id: str | None, settings: Settings) -> list[Webhook]:
     row = session.get(AlertSettings, tenant_id) if tenant_id else None
+    hooks = {url: Webhook(url, masked(url), settings.webhook_allow_private) for url in (row.webhooks if row else [])}
     operator = [url.strip() for url in settings.alert_webhooks.split(",") if url.strip()]
-    return list(dict.fromkeys((row.webhooks if row else []) + operator))
+    hooks.update({url: Webhook(url, f"ALERT_WEBHOOKS[{index}]", True) for index, url in enumerate(operator)})
+    return list(hooks.values())
 
 
 def raise_alert(session: Session, *, settings: Settings, rule: str, severity: str, message: str, key: str,
@@ -69,9 +78,9 @@ def raise_alert(session: Session, *, settings: Settings, rule: str, severity: st
     if job is not None:
         record_event(session, job, "alert", message, {"rule": rule, "alert_id": alert.id, **(data or {})},
                      level="error" if severity == "critical" else "warning")
-    urls = webhooks_for(session, alert.tenant_id, settings)
-    if urls:
-        notifier.send(settings.sqlalchemy_url, alert.id, urls, _payload(alert))
+    hooks = webhooks_for(session, alert.tenant_id, settings)
+    if hooks:
+        notifier.send(settings.sqlalchemy_url, alert.id, hooks, _payload(alert))
     log.warning("alert %s (%s): %s", rule, severity, message)
     return alert
 
@@ -90,7 +99,7 @@ class Notifier:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def send(self, url: str, alert_id: str, webhooks: list[str], payload: dict) -> None:
+    def send(self, url: str, alert_id: str, webhooks: list[Webhook], payload: dict) -> None:
         thread = threading.Thread(target=self._deliver, args=(url, alert_id, webhooks, payload), daemon=True,
                                   name=f"alert-{alert_id}")
         with self._lock:
@@ -104,8 +113,8 @@ class Notifier:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _deliver(self, database_url: str, alert_id: str, webhooks: list[str], payload: dict) -> None:
-        errors = [error for error in (_post(webhook, payload) for webhook in webhooks) if error]
+    def _deliver(self, database_url: str, alert_id: str, webhooks: list[Webhook], payload: dict) -> None:
+        errors = [f"{webhook.label}: {error}" for webhook in webhooks if (error := _post(webhook, payload))]
         for _ in range(50):  # the alert's row may not be committed yet: its transaction is the caller's
             with session_scope(database_url) as session:
                 alert = session.get(Alert, alert_id)
@@ -116,26 +125,18 @@ class Notifier:
             time.sleep(0.1)
 
 
-def _post(webhook: str, payload: dict) -> str | None:
-    """None when delivered; else why not, after every attempt."""
-    body = json.dumps(payload).encode()
-    backoff, error = FIRST_BACKOFF, None
+def _post(webhook: Webhook, payload: dict) -> str | None:
+    """None when delivered; else why not (a reason the tenant may read), after every attempt; a refused address
+    is not retried."""
+    backoff = FIRST_BACKOFF
     for attempt in range(ATTEMPTS):
-        request = urllib.request.Request(webhook, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "llmft-alerts"})
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                if 200 <= response.status < 300:
-                    return None
-                error = f"{webhook}: HTTP {response.status}"
-        except urllib.error.HTTPError as failure:
-            error = f"{webhook}: HTTP {failure.code}"
-        except (urllib.error.URLError, OSError) as failure:
-            error = f"{webhook}: {failure}"
+        error = post_json(webhook.url, payload, allow_private=webhook.allow_private, timeout=TIMEOUT)
+        if error is None or error == REFUSED:
+            return error
         if attempt + 1 < ATTEMPTS:
             time.sleep(backoff)
             backoff *= 2
-    log.warning("alert webhook failed after %d attempts: %s", ATTEMPTS, error)
+    log.warning("alert webhook %s failed after %d attempts: %s", webhook.label, ATTEMPTS, error)
     return error
 
 
@@ -158,14 +159,20 @@ def alerts_of(session: Session, *, tenant_id: str, include_service: bool, job_id
     return list(session.scalars(query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit + 1)))
 
 
-def alert_settings(session: Session, *, tenant_id: str) -> dict:
+def alert_settings(session: Session, *, tenant_id: str, unmasked: bool) -> dict:
+    """The tenant's webhooks and thresholds; the webhooks masked (masked()) unless `unmasked` (for admins: a URL
+    may carry a credential, and a Slack webhook's path is its secret)."""
     row = session.get(AlertSettings, tenant_id)
-    return {"webhooks": list(row.webhooks) if row else [], "rules": rules_for(session, tenant_id).model_dump()}
+    webhooks = list(row.webhooks) if row else []
+    return {"webhooks": webhooks if unmasked else [masked(url) for url in webhooks],
+            "rules": rules_for(session, tenant_id).model_dump()}
 
 
-def update_alert_settings(session: Session, *, tenant_id: str, webhooks: list[str] | None,
-                          rules: dict | None) -> dict:
-    """Replace the tenant's webhooks and/or change some rule thresholds (the others keep their values)."""
+def update_alert_settings(session: Session, *, tenant_id: str, webhooks: list[str] | None, rules: dict | None,
+                          allow_private: bool) -> dict:
+    """Replace the tenant's webhooks and/or change some rule thresholds (the others keep their values). A webhook
+    whose host is a non-public address is refused unless `allow_private` (WEBHOOK_ALLOW_PRIVATE); a name is
+    checked when an alert is delivered."""
     from llmft.config import ConfigError, check
     from llmft.errors import Invalid
 
@@ -175,6 +182,9 @@ def update_alert_settings(session: Session, *, tenant_id: str, webhooks: list[st
             if not webhook.startswith(("http://", "https://")) or len(webhook) > 2000:
                 raise Invalid(f"webhooks[{index}]: an http:// or https:// URL (2000 characters at most)",
                               details={"param": f"webhooks[{index}]"})
+            if not allow_private and refused_literal(webhook):
+                raise Invalid(f"webhooks[{index}]: a loopback, private, link-local or reserved address is not allowed "
+                              "(the operator's WEBHOOK_ALLOW_PRIVATE allows them)", details={"param": f"webhooks[{index}]"})
         row.webhooks = list(dict.fromkeys(webhooks))
     if rules is not None:
         try:
@@ -185,4 +195,4 @@ def update_alert_settings(session: Session, *, tenant_id: str, webhooks: list[st
     row.updated_at = now()
     session.add(row)
     session.flush()
-    return alert_settings(session, tenant_id=tenant_id)
+    return alert_settings(session, tenant_id=tenant_id, unmasked=True)

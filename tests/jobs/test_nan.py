@@ -18,10 +18,12 @@ from llmft.train import checkpoints
 
 
 @pytest.mark.slow
-def test_a_nan_stops_the_job_keeps_the_last_good_checkpoint_and_notifies(setup, receiver):  # noqa: F811
+def test_a_nan_stops_the_job_keeps_the_last_good_checkpoint_and_notifies(setup, receiver, monkeypatch):  # noqa: F811
     settings, principal, dataset_id = setup
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "1")  # the job process delivers to the local receiver
     with session_scope(settings.sqlalchemy_url) as session:
-        update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=[receiver.url], rules=None)
+        update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=[receiver.url], rules=None,
+                              allow_private=True)
     job_id = new_job(settings, principal, dataset_id, max_steps=8, save_steps=1, learning_rate=1e30,
                      lr_scheduler="constant", warmup_steps=0, eval_per_epoch=False)
     assert run_job(settings, job_id) == "failed"

@@ -56,7 +56,7 @@ def test_nan_loss_is_critical_and_names_the_last_good_checkpoint():
 
 @pytest.fixture
 def tenant_job(database_url, tmp_path):
-    settings = load_settings(llmft_home=tmp_path, database_url=database_url)
+    settings = load_settings(llmft_home=tmp_path, database_url=database_url, webhook_allow_private=True)  # receivers
     with session_scope(database_url) as session:
         principal = authenticate(session, create_key(session, tenant="acme", role="admin")[0])
         job = Job(tenant_id=principal.tenant_id, status="running", base_model="tiny-r1", method="full",
@@ -71,7 +71,8 @@ def test_service_rules_stalled_failed_and_disk_fire_once_each(tenant_job, receiv
     settings, principal, job_id = tenant_job
     settings = settings.model_copy(update={"alert_disk_free_fraction": 1.0, "alert_webhooks": receiver.url})
     with session_scope(settings.sqlalchemy_url) as session:
-        update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"stalled_minutes": 5})
+        update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"stalled_minutes": 5},
+                              allow_private=False)
         job = session.get(Job, job_id)
         session.add(JobEvent(job_id=job.id, tenant_id=job.tenant_id, type="metrics", message="m", data={},
                              created_at=now() - timedelta(minutes=6)))
@@ -106,14 +107,14 @@ def test_webhooks_are_retried_then_marked(tenant_job, flaky_receiver, monkeypatc
     monkeypatch.setattr(alerts, "FIRST_BACKOFF", 0.05)
     with session_scope(settings.sqlalchemy_url) as session:
         update_alert_settings(session, tenant_id=principal.tenant_id,
-                              webhooks=[flaky_receiver.url, "http://127.0.0.1:9/closed"], rules=None)
+                              webhooks=[flaky_receiver.url, "http://127.0.0.1:9/closed"], rules=None, allow_private=True)
         raise_alert(session, settings=settings, job=session.get(Job, job_id), rule="loss_spike", severity="warning",
                     message="spike", key="loss_spike:x:1", data={"step": 1})
     notifier.flush()
     assert flaky_receiver.attempts == 3 and len(flaky_receiver.received) == 1  # two 503s, then delivered
     with session_scope(settings.sqlalchemy_url) as session:
         alert = session.scalar(select(Alert))
-        assert alert.notified_at is not None and "127.0.0.1:9" in alert.notify_error
+        assert alert.notified_at is not None and alert.notify_error == "http://127.0.0.1:9/***: delivery failed"
 
 
 def test_alert_settings_are_checked(tenant_job):
@@ -122,11 +123,17 @@ def test_alert_settings_are_checked(tenant_job):
 
     with session_scope(settings.sqlalchemy_url) as session:
         with pytest.raises(Invalid, match="webhooks\\[0\\]"):
-            update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=["file:///etc/passwd"], rules=None)
+            update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=["file:///etc/passwd"], rules=None,
+                                  allow_private=False)
+        with pytest.raises(Invalid, match="webhooks\\[1\\]: a loopback"):
+            update_alert_settings(session, tenant_id=principal.tenant_id, rules=None, allow_private=False,
+                                  webhooks=["https://hooks.example/x", "http://0x7f000001:6379/"])
         with pytest.raises(Invalid, match="loss_spike_factr"):
-            update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"loss_spike_factr": 2})
+            update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"loss_spike_factr": 2},
+                                  allow_private=False)
         saved = update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=["https://hooks.example/x"],
-                                      rules={"loss_spike_factor": 5})
+                                      rules={"loss_spike_factor": 5}, allow_private=False)
         assert saved["webhooks"] == ["https://hooks.example/x"] and saved["rules"]["loss_spike_factor"] == 5
-        again = update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"stalled_minutes": 2})
+        again = update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"stalled_minutes": 2},
+                                      allow_private=False)
         assert again["rules"]["loss_spike_factor"] == 5 and again["rules"]["stalled_minutes"] == 2
