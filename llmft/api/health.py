@@ -1,8 +1,10 @@
-"""Liveness and readiness: the database, the broker, and at least one job worker's heartbeat."""
+"""Liveness and readiness: the database, the broker, and at least one job worker's heartbeat. Anyone reads whether
+the service is ready; which check failed and the workers' names (host:pid) only an admin key reads."""
 
 from apiflask import APIBlueprint
 from sqlalchemy import text
 
+from llmft.api.auth import auth, principal
 from llmft.api.context import celery, db, settings
 from llmft.db.engine import engine_for
 from llmft.jobs.lease import live_workers
@@ -17,8 +19,9 @@ def healthz():
 
 
 @bp.get("/readyz")
-@bp.doc(summary="The database and the broker answer and a job worker has a recent heartbeat",
-        responses={200: "ready", 503: "a dependency is down, or no worker is alive"})
+@bp.auth_required(auth, optional=True)
+@bp.doc(summary="The database and the broker answer and a job worker has a recent heartbeat (the checks and the "
+                "workers for an admin key)", responses={200: "ready", 503: "a dependency is down, or no worker is alive"})
 def readyz():
     current = settings()
     checks, workers = {}, []
@@ -38,4 +41,8 @@ def readyz():
     except Exception as error:
         checks["broker"] = f"error: {type(error).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return {"status": "ready" if ready else "not_ready", "checks": checks, "workers": workers}, 200 if ready else 503
+    body = {"status": "ready" if ready else "not_ready"}
+    caller = principal()
+    if caller is not None and caller.role == "admin":
+        body.update(checks=checks, workers=workers)
+    return body, 200 if ready else 503

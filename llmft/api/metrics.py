@@ -1,12 +1,14 @@
 """Prometheus metrics at /metrics, on the API port.
 
-    curl localhost:8000/metrics                                  # open by default
+    curl localhost:8000/metrics                                  # open: aggregate series only
     METRICS_TOKEN=s3cret  ->  curl -H 'Authorization: Bearer s3cret' localhost:8000/metrics
 
 HTTP requests are counted as they happen; everything else is read when Prometheus scrapes:
-jobs by status and the queue depth from the database, worker heartbeats and slots, the running
-jobs' latest loss and tokens/s (their progress), and the inference engine's counters and
-histograms. Each app has its own registry (tests build several apps in one process).
+jobs by status, the queue depth and the live workers and their slots from the database, and the
+inference engine's counters and histograms. With METRICS_TOKEN set (the endpoint then needs it)
+the series that name a tenant, a job or a worker's host:pid are added: each worker's heartbeat
+and slots, and each running job's latest loss, tokens/s and progress. Each app has its own
+registry (tests build several apps in one process).
 """
 
 import hmac
@@ -83,6 +85,9 @@ class _ServiceCollector:
     def _jobs_and_workers(self):
         jobs = GaugeMetricFamily("llmft_jobs", "Jobs by status", labels=["status"])
         queue = GaugeMetricFamily("llmft_queue_depth", "Jobs waiting for a worker")
+        live = GaugeMetricFamily("llmft_workers_live", "Workers with a heartbeat in the last two lease periods")
+        all_slots = GaugeMetricFamily("llmft_workers_slots", "Training processes the live workers may run")
+        all_busy = GaugeMetricFamily("llmft_workers_busy_slots", "Slots in use on the live workers")
         seen = GaugeMetricFamily("llmft_worker_heartbeat_age_seconds", "Seconds since a worker's last heartbeat",
                                  labels=["worker"])
         slots = GaugeMetricFamily("llmft_worker_slots", "Training processes a worker may run", labels=["worker"])
@@ -98,8 +103,15 @@ class _ServiceCollector:
             for status in JOB_STATUSES:
                 jobs.add_metric([status], counts.get(status, 0))
             queue.add_metric([], counts.get("queued", 0))
-            for worker in session.scalars(select(Worker)):
-                age = (at - as_utc(worker.seen_at)).total_seconds()
+            workers = [(worker, (at - as_utc(worker.seen_at)).total_seconds()) for worker in session.scalars(select(Worker))]
+            alive = [worker for worker, age in workers if age <= 2 * self.settings.lease_seconds]
+            live.add_metric([], len(alive))
+            all_slots.add_metric([], sum(worker.slots for worker in alive))
+            all_busy.add_metric([], sum(worker.busy for worker in alive))
+            yield from (jobs, queue, live, all_slots, all_busy)
+            if not self.settings.metrics_token:  # open to anyone: nothing that names a tenant, a job or a host
+                return
+            for worker, age in workers:
                 seen.add_metric([worker.name], age)
                 slots.add_metric([worker.name], worker.slots)
                 busy.add_metric([worker.name], worker.busy)
@@ -113,7 +125,7 @@ class _ServiceCollector:
                     speed.add_metric([job_id, tenant], progress["tokens_per_second"])
                 if progress.get("percent") is not None:
                     done.add_metric([job_id, tenant], progress["percent"] / 100.0)
-        yield from (jobs, queue, seen, slots, busy, loss, speed, done)
+        yield from (seen, slots, busy, loss, speed, done)
 
 
 def _engine_metrics(engine):

@@ -69,15 +69,17 @@ def test_readiness_needs_a_live_worker_and_a_reachable_broker(tmp_path):
 
     settings = load_settings(llmft_home=tmp_path)
     client = create_app(settings).test_client()
-    response = client.get("/readyz")
+    with session_scope(settings.sqlalchemy_url) as session:
+        admin = {"Authorization": f"Bearer {create_key(session, tenant='acme', role='admin')[0]}"}
+    response = client.get("/readyz", headers=admin)
     assert response.status_code == 503 and response.json["checks"]["workers"].startswith("error: no worker")
     assert response.json["checks"]["broker"] == "ok" and response.json["checks"]["database"] == "ok"
     with session_scope(settings.sqlalchemy_url) as session:
         worker_beat(session, name="w@host:1")
-    response = client.get("/readyz")
+    response = client.get("/readyz", headers=admin)
     assert response.status_code == 200 and response.json["workers"] == ["w@host:1"]
     down = load_settings(llmft_home=tmp_path, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
-    response = create_app(down).test_client().get("/readyz")
+    response = create_app(down).test_client().get("/readyz", headers=admin)
     assert response.status_code == 503 and response.json["checks"]["broker"].startswith("error")
 
 

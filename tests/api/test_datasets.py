@@ -96,14 +96,15 @@ def test_keys_are_stored_hashed_and_never_logged(server, keys, server_env):
     assert keys["alice"] not in (home / "server.log").read_text()
 
 
-def test_openapi_docs_and_error_shape(server):
+def test_openapi_docs_and_error_shape(server, keys):
     spec = requests.get(f"{server}/openapi.json", timeout=10).json()
     assert "/api/v1/datasets" in spec["paths"] and spec["info"]["title"] == "llmft API"
     assert requests.get(f"{server}/docs", timeout=10).status_code == 200
     response = requests.get(f"{server}/no/such/route", timeout=10)
     assert response.status_code == 404 and set(response.json()["error"]) == {"code", "message", "details"}
     deadline = time.time() + 60
-    while (ready := requests.get(f"{server}/readyz", timeout=10)).status_code != 200:  # the worker starts beside
+    while (ready := requests.get(f"{server}/readyz", headers=auth(keys["alice"]),  # an admin reads the checks
+                                 timeout=10)).status_code != 200:  # the worker starts beside
         assert time.time() < deadline, ready.json()
         time.sleep(0.5)
     assert ready.json()["checks"] == {"database": "ok", "workers": "ok", "broker": "ok"}
