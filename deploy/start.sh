@@ -4,6 +4,7 @@
 #                         inference engine holds the weights in that process)
 #   llmft-start worker    a job worker (Celery + lease reaper); WORKER_NAME names it
 set -eu
+umask 077  # the database, uploads and models under $LLMFT_HOME: this user's alone (0600 files, 0700 folders)
 llmft db upgrade
 case "${1:-api}" in
   api) exec gunicorn -c python:llmft.api.gunicorn_conf 'llmft.api.app:create_app()' ;;

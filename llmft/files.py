@@ -1,5 +1,6 @@
 """Files written to last: sha256 of a file read in blocks, and fsync of a file or a folder (so a rename that
-publishes a folder survives a crash). Shared by the data cache, checkpoints, the registry and base imports."""
+publishes a folder survives a crash). Shared by the data cache, checkpoints, the registry and base imports.
+And `private_files`: what `llmft serve` and `llmft worker` create under $LLMFT_HOME is this user's alone."""
 
 import hashlib
 import os
@@ -25,3 +26,9 @@ def fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def private_files() -> None:
+    """From now on this process and its children create files 0600 and folders 0700 (umask 077): $LLMFT_HOME
+    holds the database, uploaded data and models. `llmft serve`, `llmft worker` and gunicorn's start call it."""
+    os.umask(0o077)

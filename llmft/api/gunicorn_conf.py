@@ -9,6 +9,7 @@ WEB_CONCURRENCY and GUNICORN_THREADS set the processes and threads under gunicor
 
 import os
 
+from llmft.files import private_files
 from llmft.settings import Settings, load_settings
 
 WORKERS, THREADS = 1, 32
@@ -19,7 +20,8 @@ def gunicorn_options(settings: Settings, *, workers: int = WORKERS, threads: int
     # Threads serve concurrent requests; a streaming answer holds one for its whole length.
     return {"bind": f"{settings.host}:{settings.port}", "workers": workers, "threads": threads,
             "worker_class": "gthread", "timeout": 120, "accesslog": "-",
-            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'}  # no headers: API keys never reach the log
+            # the path without its query string, and no headers: an API key (?api_key=, Authorization) never reaches it
+            "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'}
 
 
 # What gunicorn reads from this module when it starts with `-c python:llmft.api.gunicorn_conf`.
@@ -28,3 +30,8 @@ _options = gunicorn_options(load_settings(), workers=int(os.environ.get("WEB_CON
 bind, workers, threads = _options["bind"], _options["workers"], _options["threads"]
 worker_class, timeout = _options["worker_class"], _options["timeout"]
 accesslog, access_log_format = _options["accesslog"], _options["access_log_format"]
+
+
+def on_starting(server) -> None:
+    """gunicorn's hook, before its workers start: files under $LLMFT_HOME are 0600, folders 0700."""
+    private_files()

@@ -25,9 +25,11 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from llmft.api.server import serve
+    from llmft.files import private_files
     from llmft.processes import die_with_parent
     from llmft.settings import load_settings
 
+    private_files()  # the database, uploads and models under $LLMFT_HOME: 0600 files, 0700 folders
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     settings = load_settings(**overrides)
     _say_how_to_start(settings)

@@ -16,11 +16,13 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    from llmft.files import private_files
     from llmft.jobs.worker import start_worker
     from llmft.settings import load_settings
 
     if args.slots is not None and not 1 <= args.slots <= 64:
         print("llmft: --slots must be between 1 and 64", file=sys.stderr)
         return exit_codes.USAGE
+    private_files()  # checkpoints and models under $LLMFT_HOME: 0600 files, 0700 folders
     start_worker(load_settings(), name=args.name, slots=args.slots)
     return exit_codes.OK
