@@ -63,9 +63,9 @@ def refused_literal(url: str) -> str | None:
     return REFUSED if any(not public(info[4][0]) for info in infos) else None
 
 
-def resolve(url: str, *, allow_private: bool) -> tuple[SplitResult, str, int]:
-    """The URL's parts and the one address and port to connect to; Refused if any address it resolves to is not
-    public (unless allow_private)."""
+def resolve(url: str, *, allow_private: bool) -> tuple[SplitResult, list[str], int]:
+    """The URL's parts, the addresses to connect to (in order) and the port; Refused if any address it resolves to
+    is not public (unless allow_private)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"not an http(s) URL: {masked(url)}")
@@ -74,15 +74,15 @@ def resolve(url: str, *, allow_private: bool) -> tuple[SplitResult, str, int]:
     addresses = [info[4][0] for info in infos]
     if not allow_private and not all(public(address) for address in addresses):
         raise Refused(f"{masked(url)} resolves to {', '.join(dict.fromkeys(addresses))}")
-    return parts, addresses[0], port
+    return parts, list(dict.fromkeys(addresses)), port
 
 
 def post_json(url: str, payload: dict, *, allow_private: bool, timeout: float) -> str | None:
     """POST the payload once. None when answered 2xx; else a reason a tenant may read (REFUSED, FAILED or
     "HTTP <status>"), the detail logged with the URL masked."""
     try:
-        parts, address, port = resolve(url, allow_private=allow_private)
-        status = _post(parts, address, port, json.dumps(payload).encode(), timeout)
+        parts, addresses, port = resolve(url, allow_private=allow_private)
+        status = _post(parts, addresses, port, json.dumps(payload).encode(), timeout)
     except Refused as error:
         log.warning("webhook refused: %s", error)
         return REFUSED
@@ -94,10 +94,21 @@ def post_json(url: str, payload: dict, *, allow_private: bool, timeout: float) -
     return f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
 
 
-def _post(parts: SplitResult, address: str, port: int, body: bytes, timeout: float) -> int:
-    """The response status of one POST sent to `address`, with the URL's host as Host, TLS name and certificate."""
+def _connect(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """A connection to the first of the checked addresses that answers (no lookup: they are numbers)."""
+    for address in addresses[:-1]:
+        try:
+            return socket.create_connection((address, port), timeout=timeout)
+        except OSError:
+            continue
+    return socket.create_connection((addresses[-1], port), timeout=timeout)
+
+
+def _post(parts: SplitResult, addresses: list[str], port: int, body: bytes, timeout: float) -> int:
+    """The response status of one POST sent to a checked address, with the URL's host as Host, TLS name and
+    certificate."""
     host = parts.hostname
-    sock = socket.create_connection((address, port), timeout=timeout)
+    sock = _connect(addresses, port, timeout)
     try:
         if parts.scheme == "https":
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
