@@ -36,3 +36,14 @@ def test_the_evaluation_a_job_runs_is_bounded_by_two_settings(monkeypatch):
             load_settings()
     monkeypatch.setenv("JOB_EVAL_MAX_NEW_TOKENS", "64")
     assert load_settings().job_eval_max_new_tokens == "64"
+
+
+def test_every_setting_is_listed_in_env_example():
+    """`.env.example` is where the README sends operators for the settings: none may be missing from it."""
+    from pathlib import Path
+
+    from llmft.settings import Settings
+
+    listed = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"{name.upper()}=" not in listed]
+    assert missing == [], f"add to .env.example: {', '.join(missing)}"
