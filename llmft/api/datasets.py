@@ -14,7 +14,8 @@ bp = APIBlueprint("datasets", __name__, tag="datasets")
 class UploadIn(Schema):
     file = fields.File(required=True, metadata={"description": "JSONL, JSON, CSV, TSV or Parquet"})
     model = Text(load_default="tiny-r1", validate=validators.Length(1, 255),
-                          metadata={"description": "base model whose tokenizer counts the tokens"})
+                          metadata={"description": "base model whose tokenizer counts the tokens: a built-in "
+                                          "name or a hub id, as a job's base_model (never a server path)"})
     max_length = fields.Integer(load_default=4096, validate=validators.Range(16, 1_048_576))
 
 
@@ -47,7 +48,8 @@ class PreviewOut(Schema):
 @bp.input(UploadIn, location="form_and_files", arg_name="form")
 @bp.output(DatasetOut, status_code=201)
 @bp.doc(summary="Upload and validate a dataset", responses={
-    403: "a viewer key", 413: "larger than MAX_UPLOAD_MB", 422: "the file has errors (the report says which)"})
+    403: "a viewer key", 413: "larger than MAX_UPLOAD_MB",
+    422: "the file has errors (the report says which), or model is not a built-in name or a loadable hub id"})
 def create(form):
     caller = require_write()
     upload = form["file"]
@@ -81,7 +83,9 @@ def show(dataset_id):
 @bp.delete("/datasets/<dataset_id>")
 @bp.auth_required(auth)
 @bp.output({}, status_code=204)
-@bp.doc(summary="Delete a dataset and its file", responses={403: "a viewer key", 404: "no such dataset"})
+@bp.doc(summary="Delete a dataset: its file, report and prepared data go; a tombstone (filename, sha256, "
+                "deleted_at) stays for the lineage of jobs and versions made from it",
+        responses={403: "a viewer key", 404: "no such dataset", 409: "a queued or running job uses it"})
 def delete(dataset_id):
     caller = require_write()
     with db() as session:

@@ -46,3 +46,17 @@ def publish(key: str, staging: Path) -> Path:
 def new_staging() -> Path:
     cache_dir().mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_dir()))
+
+
+def forget_source(sha256: str) -> int:
+    """Remove every entry prepared from a source file with this sha256 (a deleted dataset); returns how many."""
+    removed = 0
+    for manifest in cache_dir().glob("*/manifest.json"):
+        try:
+            sources = json.loads(manifest.read_text())["sources"]
+        except (OSError, ValueError, KeyError):  # being removed by another process, or not an entry
+            continue
+        if any(source.get("sha256") == sha256 for source in sources):
+            shutil.rmtree(manifest.parent, ignore_errors=True)
+            removed += 1
+    return removed

@@ -12,17 +12,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
-from llmft.bases.resolve import load_tokenizer
+from llmft.bases.resolve import ALIASES, BUILT_IN, ModelNotFoundError, load_tokenizer, requestable
+from llmft.data import cache
 from llmft.data.config import DataConfig
 from llmft.data.preview import runs
 from llmft.data.report import build_report
 from llmft.data.validate import check_file
 from llmft.db.pages import newest_first
-from llmft.db.tables import Dataset, is_id, new_id
-from llmft.errors import Invalid, NotFound
+from llmft.db.tables import Dataset, Job, is_id, new_id, now
+from llmft.errors import Conflict, Invalid, NotFound
 from llmft.files import sha256_file
 
 EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -34,6 +36,7 @@ def tokenizer_for(model: str):
 def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path, filename: str, stream: BinaryIO,
                    model: str = "tiny-r1", max_length: int = 4096) -> tuple[Dataset, dict]:
     """Validate and store an upload; Invalid (422, with the report) and nothing stored on errors."""
+    _check_model(model)
     extension = Path(filename or "").suffix.lower()
     if extension not in EXTENSIONS:
         raise Invalid(f"file {filename!r}: the extension must be one of {', '.join(EXTENSIONS)}",
@@ -61,24 +64,54 @@ def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path,
     session.flush()
     return dataset, report
 
+def _check_model(model: str) -> None:
+    """The rule jobs apply to base_model (a built-in name or a hub id, never a server path), and a tokenizer that
+    loads: one message for every refusal, so that no answer tells which server folders exist."""
+    try:
+        if requestable(model):
+            tokenizer_for(model)
+            return
+    except (ModelNotFoundError, OSError, ValueError):
+        pass
+    raise Invalid(f"model {model!r}: name one of {', '.join(sorted({*BUILT_IN, *ALIASES}))} or a hub id (org/name) "
+                  "whose tokenizer the server can load; local folders are for the command line",
+                  details={"field": "model"}, code="invalid_model")
+
 def list_datasets(session: Session, *, principal: Principal, limit: int = 20, after: str | None = None) -> list[Dataset]:
-    return newest_first(session, Dataset, tenant_id=principal.tenant_id, after=after, limit=limit, prefix="ds")
+    return newest_first(session, Dataset, tenant_id=principal.tenant_id, after=after, limit=limit, prefix="ds",
+                        where=[Dataset.deleted_at.is_(None)])
 
 def get_dataset(session: Session, *, principal: Principal, dataset_id: str) -> Dataset:
     """The tenant's dataset; another tenant's id is NotFound exactly like an unknown one."""
     dataset = session.get(Dataset, dataset_id) if is_id(dataset_id, "ds") else None
     if dataset is None or dataset.tenant_id != principal.tenant_id:
         raise NotFound(f"no dataset {dataset_id!r}", details={"id": dataset_id})
+    if dataset.deleted_at is not None:
+        raise NotFound(f"dataset {dataset_id!r} was deleted", details={"id": dataset_id,
+                                                                       "deleted_at": dataset.deleted_at.isoformat()})
     return dataset
 
 def dataset_path(dataset: Dataset, uploads_dir: Path) -> Path:
     return uploads_dir / dataset.tenant_id / dataset.stored_name
 
 def delete_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path) -> None:
+    """Erase the file, its report and the prepared data made from it; the row stays as a tombstone (filename,
+    sha256, deleted_at) so the jobs and versions made from it still say what they were trained on.
+    Conflict while a queued or running job reads it."""
     dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
-    session.delete(dataset)
+    using = session.scalars(select(Job.id).where(
+        Job.tenant_id == dataset.tenant_id, Job.status.in_(("queued", "running")),
+        or_(Job.dataset_id == dataset.id, Job.validation_dataset_id == dataset.id)).order_by(Job.id)).all()
+    if using:
+        raise Conflict(f"dataset {dataset_id!r} is used by the queued or running job(s) {', '.join(using)}; "
+                       "cancel them or wait for them to end", details={"jobs": list(using)}, code="dataset_in_use")
+    dataset.deleted_at, dataset.report = now(), {}
     session.flush()
     dataset_path(dataset, uploads_dir).unlink(missing_ok=True)
+    shared = session.scalar(select(Dataset.id).where(Dataset.sha256 == dataset.sha256, Dataset.id != dataset.id,
+                                                     Dataset.deleted_at.is_(None)).limit(1))
+    if shared is None:  # the same bytes uploaded again (any tenant) keep their prepared data
+        cache.forget_source(dataset.sha256)
 
 def preview_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path,
                     limit: int = 3) -> list[dict]:
