@@ -8,6 +8,7 @@ at rest is enough (no salt or slow hash needed, as for GitHub or Stripe tokens).
 """
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from llmft.db.tables import ApiKey, Tenant, now
 
 ROLES = ("admin", "member", "viewer")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # a new tenant's name (\Z: no trailing newline)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ def create_key(session: Session, *, tenant: str, role: str, name: str | None = N
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     row = session.scalar(select(Tenant).where(Tenant.name == tenant))
     if row is None:
+        if not TENANT.fullmatch(tenant):
+            raise ValueError(f"tenant {tenant!r}: a new tenant's name is letters, digits, '.', '_' or '-' "
+                             "(100 at most), starting with a letter or digit")
         row = Tenant(name=tenant)
         session.add(row)
         session.flush()

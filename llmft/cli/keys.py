@@ -28,8 +28,12 @@ def _create(args) -> int:
 
     settings = load_settings()
     create_schema(settings.sqlalchemy_url)
-    with session_scope(settings.sqlalchemy_url) as session:
-        key, row = create_key(session, tenant=args.tenant, role=args.role, name=args.name)
+    try:
+        with session_scope(settings.sqlalchemy_url) as session:
+            key, row = create_key(session, tenant=args.tenant, role=args.role, name=args.name)
+    except ValueError as error:
+        print(f"llmft: {error}", file=sys.stderr)
+        return exit_codes.USAGE
     print(key)
     print(f"{row.prefix} ({args.role} of tenant {args.tenant}); shown once, stored hashed", file=sys.stderr)
     return exit_codes.OK

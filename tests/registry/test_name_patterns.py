@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from llmft.auth.keys import TENANT, create_key
 from llmft.bases.resolve import HUB_ID, requestable
+from llmft.db.session import session_scope
 from llmft.registry.service import NAME, REF
 
 LLMFT = Path(__file__).resolve().parents[2] / "llmft"
-GOOD = [(NAME, "support-bot"), (REF, "support-bot:2"), (REF, "support-bot@production"), (HUB_ID, "org/model-1.5b")]
+GOOD = [(NAME, "support-bot"), (REF, "support-bot:2"), (REF, "support-bot@production"), (HUB_ID, "org/model-1.5b"),
+        (TENANT, "acme")]
 
 
 @pytest.mark.parametrize(("pattern", "name"), GOOD)
@@ -23,6 +26,13 @@ def test_each_pattern_takes_the_name_and_refuses_it_with_a_newline(pattern, name
 def test_requestable_refuses_a_hub_id_with_a_newline():
     assert requestable("org/model") and requestable("tiny-r1")
     assert not requestable("org/model\n") and not requestable("tiny-r1\n")
+
+
+def test_a_new_tenant_named_with_a_newline_is_refused(database_url):
+    with session_scope(database_url) as session:
+        with pytest.raises(ValueError, match="tenant 'acme\\\\n'"):
+            create_key(session, tenant="acme\n", role="admin")
+        create_key(session, tenant="acme", role="admin")
 
 
 def test_no_anchored_pattern_in_the_code_ends_with_a_dollar():
