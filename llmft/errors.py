@@ -4,13 +4,17 @@
 class ServiceError(Exception):
     status = 400
     code = "bad_request"
+    retry_after: int | None = None  # seconds: the Retry-After header of a 429 or 503
 
-    def __init__(self, message: str, *, details: dict | None = None, code: str | None = None):
+    def __init__(self, message: str, *, details: dict | None = None, code: str | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         self.details = details or {}
         if code:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class NotFound(ServiceError):

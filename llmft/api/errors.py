@@ -36,7 +36,8 @@ def install_error_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(error: ServiceError):
-        return error_body(error.code, error.message, error.details), error.status
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+        return error_body(error.code, error.message, error.details), error.status, headers
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

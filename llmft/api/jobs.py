@@ -5,8 +5,9 @@ import json
 from collections.abc import Iterator
 
 from apiflask import APIBlueprint, Schema, fields, validators
-from flask import Response, request
+from flask import request
 
+from llmft.api import streams
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import celery, db, settings
 from llmft.api.pages import EventOut, PageQuery, list_schema, page
@@ -35,9 +36,12 @@ class JobIn(Schema):
     hyperparameters = fields.Dict(load_default=dict)
     suffix = Text(load_default=None, metadata={  # the service checks the pattern
         "description": "the registry model the result becomes a version of; default <base>-ft",
-        "pattern": MODEL_NAME.pattern})
+        "pattern": MODEL_NAME.pattern.replace("\\Z", "$")})  # JSON Schema has no \Z
     seed = fields.Integer(load_default=42, validate=validators.Range(0, 2**31 - 1))
-    metadata = fields.Dict(load_default=dict)
+    metadata = fields.Dict(keys=Text(validate=validators.Length(max=64)), values=Text(validate=validators.Length(max=512)),
+                           load_default=dict, validate=validators.Length(max=16), metadata={
+                               "description": "at most 16 pairs of strings: keys up to 64 characters, values up to "
+                                              "512 (OpenAI's limits)"})
     resources = fields.Nested(ResourcesIn, load_default=dict, metadata={
         "description": "processes > 1: trained through torchrun (DDP) on one worker with that many free slots"})
 
@@ -200,16 +204,17 @@ def checkpoints(job_id):
     200: {"description": "text/event-stream; `event:` is the event's type (or progress, end), `data:` JSON, "
                          "`id:` the event id to resume from",
           "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-    404: "no such job"})
+    404: "no such job", 429: "too many streams open (STREAMS_PER_KEY, STREAMS_TOTAL); see Retry-After"})
 def stream(job_id, query):
     after = query["after"]
     if after is None:
         header = request.headers.get("Last-Event-ID", "")
         after = int(header) if header.isdigit() and len(header) < 19 else 0
-    follower = observe.follow(settings().sqlalchemy_url, principal=principal(), job_id=job_id, after=after)
-    first = next(follower)  # the job is checked here: an unknown id is a 404 before the stream starts
-    return Response(_sse(first, follower), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    with streams.admit(principal()) as slot:
+        follower = observe.follow(settings().sqlalchemy_url, principal=principal(), job_id=job_id, after=after,
+                                  alive=slot.key_active)
+        first = next(follower)  # the job is checked here: an unknown id is a 404 before the stream starts
+        return slot.response(_sse(first, follower))
 
 
 def _sse(first: tuple, follower) -> Iterator[str]:

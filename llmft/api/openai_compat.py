@@ -19,6 +19,7 @@ from apiflask import APIBlueprint, Schema, fields, validators
 from flask import Response, request
 from marshmallow import ValidationError, pre_load
 
+from llmft.api import streams
 from llmft.api.auth import auth, principal
 from llmft.api.context import db, engine, settings
 from llmft.api.text import Text
@@ -96,15 +97,15 @@ def list_models():
 @bp.input(ChatIn, arg_name="body")
 @bp.doc(summary="Chat completion (OpenAI protocol; reasoning_content apart from content)",
         responses={200: "a chat.completion, or chat.completion.chunk events when stream is true",
-                   400: "a parameter is wrong or a limit is passed", 404: "no such model", 503: "busy"})
+                   400: "a parameter is wrong or a limit is passed", 404: "no such model",
+                   429: "too many streams open; see Retry-After", 503: "busy; see Retry-After"})
 def chat_completions(body):
-    with db() as session:
-        [reply] = generate(session, **_generation_args(body), chats=[body["messages"]], param="messages")
-    generation = reply.generation
-    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": reply.model}
     if body["stream"]:
-        return _stream(generation, _chat_chunks(generation, meta, reply.prompt_tokens, body))
-    results = generation.results()
+        with streams.admit(principal()) as slot:
+            reply, meta = _chat(body)
+            return _stream(slot, reply.generation, _chat_chunks(reply.generation, meta, reply.prompt_tokens, body))
+    reply, meta = _chat(body)
+    results = reply.generation.results()
     choices = [{"index": i, "message": _message(result, reply.reasoning_open), "finish_reason": result.finish_reason,
                 "logprobs": None} for i, result in enumerate(results)]
     return {**meta, "object": "chat.completion", "choices": choices, "usage": _usage(reply.prompt_tokens, results)}
@@ -115,7 +116,8 @@ def chat_completions(body):
 @bp.input(CompletionIn, arg_name="body")
 @bp.doc(summary="Text completion (OpenAI protocol): the prompt as is, no chat template",
         responses={200: "a text_completion, or chunks when stream is true", 400: "a parameter is wrong",
-                   404: "no such model", 503: "busy"})
+                   404: "no such model", 429: "too many streams open; see Retry-After",
+                   503: "busy; see Retry-After"})
 def completions(body):
     prompt = body["prompt"]
     if isinstance(prompt, list) and len(prompt) == 1:
@@ -124,16 +126,27 @@ def completions(body):
         raise Invalid("prompt must be a string (a list of several prompts is not supported; send one request each)",
                       details={"param": "prompt"})
     check_text(prompt, "prompt")
-    with db() as session:
-        [reply] = generate(session, **_generation_args(body), text=prompt, param="prompt")
-    generation = reply.generation
-    meta = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": reply.model}
     if body["stream"]:
-        return _stream(generation, _text_chunks(generation, meta, reply.prompt_tokens, body))
-    results = generation.results()
+        with streams.admit(principal()) as slot:
+            reply, meta = _complete(body, prompt)
+            return _stream(slot, reply.generation, _text_chunks(reply.generation, meta, reply.prompt_tokens, body))
+    reply, meta = _complete(body, prompt)
+    results = reply.generation.results()
     choices = [{"index": i, "text": result.content, "finish_reason": result.finish_reason, "logprobs": None}
                for i, result in enumerate(results)]
     return {**meta, "object": "text_completion", "choices": choices, "usage": _usage(reply.prompt_tokens, results)}
+
+
+def _chat(body: dict) -> tuple:
+    with db() as session:
+        [reply] = generate(session, **_generation_args(body), chats=[body["messages"]], param="messages")
+    return reply, {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": reply.model}
+
+
+def _complete(body: dict, prompt: str) -> tuple:
+    with db() as session:
+        [reply] = generate(session, **_generation_args(body), text=prompt, param="prompt")
+    return reply, {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": reply.model}
 
 
 @bp.after_app_request
@@ -231,9 +244,9 @@ def _text_chunks(generation: Generation, meta: dict, prompt_tokens: int, body: d
         yield {**meta, "object": "text_completion", "choices": [], "usage": _usage(prompt_tokens, done)}
 
 
-def _stream(generation: Generation, chunks) -> Response:
-    """Server-sent events. The first chunk is produced before answering, so a model that fails to
-    load is still a plain HTTP error; a failure later ends the stream with an error event."""
+def _stream(slot: streams.Slot, generation: Generation, chunks) -> Response:
+    """Server-sent events in the stream's slot (api/streams.py). The first chunk is produced before answering, so
+    a model that fails to load is still a plain HTTP error; a failure later ends the stream with an error event."""
     try:
         first = next(chunks)
     except BaseException:
@@ -252,8 +265,7 @@ def _stream(generation: Generation, chunks) -> Response:
         finally:
             generation.cancel()  # the client went away (or all is done: then it changes nothing)
 
-    return Response(body(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
-                                                                   "X-Accel-Buffering": "no"})
+    return slot.response(body())
 
 
 def _event(chunk: dict) -> str:

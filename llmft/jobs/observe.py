@@ -7,7 +7,7 @@ follower that yields its events as they are written (the HTTP layer turns it int
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,15 +59,17 @@ def job_checkpoints(session: Session, *, principal: Principal, job_id: str) -> l
 
 
 def follow(url: str, *, principal: Principal, job_id: str, after: int = 0, poll_seconds: float = 0.5,
-           keepalive_seconds: float = 15.0, max_seconds: float = 600.0) -> Iterator[tuple[str, dict | None]]:
+           keepalive_seconds: float = 15.0, max_seconds: float = 600.0,
+           alive: Callable[[], bool] = lambda: True) -> Iterator[tuple[str, dict | None]]:
     """("event", {...}) for each new event, ("progress", {...}) when progress changes, ("keepalive", None)
     when idle, and ("end", {"status"}) once the job has ended and every event was sent. Stops after
-    max_seconds; the client reconnects with the last event id."""
+    max_seconds, or at the poll where alive() is false (the caller's key revoked); the client reconnects with
+    the last event id."""
     with session_scope(url) as session:
         get_job(session, principal=principal, job_id=job_id)
     started = last_sent = time.monotonic()
     progress = None
-    while time.monotonic() - started < max_seconds:
+    while time.monotonic() - started < max_seconds and alive():
         with session_scope(url) as session:
             rows = list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after)
                                         .order_by(JobEvent.id).limit(500)))

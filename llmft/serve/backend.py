@@ -25,6 +25,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 class Busy(ServiceError):
     status, code = 503, "server_busy"
+    retry_after = 1  # a place frees whenever a generation ends; the engine says when it can tell
 
 
 class GenerationTimeout(ServiceError):

@@ -17,6 +17,7 @@ rows of the base itself run as `__base__`.
 """
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -75,11 +76,24 @@ class Engine:
             active = len(self._waiting) + sum(len(b.rows) for b in self.models.backbones.values())
             if active + n > self.max_waiting:
                 raise Busy(f"{active} generations are already queued or running "
-                           f"(INFERENCE_MAX_WAITING={self.max_waiting}); retry shortly")
+                           f"(INFERENCE_MAX_WAITING={self.max_waiting}); retry shortly",
+                           retry_after=self._seconds_to_a_free_place())
             self._waiting.extend(requests)
             self.stats["requests"] += 1
             self._wake.notify()
         return Generation(requests, events)
+
+    def _seconds_to_a_free_place(self, window: float = 10.0) -> int:
+        """Busy's Retry-After: the tokens the running generation closest to its max_new_tokens has left, at the
+        recent rate of decoding steps (one token per row per step); 1 to 60 s."""
+        now = time.monotonic()
+        steps = [at for at, _ in list(self._recent) if at >= now - window]
+        left = min((row.request.sampling.max_new_tokens - len(row.tokens)
+                    for backbone in list(self.models.backbones.values()) for row in list(backbone.rows)), default=0)
+        if len(steps) < 2 or not left:
+            return 1
+        steps_per_second = (len(steps) - 1) / max(steps[-1] - steps[0], 1e-3)
+        return min(60, max(1, math.ceil(left / steps_per_second)))
 
     def recent_tokens_per_second(self, window: float = 10.0) -> float:
         """Tokens generated per second over the last `window` seconds."""
