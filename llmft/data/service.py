@@ -81,9 +81,12 @@ def list_datasets(session: Session, *, principal: Principal, limit: int = 20, af
     return newest_first(session, Dataset, tenant_id=principal.tenant_id, after=after, limit=limit, prefix="ds",
                         where=[Dataset.deleted_at.is_(None)])
 
-def get_dataset(session: Session, *, principal: Principal, dataset_id: str) -> Dataset:
-    """The tenant's dataset; another tenant's id is NotFound exactly like an unknown one."""
-    dataset = session.get(Dataset, dataset_id) if is_id(dataset_id, "ds") else None
+def get_dataset(session: Session, *, principal: Principal, dataset_id: str, lock: str | None = None) -> Dataset:
+    """The tenant's dataset; another tenant's id is NotFound exactly like an unknown one. `lock` (PostgreSQL;
+    SQLite has one writer anyway): "share" for a new job that will read it, "update" for its deletion, so that a
+    deletion waits for a job being created and then sees it, or the job waits and then sees the tombstone."""
+    locking = {None: None, "share": {"read": True}, "update": True}[lock]
+    dataset = session.get(Dataset, dataset_id, with_for_update=locking) if is_id(dataset_id, "ds") else None
     if dataset is None or dataset.tenant_id != principal.tenant_id:
         raise NotFound(f"no dataset {dataset_id!r}", details={"id": dataset_id})
     if dataset.deleted_at is not None:
@@ -98,7 +101,7 @@ def delete_dataset(session: Session, *, principal: Principal, dataset_id: str, u
     """Erase the file, its report and the prepared data made from it; the row stays as a tombstone (filename,
     sha256, deleted_at) so the jobs and versions made from it still say what they were trained on.
     Conflict while a queued or running job reads it."""
-    dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
+    dataset = get_dataset(session, principal=principal, dataset_id=dataset_id, lock="update")
     using = session.scalars(select(Job.id).where(
         Job.tenant_id == dataset.tenant_id, Job.status.in_(("queued", "running")),
         or_(Job.dataset_id == dataset.id, Job.validation_dataset_id == dataset.id)).order_by(Job.id)).all()
