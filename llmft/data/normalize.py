@@ -6,7 +6,6 @@ ShareGPT `conversations`, alpaca (`instruction`/`input`/`output`, or `response`)
 as `<think>...</think>` at the start of an assistant's content.
 """
 
-import json
 import re
 from dataclasses import dataclass, field
 
@@ -285,12 +284,19 @@ def _check_order(messages: list[Message], loc: Location, where) -> list[Issue]:
 
 
 def _is_valid_unicode(value: dict) -> bool:
-    try:
-        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    except (TypeError, ValueError, RecursionError):
-        return True  # not JSON-shaped (Parquet types); the field checks report what is wrong
+    """No lone surrogate in any string of the record (walked without recursion or a copy: records can be huge)."""
+    stack: list = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple)):
+            stack += item
     return True
 
 

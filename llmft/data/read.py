@@ -2,7 +2,12 @@
 
 Formats: JSONL, JSON arrays, CSV and Parquet, chosen by extension and checked by content.
 Nothing here raises on bad input: a truncated file, binary garbage, a 1 GB line, a wrong
-encoding or a broken CSV header each yield an Issue with the line or record number.
+encoding or a broken CSV header each yield an Issue with the line or record number. Memory is
+bounded by ReadLimits (settings DATA_MAX_LINE_MB, DATA_MAX_FILE_MB, DATA_MAX_PARQUET_MB): a
+line or Parquet row above the line limit is skipped, a JSON array or CSV above the file limit is
+refused unread, and a Parquet file is refused before it expands past its limit (its metadata's
+uncompressed size first, then the decoded size batch by batch: a dictionary page can repeat one
+large string for every row).
 """
 
 import csv
@@ -14,9 +19,23 @@ from pathlib import Path
 
 from llmft.data.issues import Issue, Location
 
-MAX_LINE_BYTES = 64 * 1024 * 1024
-MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024  # whole-file formats (JSON array, CSV) above this are refused
+MIB = 1024 * 1024
 JSON_CELL_COLUMNS = ("messages", "conversations")  # CSV cells holding JSON lists
+PARQUET_BATCH_ROWS = 64
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    line_bytes: int = 64 * MIB  # a JSONL line, a CSV cell, a Parquet row
+    file_bytes: int = 256 * MIB  # a file read whole (JSON array, CSV)
+    parquet_bytes: int = 1024 * MIB  # what a Parquet file may expand to
+
+    @classmethod
+    def from_settings(cls, settings=None) -> "ReadLimits":
+        from llmft.settings import ambient_settings
+
+        settings = settings or ambient_settings()
+        return cls(settings.data_max_line_mb * MIB, settings.data_max_file_mb * MIB, settings.data_max_parquet_mb * MIB)
 
 
 @dataclass(frozen=True)
@@ -25,9 +44,11 @@ class RawRecord:
     value: object
 
 
-def read_records(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[RawRecord | Issue]:
-    """Yield each record of `path` (or the Issue that stands where it could not be read)."""
+def read_records(path: Path, *, limits: ReadLimits | None = None) -> Iterator[RawRecord | Issue]:
+    """Yield each record of `path` (or the Issue that stands where it could not be read); `limits` defaults to
+    the settings'."""
     path = Path(path)
+    limits = limits or ReadLimits.from_settings()
     try:
         fmt = detect_format(path)
     except OSError as error:
@@ -41,7 +62,7 @@ def read_records(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterato
         return
     reader = {"jsonl": _read_jsonl, "json": _read_json_array, "csv": _read_csv, "parquet": _read_parquet}[fmt]
     seen_any = False
-    for item in reader(path, max_line_bytes) if fmt == "jsonl" else reader(path):
+    for item in reader(path, limits):
         seen_any = True
         yield item
     if not seen_any:
@@ -65,13 +86,14 @@ def detect_format(path: Path) -> str | None:
     return None
 
 
-def _read_jsonl(path: Path, max_line_bytes: int) -> Iterator[RawRecord | Issue]:
-    record = 0
+def _read_jsonl(path: Path, limits: ReadLimits) -> Iterator[RawRecord | Issue]:
+    record, max_line_bytes = 0, limits.line_bytes
     with open(path, "rb") as handle:
         for number, raw in enumerate(_bounded_lines(handle, max_line_bytes), start=1):
             if raw is None:
                 record += 1
-                yield Issue("line_too_large", f"line is larger than {max_line_bytes} bytes", line=number, record=record)
+                yield Issue("line_too_large", f"line is larger than {max_line_bytes} bytes (DATA_MAX_LINE_MB)",
+                            line=number, record=record)
                 continue
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
@@ -104,8 +126,8 @@ def _bounded_lines(handle: io.BufferedReader, limit: int) -> Iterator[bytes | No
         yield line
 
 
-def _read_json_array(path: Path) -> Iterator[RawRecord | Issue]:
-    text = yield from _read_text(path)
+def _read_json_array(path: Path, limits: ReadLimits) -> Iterator[RawRecord | Issue]:
+    text = yield from _read_text(path, limits)
     if text is None:
         return
     decoder = json.JSONDecoder()
@@ -142,14 +164,14 @@ def _read_json_array(path: Path) -> Iterator[RawRecord | Issue]:
         yield Issue("invalid_json", "extra data after the closing ']'", line=line + text.count("\n", pos, len(text.rstrip())))
 
 
-def _read_csv(path: Path) -> Iterator[RawRecord | Issue]:
-    text = yield from _read_text(path)
+def _read_csv(path: Path, limits: ReadLimits) -> Iterator[RawRecord | Issue]:
+    text = yield from _read_text(path, limits)
     if text is None:
         return
     if not text.strip():
         return
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    csv.field_size_limit(MAX_LINE_BYTES)
+    csv.field_size_limit(limits.line_bytes)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
@@ -193,26 +215,77 @@ def _read_csv(path: Path) -> Iterator[RawRecord | Issue]:
             yield RawRecord(loc, value)
 
 
-def _read_parquet(path: Path) -> Iterator[RawRecord | Issue]:
+def _read_parquet(path: Path, limits: ReadLimits) -> Iterator[RawRecord | Issue]:
     import pyarrow.parquet as pq
 
     try:
         table = pq.ParquetFile(path)
-        batches = table.iter_batches(batch_size=1024)
-        record = 0
+        stated = sum(table.metadata.row_group(i).total_byte_size for i in range(table.metadata.num_row_groups))
+        if stated > limits.parquet_bytes:
+            yield Issue("file_too_large", f"expands to {stated} bytes, over the {limits.parquet_bytes} byte limit "
+                                          "(DATA_MAX_PARQUET_MB)")
+            return
+        # Text columns stay dictionary-encoded until a batch's decoded size is known.
+        text_columns = [column.path for column in table.schema if column.physical_type == "BYTE_ARRAY"]
+        batches = pq.ParquetFile(path, read_dictionary=text_columns).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        record, total = 0, 0
         for batch in batches:
-            for row in batch.to_pylist():
+            size = _decoded_bytes(batch)
+            total += size
+            if total > limits.parquet_bytes:
+                yield Issue("file_too_large", f"expands to more than {limits.parquet_bytes} bytes by record "
+                                              f"{record + batch.num_rows} (DATA_MAX_PARQUET_MB)", record=record + 1)
+                return
+            rows = batch.to_pylist() if size <= limits.line_bytes else None  # else row by row, each measured
+            for index in range(batch.num_rows):
                 record += 1
-                yield RawRecord(Location(record=record), row)
+                if rows is not None:
+                    yield RawRecord(Location(record=record), rows[index])
+                elif _decoded_bytes(row := batch.slice(index, 1)) > limits.line_bytes:
+                    yield Issue("line_too_large", f"the row is larger than {limits.line_bytes} bytes "
+                                                  "(DATA_MAX_LINE_MB)", record=record)
+                else:
+                    yield RawRecord(Location(record=record), row.to_pylist()[0])
     except Exception as error:  # pyarrow raises many types for a corrupt file; all mean the same here
         yield Issue("file_unreadable", f"not a readable Parquet file: {error}")
 
 
-def _read_text(path: Path) -> Iterator[Issue]:
+def _decoded_bytes(data) -> int:
+    """Bytes `data` (a record batch or array) takes once decoded, each dictionary value counted every time it is
+    used; computed on the encoded form, so a dictionary bomb is measured without being expanded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(data, pa.RecordBatch):
+        return sum(_decoded_bytes(column) for column in data.columns)
+    kind = data.type
+    if pa.types.is_dictionary(kind):
+        per_value = pc.binary_length(data.dictionary) if _is_text(kind.value_type) else None
+        if per_value is None:
+            return _decoded_bytes(data.dictionary_decode())
+        return int(pc.sum(pc.take(per_value, data.indices)).as_py() or 0) + data.indices.nbytes
+    if _is_text(kind):
+        return int(pc.sum(pc.binary_length(data)).as_py() or 0) + len(data) * 4
+    if pa.types.is_struct(kind):
+        return sum(_decoded_bytes(field) for field in data.flatten())
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        return _decoded_bytes(data.flatten()) + len(data) * 4
+    return data.nbytes
+
+
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+        or pa.types.is_large_binary(kind)
+
+
+def _read_text(path: Path, limits: ReadLimits) -> Iterator[Issue]:
     """The whole file as text, or an Issue (generator-return idiom: `text = yield from`)."""
     size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        yield Issue("file_unreadable", f"{size} bytes is over the {MAX_FILE_BYTES} byte limit for this format; use JSONL")
+    if size > limits.file_bytes:
+        yield Issue("file_too_large", f"{size} bytes is over the {limits.file_bytes} byte limit for a file read "
+                                      "whole (DATA_MAX_FILE_MB); use JSONL, which is read line by line")
         return None
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):

@@ -39,15 +39,37 @@ class Segment:
     text: str
     kind: Kind
     trained: bool
+    typed: bool = False  # a message's own text (never the template's markers): special-token strings are plain
 
 
 @dataclass(frozen=True)
 class Rendered:
     segments: tuple[Segment, ...]
+    found: tuple[tuple[int, int], ...] = ()  # typed spans located in a chat template's output
 
     @property
     def text(self) -> str:
         return "".join(segment.text for segment in self.segments)
+
+    @property
+    def typed(self) -> tuple[tuple[int, int], ...]:
+        """(start, end) of the characters a user typed: tokenizing keeps special-token strings there plain."""
+        spans, position = list(self.found), 0
+        for segment in self.segments:
+            if segment.typed:
+                spans.append((position, position + len(segment.text)))
+            position += len(segment.text)
+        return tuple(spans)
+
+    def cut(self, chars: int) -> "Rendered":
+        """The first `chars` characters, spans kept (truncation tokenizes no more than it can keep)."""
+        segments, left = [], chars
+        for segment in self.segments:
+            if left <= 0:
+                break
+            segments.append(Segment(segment.text[:left], segment.kind, segment.trained, segment.typed))
+            left -= len(segment.text)
+        return Rendered(tuple(segments), tuple((a, min(b, chars)) for a, b in self.found if a < chars))
 
 
 def is_r1_tokenizer(tokenizer) -> bool:
@@ -64,7 +86,21 @@ def render(example: Example, *, r1: bool, tokenizer=None, think_mode: ThinkMode 
         return Rendered((Segment(bos, "bos", False), Segment(example.text, "answer", True), Segment(eos, "answer", True)))
     if r1:
         return Rendered(tuple(_r1_segments(example.messages, think_mode, train_on_inputs)))
-    return Rendered(tuple(_template_segments(example.messages, tokenizer, train_on_inputs)))
+    segments = tuple(_template_segments(example.messages, tokenizer, train_on_inputs))
+    return Rendered(segments, typed_spans("".join(s.text for s in segments), example.messages))
+
+
+def typed_spans(text: str, messages: list[Message]) -> tuple[tuple[int, int], ...]:
+    """Where each message's content and reasoning stand in a chat template's output, found in order (a template
+    that rewrites a message's text leaves that message unmarked)."""
+    spans, position = [], 0
+    for message in messages:
+        for part in (message.reasoning, message.content):
+            start = text.find(part, position) if part else -1
+            if start >= 0:
+                spans.append((start, start + len(part)))
+                position = start + len(part)
+    return tuple(spans)
 
 
 def render_prompt(messages: list[Message]) -> str:
@@ -88,16 +124,16 @@ def _r1_segments(messages: list[Message], think_mode: ThinkMode, train_on_inputs
     inputs = train_on_inputs
     yield Segment(BOS, "bos", False)
     if messages and messages[0].role == "system":
-        yield Segment(messages[0].content, "system", inputs)
+        yield Segment(messages[0].content, "system", inputs, typed=True)
     in_tools = False
     for message in messages:
         if message.role == "user":
             yield Segment(USER, "turn", inputs)
-            yield Segment(message.content, "user", inputs)
+            yield Segment(message.content, "user", inputs, typed=True)
         elif message.role == "tool":
             opening = "\n" + TOOL_OUTPUT_BEGIN if in_tools else TOOL_OUTPUTS_BEGIN + TOOL_OUTPUT_BEGIN
             yield Segment(opening, "turn", inputs)
-            yield Segment(message.content, "tool", inputs)
+            yield Segment(message.content, "tool", inputs, typed=True)
             yield Segment(TOOL_OUTPUT_END, "turn", inputs)
             in_tools = True
         elif message.role == "assistant":
@@ -115,11 +151,11 @@ def _r1_assistant(message: Message, think_mode: ThinkMode):
         return
     if trained and message.reasoning:
         yield Segment(f"{THINK_OPEN}\n", "reasoning", True)
-        yield Segment(message.reasoning, "reasoning", True)
+        yield Segment(message.reasoning, "reasoning", True, typed=True)
         yield Segment(f"\n{THINK_CLOSE}\n\n", "reasoning", True)
     elif trained and think_mode != "omit":
         yield Segment(EMPTY_THINK, "turn", think_mode == "train")  # scaffolding, not reasoning
-    yield Segment(message.content, "answer", trained)
+    yield Segment(message.content, "answer", trained, typed=True)
     yield Segment(EOS, "answer", trained)
 
 

@@ -1,15 +1,19 @@
 """Tokenize a rendered example once, as a whole, and derive its labels from the spans.
 
 Tokenizing the full text (never piece by piece) guarantees the ids are exactly what the model
-sees at inference. Each token takes the label of the span its first character falls in: its
+sees at inference. The one exception is text a user typed that spells a special token
+(`<｜Assistant｜>`, `<|im_start|>`): inside the rendered example's typed spans such a string is
+tokenized as plain text, so a message cannot forge a turn; the template's own markers stay special. Each token takes the label of the span its first character falls in: its
 own id where trained, -100 elsewhere. EOS is trained even though R1's pad token equals EOS,
 because labels come from spans, never from `input_ids != pad_token_id`.
 """
 
 import bisect
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-from llmft.data.render import PROMPT_KINDS, Rendered
+from llmft.data.render import PROMPT_KINDS, Rendered, generation_prompt, typed_spans
 
 IGNORE = -100
 
@@ -31,10 +35,12 @@ class Tokenized:
 
 
 def tokenize_rendered(rendered: Rendered, tokenizer, *, max_tokens: int | None = None) -> Tokenized:
-    """Tokens and labels of `rendered`; with `max_tokens`, only the first that many (truncation)."""
-    encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoding["input_ids"][:max_tokens], encoding["offset_mapping"][:max_tokens]
-    return label_tokens(rendered, ids, offsets)
+    """Tokens and labels of `rendered`; with `max_tokens`, only the first that many (truncation: the text is
+    cut first at the most characters that many tokens can hold, so a huge example is never tokenized whole)."""
+    if max_tokens is not None:
+        rendered = rendered.cut(max_tokens * max_token_chars(tokenizer) + 1)
+    ids, offsets = encode(tokenizer, rendered.text, rendered.typed)
+    return label_tokens(rendered, ids[:max_tokens], offsets[:max_tokens])
 
 
 def tokenize_many(rendered: list[Rendered], tokenizer) -> list[Tokenized]:
@@ -42,8 +48,55 @@ def tokenize_many(rendered: list[Rendered], tokenizer) -> list[Tokenized]:
     if not rendered:
         return []
     encodings = tokenizer([r.text for r in rendered], add_special_tokens=False, return_offsets_mapping=True)
-    return [label_tokens(r, ids, offsets)
+    return [label_tokens(r, ids, offsets) if not forged_tokens(tokenizer, r.text, r.typed)
+            else tokenize_rendered(r, tokenizer)
             for r, ids, offsets in zip(rendered, encodings["input_ids"], encodings["offset_mapping"])]
+
+
+def encode(tokenizer, text: str, typed: tuple[tuple[int, int], ...] = ()) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and character offsets of `text`; a special token's string inside a `typed` span is plain text."""
+    forged = forged_tokens(tokenizer, text, typed)
+    if not forged:
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(encoding["input_ids"]), list(encoding["offset_mapping"])
+    # Cut before each forged string and after its first character: no piece then holds the whole token string.
+    cuts = sorted({0, len(text), *(start for start, _ in forged), *(start + 1 for start, _ in forged)})
+    ids, offsets = [], []
+    for start, end in zip(cuts, cuts[1:]):
+        encoding = tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
+        ids += encoding["input_ids"]
+        offsets += [(a + start, b + start) for a, b in encoding["offset_mapping"]]
+    return ids, offsets
+
+
+def forged_tokens(tokenizer, text: str, typed: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """(start, end) of every added-token string (`<｜Assistant｜>`, `<|im_start|>`...) inside a typed span."""
+    first_chars, pattern = _added_tokens(tokenizer)
+    found = []
+    for start, end in typed:
+        if pattern is None or not any(char in text[start:end] for char in first_chars):
+            continue
+        found += [match.span() for match in pattern.finditer(text, start, end)]
+    return found
+
+
+def max_token_chars(tokenizer) -> int:
+    """The most characters one token can stand for (its longest vocabulary entry): an example of more than
+    `n * max_token_chars` characters has more than `n` tokens, which is known without tokenizing it."""
+    return _vocabulary_bounds(tokenizer)
+
+
+@lru_cache(maxsize=16)
+def _vocabulary_bounds(tokenizer) -> int:
+    return max(len(token) for token in tokenizer.get_vocab())
+
+
+@lru_cache(maxsize=16)
+def _added_tokens(tokenizer) -> tuple[frozenset[str], re.Pattern | None]:
+    strings = sorted((token for token in tokenizer.get_added_vocab() if token), key=len, reverse=True)
+    if not strings:
+        return frozenset(), None
+    return frozenset(token[0] for token in strings), re.compile("|".join(map(re.escape, strings)))
 
 
 def label_tokens(rendered: Rendered, input_ids: list[int], offsets: list[tuple[int, int]]) -> Tokenized:
@@ -57,3 +110,9 @@ def label_tokens(rendered: Rendered, input_ids: list[int], offsets: list[tuple[i
         labels.append(token_id if segment.trained else IGNORE)
         counts["prompt" if segment.kind in PROMPT_KINDS else segment.kind] += 1
     return Tokenized(list(input_ids), labels, counts["prompt"], counts["reasoning"], counts["answer"])
+
+
+def prompt_ids(tokenizer, messages: list) -> tuple[list[int], str]:
+    """Ids of the generation prompt for `messages` (and its text), the messages' own text tokenized as plain text."""
+    text = generation_prompt(tokenizer, messages)
+    return encode(tokenizer, text, typed_spans(text, messages))[0], text

@@ -14,9 +14,9 @@ from llmft.data.clean import exact_key, normalize_example, normalized_key
 from llmft.data.config import DataConfig
 from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, to_example
-from llmft.data.read import read_records
+from llmft.data.read import ReadLimits, read_records
 from llmft.data.render import is_r1_tokenizer, render
-from llmft.data.tokenize import Tokenized, tokenize_many, tokenize_rendered
+from llmft.data.tokenize import Tokenized, max_token_chars, tokenize_many, tokenize_rendered
 
 MAX_ISSUES_PER_CODE = 1000  # beyond this an issue is counted, not kept
 
@@ -43,11 +43,14 @@ class Checked:
         return sum(self.issue_counts.values()) - self.errors
 
 
-def check_file(path: Path, *, tokenizer, config: DataConfig) -> Checked:
-    """Everything validate and prepare need to know about `path` under `config`."""
+def check_file(path: Path, *, tokenizer, config: DataConfig, limits: ReadLimits | None = None) -> Checked:
+    """Everything validate and prepare need to know about `path` under `config` (and the reader's `limits`,
+    by default the settings'). An example with more characters than max_length tokens can hold is too_long
+    at once: it is never tokenized whole (only cut, under on_overlength=truncate)."""
     checked = Checked()
     candidates: list[Example] = []
-    for item in read_records(path):
+    bound = config.max_length * max_token_chars(tokenizer)
+    for item in read_records(path, limits=limits):
         if isinstance(item, Issue):
             checked.add(item)
             if item.record is not None:
@@ -60,6 +63,9 @@ def check_file(path: Path, *, tokenizer, config: DataConfig) -> Checked:
             checked.add(issue)
         if example is None:
             checked.counts["invalid"] += 1
+        elif config.on_overlength != "truncate" and (chars := _characters(example)) > bound:
+            _too_long(checked, example, config, f"{chars} characters")
+            checked.counts["dropped_overlength"] += 1
         else:
             candidates.append(example)
     kept = _normalize_and_dedupe(candidates, checked, config)
@@ -97,12 +103,13 @@ def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, conf
     r1 = config.renderer == "r1" or (config.renderer == "auto" and is_r1_tokenizer(tokenizer))
     rendered = [render(e, r1=r1, tokenizer=tokenizer, think_mode=config.think_mode,
                        train_on_inputs=config.train_on_inputs) for e in examples]
-    for example, shown, tokens in zip(examples, rendered, tokenize_many(rendered, tokenizer)):
-        if len(tokens) > config.max_length:
-            checked.counts["too_long"] += 1
-            loc = Location(record=example.record, line=example.line)
-            checked.add(loc.issue("too_long", f"{len(tokens)} tokens > max_length {config.max_length}"
-                                              f" (on_overlength={config.on_overlength})"))
+    bound = config.max_length * max_token_chars(tokenizer)
+    whole = iter(tokenize_many([shown for shown in rendered if len(shown.text) <= bound], tokenizer))
+    for example, shown in zip(examples, rendered):
+        tokens = next(whole) if len(shown.text) <= bound else None
+        if tokens is None or len(tokens) > config.max_length:
+            _too_long(checked, example, config, f"{len(shown.text)} characters" if tokens is None else
+                      f"{len(tokens)} tokens")
             if config.on_overlength == "truncate":
                 tokens = tokenize_rendered(shown, tokenizer, max_tokens=config.max_length)
                 if tokens.trained_tokens == 0:
@@ -116,3 +123,17 @@ def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, conf
         checked.tokenized.append(tokens)
     checked.counts["renderer_r1"] = int(r1)
 
+
+def _too_long(checked: Checked, example: Example, config: DataConfig, size: str) -> None:
+    """Count and report an example over max_length; `size` says by how much ("5000 tokens", "9000000 characters":
+    more characters than max_length tokens can hold, known without tokenizing)."""
+    checked.counts["too_long"] += 1
+    loc = Location(record=example.record, line=example.line)
+    checked.add(loc.issue("too_long", f"{size} > max_length {config.max_length} tokens"
+                                      f" (on_overlength={config.on_overlength})"))
+
+
+def _characters(example: Example) -> int:
+    if example.text is not None:
+        return len(example.text)
+    return sum(len(m.content) + len(m.reasoning or "") for m in example.messages)

@@ -27,7 +27,7 @@ from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.bases.resolve import ModelNotFoundError
 from llmft.config import ConfigError
 from llmft.data.normalize import Message
-from llmft.data.render import generation_prompt
+from llmft.data.tokenize import max_token_chars, prompt_ids
 from llmft.db.tables import ModelAlias, ModelVersion, RegisteredModel
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
 from llmft.registry import service as registry
@@ -66,9 +66,14 @@ def generate(session: Session, *, principal: Principal, settings: Settings, engi
     except (ModelNotFoundError, ConfigError) as error:  # a built-in base that cannot be built here (offline)
         raise ModelUnavailable(str(error), details={"model": model}) from None
     if text is not None:
+        check_characters(tokenizer, len(text), settings=settings, param=param)
         prompts = [(text_prompt(tokenizer, text), False)]
     else:
-        prompts = [chat_prompt(tokenizer, chat_messages(messages)) for messages in chats]
+        conversations = [chat_messages(messages) for messages in chats]
+        for conversation in conversations:
+            check_characters(tokenizer, sum(len(m.content) + len(m.reasoning or "") for m in conversation),
+                             settings=settings, param=param)
+        prompts = [chat_prompt(tokenizer, conversation) for conversation in conversations]
     budgets = [check_limits(ids, max_tokens=max_tokens, settings=settings, param=param) for ids, _ in prompts]
     replies: list[Reply] = []
     try:
@@ -173,7 +178,12 @@ def chat_messages(raw: list[dict]) -> list[Message]:
             raise Invalid(f"messages[{index}].content must be a string or a list of text parts",
                           details={"param": f"messages[{index}].content"})
         check_text(content, f"messages[{index}].content")
-        messages.append(Message("system" if role == "developer" else role, content, item.get("reasoning_content")))
+        reasoning = item.get("reasoning_content")
+        if reasoning is not None and not isinstance(reasoning, str):
+            raise Invalid(f"messages[{index}].reasoning_content must be a string, not {type(reasoning).__name__}",
+                          details={"param": f"messages[{index}].reasoning_content"})
+        messages.append(Message("system" if role == "developer" else role, content,
+                                check_text(reasoning, f"messages[{index}].reasoning_content") if reasoning is not None else None))
     if not messages:
         raise Invalid("messages is empty", details={"param": "messages"})
     return messages
@@ -190,9 +200,18 @@ def check_text(text: str, param: str) -> str:
 
 
 def chat_prompt(tokenizer, messages: list[Message]) -> tuple[list[int], bool]:
-    """Token ids of the generation prompt, and whether it ends inside an open think block."""
-    prompt = generation_prompt(tokenizer, messages)
-    return tokenizer(prompt, add_special_tokens=False)["input_ids"], prompt.endswith(THINK_OPEN + "\n")
+    """Token ids of the generation prompt, and whether it ends inside an open think block. Special-token strings
+    typed in a message are plain text there: a user cannot forge a turn."""
+    ids, prompt = prompt_ids(tokenizer, messages)
+    return ids, prompt.endswith(THINK_OPEN + "\n")
+
+
+def check_characters(tokenizer, characters: int, *, settings: Settings, param: str) -> None:
+    """A 400 before any tokenizing when the text has more characters than the token limit can hold."""
+    bound = settings.inference_max_input_tokens * max_token_chars(tokenizer)
+    if characters > bound:
+        raise ContextTooLong(f"the prompt has {characters} characters, more than {settings.inference_max_input_tokens} "
+                             f"tokens (INFERENCE_MAX_INPUT_TOKENS) can hold", details={"param": param, "characters": characters})
 
 
 def text_prompt(tokenizer, text: str) -> list[int]:

@@ -11,7 +11,7 @@ import pytest
 from llmft.data.config import DataConfig
 from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, to_example
-from llmft.data.read import read_records
+from llmft.data.read import ReadLimits, read_records
 from llmft.data.validate import check_file
 
 LOC = Location(record=7, line=9)
@@ -417,7 +417,8 @@ FILE_CASES = {  # code -> (file name, bytes, read_records keyword arguments)
     "file_empty": ("d.json", b"[]", {}),
     "invalid_json": ("d.jsonl", b"{oops\n", {}),
     "undecodable_bytes": ("d.jsonl", b'{"text": "caf\xe9"}\n', {}),
-    "line_too_large": ("d.jsonl", b'{"text": "long enough"}\n', {"max_line_bytes": 8}),
+    "line_too_large": ("d.jsonl", b'{"text": "long enough"}\n', {"limits": ReadLimits(line_bytes=8)}),
+    "file_too_large": ("d.json", b'[{"text": "long enough"}]', {"limits": ReadLimits(file_bytes=8)}),
     "csv_header": ("d.csv", b"text,text\na,b\n", {}),
     "csv_row": ("d.csv", b"text\na,b\n", {}),
 }

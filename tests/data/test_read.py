@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmft.data.issues import CODES, Issue, Location
-from llmft.data.read import RawRecord, read_records
+from llmft.data.read import RawRecord, ReadLimits, read_records
 
 BOM = b"\xef\xbb\xbf"
 
@@ -371,7 +371,7 @@ def test_a_utf16_file_is_one_issue_that_says_to_save_as_utf8(tmp_path, name):
 
 def test_line_over_the_limit_is_reported_and_following_lines_keep_their_numbers(tmp_path):
     text = '{"a": 1}\n{"long": "' + "x" * 100 + '"}\n\n{"c": 3}\n{"d": 4}\n'
-    items = read(write(tmp_path, "d.jsonl", text), max_line_bytes=20)
+    items = read(write(tmp_path, "d.jsonl", text), limits=ReadLimits(line_bytes=20))
     assert records(items) == [(1, 1, {"a": 1}), (3, 4, {"c": 3}), (4, 5, {"d": 4})]
     assert issues(items) == [("line_too_large", 2, 2)]
     assert "20 bytes" in items[1].message
@@ -379,14 +379,14 @@ def test_line_over_the_limit_is_reported_and_following_lines_keep_their_numbers(
 
 def test_line_limit_counts_bytes_without_the_newline(tmp_path):
     text = '{"a":"12345"}\n{"a":"123456"}\n{"a":"1234567"}\n{"a":"1234567"}'
-    items = read(write(tmp_path, "d.jsonl", text), max_line_bytes=14)  # lines of 13, 14, 15, 15 bytes
+    items = read(write(tmp_path, "d.jsonl", text), limits=ReadLimits(line_bytes=14))  # lines of 13, 14, 15, 15 bytes
     assert records(items) == [(1, 1, {"a": "12345"}), (2, 2, {"a": "123456"})]
     assert issues(items) == [("line_too_large", 3, 3), ("line_too_large", 4, 4)]
 
 
 def test_line_much_larger_than_the_limit_is_skipped_in_chunks(tmp_path):
     text = '{"a": 1}\n{"big": "' + "y" * 3_000_000 + '"}\n{"c": 3}\n'
-    items = read(write(tmp_path, "d.jsonl", text), max_line_bytes=1024)
+    items = read(write(tmp_path, "d.jsonl", text), limits=ReadLimits(line_bytes=1024))
     assert records(items) == [(1, 1, {"a": 1}), (3, 3, {"c": 3})]
     assert issues(items) == [("line_too_large", 2, 2)]
 
@@ -441,7 +441,7 @@ def test_file_level_issues_have_known_codes_and_error_severity(tmp_path):
     found += read(tmp_path / "absent.jsonl")
     found += read(write(tmp_path, "e.jsonl", ""))
     found += read(write(tmp_path, "b.jsonl", b"oops\n\xff\n"))
-    found += read(write(tmp_path, "l.jsonl", "x" * 50), max_line_bytes=10)
+    found += read(write(tmp_path, "l.jsonl", "x" * 50), limits=ReadLimits(line_bytes=10))
     found += read(write(tmp_path, "h.csv", "a,a\n"))
     found += read(write(tmp_path, "r.csv", "a\n1,2\n"))
     codes = {item.code for item in found}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, to_example
-from llmft.data.read import RawRecord, read_records
+from llmft.data.read import RawRecord, ReadLimits, read_records
 
 FIELD_NAMES = ["messages", "role", "content", "reasoning_content", "weight", "conversations", "from", "value",
                "instruction", "input", "output", "response", "prompt", "completion", "text", "system", "tool_calls"]
@@ -74,7 +74,7 @@ def test_read_records_never_raises_on_arbitrary_bytes(tmp_path_factory, data, su
 def test_read_records_never_raises_with_a_small_line_limit(tmp_path_factory, data, limit):
     path = fresh_path(tmp_path_factory, ".jsonl")
     path.write_bytes(data)
-    items = list(read_records(path, max_line_bytes=limit))
+    items = list(read_records(path, limits=ReadLimits(line_bytes=limit)))
     check_items(items)
     assert all(item.loc.line is not None for item in items if isinstance(item, RawRecord))
 
