@@ -7,6 +7,8 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from llmft import exit_codes
+from llmft.cli import main
 from llmft.data.config import DataConfig
 from llmft.data.read import MIB, ReadLimits, read_records
 from llmft.data.tokenize import max_token_chars
@@ -74,3 +76,12 @@ def test_a_parquet_row_over_the_line_limit_is_skipped(tmp_path):
     items = list(read_records(path, limits=ReadLimits(line_bytes=MIB)))
     assert [getattr(item, "code", None) for item in items] == [None, "line_too_large", None]
     assert [item.loc.record for item in items if not hasattr(item, "code")] == [1, 3]
+
+
+def test_the_cli_gives_the_same_too_long_and_exit_code(tmp_path, tokenizer, capsys):
+    path = tmp_path / "d.jsonl"
+    path.write_text(chat_line("word " * 4_000_000) + "\n")
+    capsys.readouterr()
+    assert main(["data", "validate", str(path), "--model", "tiny-r1", "--json"]) == exit_codes.ERRORS
+    [issue] = json.loads(capsys.readouterr().out)["issues"]
+    assert (issue["code"], issue["line"]) == ("too_long", 1) and "characters" in issue["message"]
