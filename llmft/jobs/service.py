@@ -10,6 +10,7 @@ import difflib
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -55,13 +56,13 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
                                details={"job_id": existing.id}, code="idempotency_conflict")
             return existing, False
     try:
-        dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
+        dataset = get_dataset(session, principal=principal, dataset_id=dataset_id, lock="share")
     except NotFound:
         raise Invalid(f"dataset_id: no dataset {dataset_id!r}", details={"param": "dataset_id"}) from None
     validation_file = None
     if validation_dataset_id:
         try:
-            validation = get_dataset(session, principal=principal, dataset_id=validation_dataset_id)
+            validation = get_dataset(session, principal=principal, dataset_id=validation_dataset_id, lock="share")
         except NotFound:
             raise Invalid(f"validation_dataset_id: no dataset {validation_dataset_id!r}",
                           details={"param": "validation_dataset_id"}) from None
@@ -98,7 +99,9 @@ def training_config(*, base_model: str, train_file: str | Path, validation_file:
     try:
         return build_config(values, where="the job")
     except ConfigError as error:
-        raise Invalid(str(error), details={"param": "hyperparameters"}, code="invalid_hyperparameters") from None
+        wrong = [key for key, value in hyperparameters.items() if _wrong_alone(key, value)]
+        param = f"hyperparameters.{wrong[0]}" if len(wrong) == 1 else "hyperparameters"
+        raise Invalid(str(error), details={"param": param}, code="invalid_hyperparameters") from None
 
 
 def _training(hyperparameters: dict) -> dict:
@@ -114,6 +117,17 @@ def _training(hyperparameters: dict) -> dict:
                           details={"param": f"hyperparameters.{key}"}, code="invalid_hyperparameters")
         training[name] = value
     return training
+
+
+def _wrong_alone(key: str, value) -> bool:
+    """Whether hyperparameter `key`'s value is wrong by itself (a string such as "[unclosed" where a number
+    belongs), so that the 422 can name it; how values combine is the whole config's check."""
+    name = HYPERPARAMETER_ALIASES.get(key, key)
+    try:
+        TrainingConfig.model_validate({name: value})
+    except ValidationError as error:
+        return any(item["loc"][:1] == (name,) for item in error.errors())
+    return False
 
 
 def _shown(hyperparameters: dict) -> dict:
@@ -176,7 +190,7 @@ def create_evaluation_job(session: Session, *, principal: Principal, model: str,
         registered, version = resolve(session, principal=principal, ref=model)
         version_id, base_model, ref = version.id, registered.base_model, f"{registered.name}:{version.version}"
     try:
-        dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
+        dataset = get_dataset(session, principal=principal, dataset_id=dataset_id, lock="share")
     except NotFound:
         raise Invalid(f"dataset_id: no dataset {dataset_id!r}", details={"param": "dataset_id"}) from None
     job_id = new_id("job")
