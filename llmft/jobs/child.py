@@ -29,6 +29,7 @@ from llmft.db.events import record_event
 from llmft.db.session import session_scope
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
 from llmft.evaluate.run import evaluate_file, evaluate_fine_tune
+from llmft.jobs.lease import start_attempt
 from llmft.jobs.progress import Pace, advance
 from llmft.jobs.service import resolved_hyperparameters
 from llmft.monitor.alerts import notifier, raise_alert, rules_for
@@ -51,6 +52,10 @@ def main(job_id: str, token: int, *, rank: bool = False) -> int:
         job = session.get(Job, job_id)
         kind, config = job.kind, job.config
     run = _rank if rank else {"fine_tune": _fine_tune, "export": _export, "evaluation": _evaluation}[kind]
+    if not rank:  # the attempt counts now that its trainer starts (llmft/jobs/lease.py)
+        with session_scope(url) as session:
+            if not start_attempt(session, job_id=job_id, token=token):
+                raise SystemExit("the job was taken over by another runner")
     try:
         return run(url, job_id, token, config)
     except Exception as error:  # the outer edge of a job: record why, exit non-zero

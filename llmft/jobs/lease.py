@@ -3,8 +3,10 @@
 A runner claims a job with one conditional UPDATE (queued, or running with an expired lease,
 attempts left, not cancelled). The claim bumps `fencing_token`; every later write by that
 runner (heartbeat, finish) is conditioned on the token, so a runner that lost its lease can
-never overwrite the work of the one that took over. `reap` puts jobs whose lease expired
-back in the queue, or fails them when no attempts are left.
+never overwrite the work of the one that took over. An attempt counts when its trainer
+starts (`start_attempt`, called by the trainer child), not at the claim: a claim whose trainer
+never started (its worker shut down or died first) uses none of the job's attempts. `reap`
+puts jobs whose lease expired back in the queue, or fails them when no attempts are left.
 """
 
 from datetime import datetime, timedelta
@@ -24,16 +26,23 @@ def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: 
         .where(Job.id == job_id, Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False),
                or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < at)))
         .values(status="running", lease_owner=owner, lease_expires_at=at + timedelta(seconds=lease_seconds),
-                heartbeat_at=at, attempts=Job.attempts + 1, fencing_token=Job.fencing_token + 1,
+                heartbeat_at=at, fencing_token=Job.fencing_token + 1,
                 started_at=func.coalesce(Job.started_at, at))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         return None
     job = session.get(Job, job_id, populate_existing=True)
-    record_event(session, job, "running", f"attempt {job.attempts} of {job.max_attempts} started by {owner}",
-                 {"attempt": job.attempts, "owner": owner})
+    record_event(session, job, "running", f"attempt {job.attempts + 1} of {job.max_attempts} claimed by {owner}",
+                 {"attempt": job.attempts + 1, "owner": owner})
     return job.fencing_token
+
+
+def start_attempt(session: Session, *, job_id: str, token: int) -> bool:
+    """The trainer of this claim starts: count the attempt. False when the token is stale (do not start)."""
+    result = session.execute(update(Job).where(Job.id == job_id, Job.fencing_token == token, Job.status == "running")
+                             .values(attempts=Job.attempts + 1).execution_options(synchronize_session=False))
+    return result.rowcount == 1
 
 
 def heartbeat(session: Session, *, job_id: str, token: int, lease_seconds: int, progress: dict | None = None,

@@ -7,7 +7,8 @@ lease makes a redelivered or duplicated message start nothing.
 Routing by resources: a job of P training processes goes to the queue `llmft.pP`; a worker
 with S slots consumes `llmft.p1` … `llmft.pS` and runs jobs while their processes fit its free
 slots. A message it takes but cannot fit right now goes back to its queue for any worker that
-can (`Slots`), so no job waits while a slot that fits it is free elsewhere.
+can (`Slots`), so no job waits while a slot that fits it is free elsewhere. A worker that is
+shutting down takes nothing: a message it still receives goes back to the queue untouched.
 """
 
 import logging
@@ -68,6 +69,10 @@ def make_celery(settings: Settings, *, slots: Slots | None = None, owner: str | 
 
     @app.task(name=TASK)
     def run_job_task(job_id: str, processes: int = 1) -> str:
+        if _shutting_down.is_set():  # taking nothing while it shuts down (it used to take its own requeued job)
+            time.sleep(RETRY_SECONDS)
+            dispatch(app, job_id, processes=processes)
+            return "deferred"
         if not slots.take(processes):
             time.sleep(RETRY_SECONDS)  # busy here: back to the queue, for a worker with room (or us, later)
             dispatch(app, job_id, processes=processes)

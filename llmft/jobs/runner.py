@@ -1,4 +1,5 @@
 """Run one attempt of a job: claim its lease, start the trainer child, heartbeat, end the attempt.
+The attempt counts when the child starts its trainer (llmft/jobs/lease.py, `start_attempt`).
 
     run_job(settings, job_id)    # what the Celery task calls
 
@@ -32,6 +33,10 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
         token = claim(session, job_id=job_id, owner=owner, lease_seconds=settings.lease_seconds)
     if token is None:
         return "skipped"
+    if stopping():  # this worker began to shut down since the message came: start no trainer, requeue
+        with session_scope(url) as session:
+            finish(session, job_id=job_id, token=token, status="queued", requeue=True)
+        return "queued"
     env = {**os.environ, "LLMFT_HOME": str(settings.llmft_home), "DATABASE_URL": url}
     child = subprocess.Popen([sys.executable, "-m", "llmft.jobs.child", job_id, str(token)], env=env,
                              start_new_session=True, preexec_fn=die_with_parent)

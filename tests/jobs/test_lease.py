@@ -6,7 +6,7 @@ from datetime import timedelta
 from llmft.auth.keys import create_key
 from llmft.db.session import session_scope
 from llmft.db.tables import Dataset, Job, JobEvent, now
-from llmft.jobs.lease import claim, finish, heartbeat, reap
+from llmft.jobs.lease import claim, finish, heartbeat, reap, start_attempt
 
 
 def new_job(url, max_attempts=2) -> str:
@@ -40,7 +40,7 @@ def test_only_one_of_many_concurrent_claimers_wins(database_url):
     assert sorted(tokens, key=str) == [1] + [None] * 5
     with session_scope(database_url) as session:
         job = session.get(Job, job_id)
-        assert (job.status, job.attempts, job.fencing_token) == ("running", 1, 1)
+        assert (job.status, job.attempts, job.fencing_token) == ("running", 0, 1)  # counted when a trainer starts
 
 
 def test_a_stale_token_cannot_heartbeat_or_finish(database_url):
@@ -51,13 +51,15 @@ def test_a_stale_token_cannot_heartbeat_or_finish(database_url):
         second = claim(session, job_id=job_id, owner="b", lease_seconds=60)  # a's lease expired
     assert (first, second) == (1, 2)
     with session_scope(database_url) as session:
+        assert start_attempt(session, job_id=job_id, token=first) is False
+        assert start_attempt(session, job_id=job_id, token=second) is True
         assert heartbeat(session, job_id=job_id, token=first, lease_seconds=60) is False
         assert finish(session, job_id=job_id, token=first, status="succeeded") is False
         assert heartbeat(session, job_id=job_id, token=second, lease_seconds=60) is True
         assert finish(session, job_id=job_id, token=second, status="succeeded") is True
     with session_scope(database_url) as session:
         job = session.get(Job, job_id)
-        assert (job.status, job.lease_owner, job.attempts) == ("succeeded", None, 2)
+        assert (job.status, job.lease_owner, job.attempts) == ("succeeded", None, 1)
 
 
 def test_a_live_lease_is_not_claimed_again_and_a_redelivery_starts_nothing(database_url):
@@ -72,12 +74,14 @@ def test_reaper_requeues_then_fails_after_max_attempts(database_url):
     job_id = new_job(database_url, max_attempts=2)
     past = now() - timedelta(seconds=120)
     with session_scope(database_url) as session:
-        claim(session, job_id=job_id, owner="a", lease_seconds=60, at=past)
+        token = claim(session, job_id=job_id, owner="a", lease_seconds=60, at=past)
+        start_attempt(session, job_id=job_id, token=token)
     with session_scope(database_url) as session:
         assert reap(session) == [job_id]
     with session_scope(database_url) as session:
         assert session.get(Job, job_id).status == "queued"
-        claim(session, job_id=job_id, owner="b", lease_seconds=60, at=past)
+        token = claim(session, job_id=job_id, owner="b", lease_seconds=60, at=past)
+        start_attempt(session, job_id=job_id, token=token)
     with session_scope(database_url) as session:
         assert reap(session) == []
     with session_scope(database_url) as session:
@@ -85,6 +89,19 @@ def test_reaper_requeues_then_fails_after_max_attempts(database_url):
         assert job.status == "failed" and job.error["code"] == "worker_lost"
         types = [e.type for e in session.query(JobEvent).filter_by(job_id=job_id).order_by(JobEvent.id)]
     assert types == ["running", "requeued", "running", "failed"]
+
+
+def test_a_claim_whose_trainer_never_started_uses_no_attempt(database_url):
+    job_id = new_job(database_url, max_attempts=2)
+    past = now() - timedelta(seconds=120)
+    for owner in ("lost-1", "lost-2", "lost-3"):  # three workers gone before their trainer started
+        with session_scope(database_url) as session:
+            assert claim(session, job_id=job_id, owner=owner, lease_seconds=60, at=past) is not None
+        with session_scope(database_url) as session:
+            assert reap(session) == [job_id]
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.attempts, job.fencing_token) == ("queued", 0, 3)
 
 
 def test_reapers_of_several_workers_requeue_an_expired_job_once(database_url):
