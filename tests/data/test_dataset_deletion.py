@@ -103,6 +103,8 @@ def test_a_deletion_racing_a_new_job_waits_for_it_and_answers_409(postgres_url, 
             outcome["deleted"] = True
         except Conflict as error:
             outcome["conflict"] = error.details["jobs"]
+        except Exception as error:  # shown by the assertions below
+            outcome["error"] = repr(error)
 
     with session_scope(postgres_url) as session:  # what create_job does: read the dataset (shared lock), add a job
         get_dataset(session, principal=alice, dataset_id=dataset_id, lock="share")
@@ -110,7 +112,7 @@ def test_a_deletion_racing_a_new_job_waits_for_it_and_answers_409(postgres_url, 
         deleter = threading.Thread(target=delete)
         deleter.start()
         time.sleep(1.0)
-        assert deleter.is_alive()  # waiting for the job's transaction
+        assert deleter.is_alive(), outcome  # waiting for the job's transaction
     deleter.join(timeout=30)
     assert outcome == {"conflict": [job.id]}
     assert (tmp_path / alice.tenant_id / f"{dataset_id}.jsonl").is_file()
