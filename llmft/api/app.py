@@ -7,7 +7,6 @@
 OpenAPI at /openapi.json, Swagger UI at /docs. Nothing heavy happens at import time.
 """
 
-import hashlib
 import importlib.util
 import logging
 import time
@@ -17,6 +16,9 @@ from flask import request
 from flask_limiter import Limiter
 
 from llmft import __version__
+from llmft.api.auth import caller
+from llmft.api.body_limits import install_body_limits
+from llmft.api.docs import DOCS_CONFIG
 from llmft.api.errors import ERROR_SCHEMA, error_body, install_error_handlers
 from llmft.api.metrics import install_metrics
 from llmft.config import ConfigError
@@ -39,10 +41,12 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         INFO={"description": "Fine-tune, evaluate, version and serve causal LMs on your own data."},
         HTTP_ERROR_SCHEMA=ERROR_SCHEMA,
         VALIDATION_ERROR_SCHEMA=ERROR_SCHEMA,
+        **DOCS_CONFIG,  # Swagger UI's files from the package: /docs works offline
     )
     settings.llmft_home.mkdir(parents=True, exist_ok=True)
     create_schema(settings.sqlalchemy_url)
     install_error_handlers(app)
+    install_body_limits(app, settings)  # JSON bodies: MAX_JSON_MB, MAX_JSON_DEPTH
     _install_rate_limits(app, settings)
     install_metrics(app, settings)
 
@@ -65,16 +69,28 @@ def create_app(settings: Settings | None = None) -> APIFlask:
 
 
 def _install_rate_limits(app: APIFlask, settings: Settings) -> None:
+    """RATE_LIMIT per authenticated key (its id, however the header was spelled), per address without a valid key.
+    X-RateLimit-* go on every limited response; Retry-After only on the 429 (the seconds until the window resets)."""
     def key() -> str:
-        header = request.headers.get("Authorization", "")
-        # Keyed by the key's hash prefix, never the key itself (it must not reach logs or Redis in clear).
-        if header.startswith("Bearer "):
-            return "key:" + hashlib.sha256(header[7:].encode()).hexdigest()[:16]
-        return "ip:" + (request.remote_addr or "unknown")
+        found = caller()
+        return f"key:{found.key_id}" if found is not None else "ip:" + (request.remote_addr or "unknown")
 
     limiter = Limiter(key, app=app, default_limits=[settings.rate_limit],
-                      storage_uri=settings.redis_url or "memory://", headers_enabled=True,
+                      storage_uri=settings.redis_url or "memory://", headers_enabled=False,
                       strategy="fixed-window", swallow_errors=True)  # Redis down: serve (logged), do not 500
+
+    @app.after_request
+    def _limit_headers(response):
+        window = limiter.current_limit
+        if window is not None:
+            try:
+                response.headers.update({"X-RateLimit-Limit": str(window.limit.amount),
+                                         "X-RateLimit-Remaining": str(window.remaining),
+                                         "X-RateLimit-Reset": str(int(window.reset_at))})
+            except Exception:  # the store (Redis) is down: served without limits (swallow_errors), and without these
+                logging.getLogger("llmft.api").warning("rate-limit headers left out: the store did not answer",
+                                                       exc_info=True)
+        return response
 
     @app.errorhandler(429)
     def _too_many(error):
