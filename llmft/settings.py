@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     streams_per_key: int = Field(8, ge=1, description=(
         "Streams (job SSE, streamed completions) one API key may hold open per server process (429 above)."))
     streams_total: int = Field(16, ge=1, description=(
-        "Streams open at once per server process (429 above); keep it below the threads (32), which probes and "
+        "Streams open at once per server process (429 above); never more than 3/4 of its threads, which probes and "
         "ordinary requests need too. Each gunicorn worker counts its own."))
     data_root: Path | None = Field(None, description="Folder the legacy /train dataset_path may point into.")
     job_max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails (worker crashes count).")

@@ -75,7 +75,8 @@ def _install_rate_limits(app: APIFlask, settings: Settings) -> None:
         found = caller()
         return f"key:{found.key_id}" if found is not None else "ip:" + (request.remote_addr or "unknown")
 
-    limiter = Limiter(key, app=app, default_limits=[settings.rate_limit],
+    # application_limits: one budget per key across every route (default_limits would give each route its own)
+    limiter = Limiter(key, app=app, application_limits=[settings.rate_limit],
                       storage_uri=settings.redis_url or "memory://", headers_enabled=False,
                       strategy="fixed-window", swallow_errors=True)  # Redis down: serve (logged), do not 500
 

@@ -21,7 +21,14 @@ def gunicorn_options(settings: Settings, *, workers: int = WORKERS, threads: int
     return {"bind": f"{settings.host}:{settings.port}", "workers": workers, "threads": threads,
             "worker_class": "gthread", "timeout": 120, "accesslog": "-",
             # the path without its query string, and no headers: an API key (?api_key=, Authorization) never reaches it
-            "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'}
+            "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',
+            "post_worker_init": post_worker_init}
+
+
+def post_worker_init(worker) -> None:
+    """gunicorn's hook, once a worker has loaded the app: the app learns its thread count, so that streams never
+    take more than 3/4 of the threads, however STREAMS_TOTAL is set (llmft/api/streams.py)."""
+    worker.wsgi.config["SERVER_THREADS"] = worker.cfg.threads
 
 
 # What gunicorn reads from this module when it starts with `-c python:llmft.api.gunicorn_conf`.

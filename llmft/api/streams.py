@@ -68,7 +68,10 @@ def _counts() -> _Counts:
     with _counts_lock:
         if "llmft_streams" not in app.extensions:
             current = settings()
-            app.extensions["llmft_streams"] = _Counts(current.streams_per_key, current.streams_total)
+            total = current.streams_total
+            if "SERVER_THREADS" in app.config:  # under gunicorn: a quarter of the threads stays for other requests
+                total = min(total, max(1, app.config["SERVER_THREADS"] * 3 // 4))
+            app.extensions["llmft_streams"] = _Counts(current.streams_per_key, total)
         return app.extensions["llmft_streams"]
 
 

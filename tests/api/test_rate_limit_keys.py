@@ -35,6 +35,8 @@ def test_a_spent_limit_holds_however_the_scheme_is_spelled(limited):
     for response in refused:
         assert response.json()["error"]["code"] == "rate_limited"
         assert 1 <= int(response.headers["Retry-After"]) <= 60
+    other_route = requests.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert other_route.status_code == 429  # one budget per key across routes, not one per route
 
 
 def test_every_spelling_authenticates_and_counts_on_the_same_key(limited):
