@@ -227,17 +227,20 @@ def server_home(tmp_path_factory, tiny_model_dir):
 def start_server():
     """start_server(env) -> the base URL of `llmft serve` (gunicorn, 4 threads, the embedded worker) started in a
     subprocess with `env` on a free port, once /healthz answers; its log is $LLMFT_HOME/server.log. Every server
-    started is stopped at the end of the session."""
+    started is stopped at the end of the session. worker=False: no job worker — what a second server beside the
+    session's must use on PostgreSQL + Redis, where it shares their database and queue: its worker would run the
+    other server's jobs with its own $LLMFT_HOME (their uploads and artifacts are not there)."""
     running = []
 
-    def start(env: dict) -> str:
+    def start(env: dict, *, worker: bool = True) -> str:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         log_path = Path(env["LLMFT_HOME"]) / "server.log"
         log = open(log_path, "w")
-        process = subprocess.Popen([sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "4"],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "4"]
+        process = subprocess.Popen(command + ([] if worker else ["--no-worker"]), env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
         running.append((process, log))
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 60

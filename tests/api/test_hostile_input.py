@@ -19,7 +19,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def hostile(server_env, server_home, start_server) -> tuple[str, str, dict]:
     env = {**server_env, "LLMFT_HOME": str(server_home("hostile-home")), "MAX_UPLOAD_MB": "128", "MAX_JSON_MB": "16"}
-    base = start_server(env)
+    base = start_server(env, worker=False)
     return base, make_key(env, "hostile", "admin"), env
 
 

@@ -15,7 +15,7 @@ SPELLINGS = ["Bearer" + " " * spaces + "{key}" for spaces in range(2, 21)] + [
 def limited(server_env, server_home, start_server) -> tuple[str, dict]:
     env = {**server_env, "LLMFT_HOME": str(server_home("rate-limit-keys")), "RATE_LIMIT": f"{LIMIT}/minute",
            "INFERENCE_MAX_WAITING": "1", "INFERENCE_MAX_NEW_TOKENS": "4000"}
-    return start_server(env), env
+    return start_server(env, worker=False), env
 
 
 def get(base: str, header: str) -> requests.Response:

@@ -21,7 +21,7 @@ PER_KEY, TOTAL, BURST = 2, 3, 100
 def capped(server_env, server_home, start_server) -> tuple[str, dict]:
     env = {**server_env, "LLMFT_HOME": str(server_home("stream-caps")), "STREAMS_PER_KEY": str(PER_KEY)}
     env.pop("STREAMS_TOTAL", None)  # the default (16): the server's 4 threads (tests/conftest.py) make it TOTAL
-    return start_server(env), env
+    return start_server(env, worker=False), env
 
 
 @pytest.fixture(scope="module")
