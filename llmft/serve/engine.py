@@ -55,6 +55,7 @@ class Engine:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32  # no bf16 GEMM on most CPUs
         self._waiting: list[Request] = []
+        self._admitting: list[Request] = []  # taken from _waiting, not yet in a batch
         self._wake = threading.Condition()
         self.stats = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "loads": 0, "evictions": 0}
         self.models = ModelCache(budget=cache_bytes, device=self.device, dtype=self.dtype, stats=self.stats)
@@ -73,7 +74,8 @@ class Engine:
         requests = [Request(target, prompt_ids, replace(sampling, seed=None if sampling.seed is None else sampling.seed + i),
                             reasoning_open, split_reasoning, deadline, i, events) for i in range(n)]
         with self._wake:
-            active = len(self._waiting) + sum(len(b.rows) for b in self.models.backbones.values())
+            active = (len(self._waiting) + len(self._admitting)
+                      + sum(len(b.rows) for b in self.models.backbones.values()))
             if active + n > self.max_waiting:
                 raise Busy(f"{active} generations are already queued or running "
                            f"(INFERENCE_MAX_WAITING={self.max_waiting}); retry shortly",
@@ -111,10 +113,11 @@ class Engine:
                 while not self._waiting and not any(b.rows for b in self.models.backbones.values()):
                     self._wake.wait()
                 waiting, self._waiting = self._waiting, []
+                self._admitting = waiting  # still counted by submit while they are prefilled into a batch
             later = self._admit(waiting)
-            if later:
-                with self._wake:
-                    self._waiting[:0] = later  # first come, first served: back at the front
+            with self._wake:
+                self._waiting[:0] = later  # first come, first served: back at the front
+                self._admitting = []
             for backbone in list(self.models.backbones.values()):
                 if backbone.rows:
                     self._guarded(backbone, self._step)
