@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import make_key
+
+from tests.api.conftest import make_key
 
 MIB = 1024 * 1024
 

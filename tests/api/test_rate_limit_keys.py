@@ -4,7 +4,8 @@ value of its own."""
 
 import pytest
 import requests
-from conftest import make_key
+
+from tests.api.conftest import make_key
 
 LIMIT = 5
 SPELLINGS = ["Bearer" + " " * spaces + "{key}" for spaces in range(2, 21)] + [

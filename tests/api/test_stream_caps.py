@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import make_key
+
+from tests.api.conftest import make_key
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 PER_KEY, TOTAL, BURST = 2, 3, 100

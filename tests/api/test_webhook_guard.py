@@ -5,8 +5,9 @@ tests/monitor/test_outbound.py."""
 
 import pytest
 import requests
-from conftest import make_key
 from test_registry import auth
+
+from tests.api.conftest import make_key
 
 REFUSED = ["http://127.0.0.1:6379/", "http://[::1]:5432/", "http://0x7f000001:6379/", "http://2130706433/",
            "http://127.1:5432/", "http://[::ffff:127.0.0.1]/", "http://169.254.169.254/latest/meta-data",
