@@ -89,7 +89,9 @@ def test_metrics_names_and_labels(server, keys):
         assert time.time() < deadline, "the job logged no loss in time"
         time.sleep(0.5)
 
-    families = scrape(server)
+    deadline = time.time() + 60  # workers report their busy slots with each heartbeat (every LEASE_SECONDS/4)
+    while samples((families := scrape(server))["llmft_workers_busy_slots"])[0].value < 1 and time.time() < deadline:
+        time.sleep(1)
     requests.post(f"{server}/api/v1/jobs/{job['id']}/cancel", headers=auth(keys["alice"]), timeout=10)
     # no METRICS_TOKEN: a job is running, yet no series names it, its tenant or a worker's host:pid
     assert not any({"job_id", "tenant", "worker"} & set(s.labels) for f in families.values() for s in f.samples)
