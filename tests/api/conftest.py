@@ -5,6 +5,7 @@ and with Redis as the Celery broker (and rate-limit store) when LLMFT_TEST_BROKE
 import os
 import subprocess
 import sys
+import time
 from urllib.parse import urlparse, urlunparse
 
 import pytest
@@ -51,3 +52,15 @@ def client(base: str, key: str | None) -> requests.Session:
         session.headers["Authorization"] = f"Bearer {key}"
     session.base = base
     return session
+
+
+def follow(server: str, key: str, job: dict) -> dict:
+    """Poll a job until it ends (5 minutes at most); it must have succeeded."""
+    deadline = time.time() + 300
+    while job["status"] not in ("succeeded", "failed", "cancelled"):
+        assert time.time() < deadline, job
+        time.sleep(0.5)
+        job = requests.get(f"{server}/api/v1/jobs/{job['id']}", headers={"Authorization": f"Bearer {key}"},
+                           timeout=10).json()
+    assert job["status"] == "succeeded", job
+    return job

@@ -4,7 +4,6 @@ deleted (its file, report and prepared data go; a tombstone keeps the lineage; 4
 no name passes with a trailing newline; a deleted version's number is never given again."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import requests
 
 from llmft.db.session import session_scope
 from llmft.db.tables import Dataset
+from tests.api.conftest import follow
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 LINES = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -25,16 +25,6 @@ def auth(key):
 def upload(server, key, content: bytes, **form):
     return requests.post(f"{server}/api/v1/datasets", headers=auth(key), files={"file": ("lineage.jsonl", content)},
                          data=form, timeout=120)
-
-
-def follow(server, key, job) -> dict:
-    deadline = time.time() + 300
-    while job["status"] not in ("succeeded", "failed", "cancelled"):
-        assert time.time() < deadline, job
-        time.sleep(0.5)
-        job = requests.get(f"{server}/api/v1/jobs/{job['id']}", headers=auth(key), timeout=10).json()
-    assert job["status"] == "succeeded", job
-    return job
 
 
 def test_the_upload_form_model_takes_what_base_model_takes_and_says_nothing_about_server_folders(server, keys,

@@ -4,11 +4,12 @@ deletion guarded, a tampered artifact refused."""
 import hashlib
 import io
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.api.conftest import follow
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 
@@ -22,16 +23,6 @@ def fine_tune(server, key, dataset_id, suffix, method="full", **hyperparameters)
         "dataset_id": dataset_id, "suffix": suffix, "method": method,
         "hyperparameters": {"batch_size": 1, **hyperparameters}}).json()
     return follow(server, key, job)
-
-
-def follow(server, key, job) -> dict:
-    deadline = time.time() + 300
-    while job["status"] not in ("succeeded", "failed", "cancelled"):
-        assert time.time() < deadline, job
-        time.sleep(0.5)
-        job = requests.get(f"{server}/api/v1/jobs/{job['id']}", headers=auth(key), timeout=10).json()
-    assert job["status"] == "succeeded", job
-    return job
 
 
 @pytest.fixture(scope="module")
