@@ -39,6 +39,11 @@ class Message:
     tool_calls: list | None = None
 
 
+def characters(messages: list[Message]) -> int:
+    """The characters of the messages' text and reasoning: the bound checked before any tokenizing."""
+    return sum(len(message.content) + len(message.reasoning or "") for message in messages)
+
+
 @dataclass
 class Example:
     messages: list[Message] = field(default_factory=list)

@@ -13,7 +13,7 @@ from pathlib import Path
 from llmft.data.clean import exact_key, normalize_example, normalized_key
 from llmft.data.config import DataConfig
 from llmft.data.issues import CODES, Issue, Location
-from llmft.data.normalize import Example, to_example
+from llmft.data.normalize import Example, characters, to_example
 from llmft.data.read import ReadLimits, read_records
 from llmft.data.render import is_r1_tokenizer, render
 from llmft.data.tokenize import Tokenized, max_token_chars, tokenize_many, tokenize_rendered
@@ -136,4 +136,4 @@ def _too_long(checked: Checked, example: Example, config: DataConfig, size: str)
 def _characters(example: Example) -> int:
     if example.text is not None:
         return len(example.text)
-    return sum(len(m.content) + len(m.reasoning or "") for m in example.messages)
+    return characters(example.messages)

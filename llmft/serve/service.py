@@ -26,7 +26,7 @@ from llmft.auth.keys import Principal
 from llmft.bases.r1_tokenizer import THINK_OPEN
 from llmft.bases.resolve import ModelNotFoundError
 from llmft.config import ConfigError
-from llmft.data.normalize import Message
+from llmft.data.normalize import Message, characters
 from llmft.data.tokenize import max_token_chars, prompt_ids
 from llmft.db.tables import ModelAlias, ModelVersion, RegisteredModel
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
@@ -71,8 +71,7 @@ def generate(session: Session, *, principal: Principal, settings: Settings, engi
     else:
         conversations = [chat_messages(messages) for messages in chats]
         for conversation in conversations:
-            check_characters(tokenizer, sum(len(m.content) + len(m.reasoning or "") for m in conversation),
-                             settings=settings, param=param)
+            check_characters(tokenizer, characters(conversation), settings=settings, param=param)
         prompts = [chat_prompt(tokenizer, conversation) for conversation in conversations]
     budgets = [check_limits(ids, max_tokens=max_tokens, settings=settings, param=param) for ids, _ in prompts]
     replies: list[Reply] = []
