@@ -14,6 +14,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -89,7 +90,8 @@ class Dataset(Base):
     deleted_at: Mapped[datetime | None]
 
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")  # queued -> running -> one of the last 3
+# queued -> running -> one of the last 3; queued or running -> paused -> queued (llmft/jobs/service.py, pause_job)
+JOB_STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
@@ -118,6 +120,7 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     fencing_token: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    pause_requested: Mapped[bool] = mapped_column(default=False, server_default=false())  # running -> paused
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[dict | None] = mapped_column(JSON)
     fine_tuned_model: Mapped[str | None] = mapped_column(String(100))  # NAME:V once registered

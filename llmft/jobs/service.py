@@ -1,9 +1,10 @@
-"""Job service functions: create (validated, idempotent), read, list, cancel, events.
+"""Job service functions: create (validated, idempotent), read, list, cancel, pause, resume, events.
 
 Jobs are shaped like the hosted fine-tuning APIs: a base model, a dataset, a method,
 hyperparameters, a suffix, a seed and metadata; statuses queued -> running -> succeeded | failed |
-cancelled (JOB_STATUSES in db/tables.py). A fine-tune's training config is built here as a dict and
-checked once by `train.config.build_config`; the job stores the checked result.
+cancelled, with paused between (pause_job, resume_job; JOB_STATUSES in db/tables.py). A fine-tune's
+training config is built here as a dict and checked once by `train.config.build_config`; the job
+stores the checked result.
 """
 
 import difflib
@@ -222,16 +223,62 @@ def list_jobs(session: Session, *, principal: Principal, status: str | None = No
 
 
 def cancel_job(session: Session, *, principal: Principal, job_id: str) -> Job:
-    """Queued jobs end at once; a running job's runner signals its trainer, which checkpoints and stops."""
+    """Queued and paused jobs end at once; a running job's runner signals its trainer, which checkpoints and
+    stops (a cancel during a pause wins: the job ends cancelled)."""
     job = get_job(session, principal=principal, job_id=job_id)
     if job.status in FINAL_STATUSES:
         raise Conflict(f"job {job_id} already {job.status}", details={"status": job.status})
     job.cancel_requested = True
-    if job.status == "queued":
-        job.status = "cancelled"
-        record_event(session, job, "cancelled", "cancelled before it started")
+    if job.status in ("queued", "paused"):
+        was = job.status
+        job.status, job.pause_requested, job.finished_at = "cancelled", False, now()
+        record_event(session, job, "cancelled", "cancelled before it started" if was == "queued"
+                     else "cancelled while paused")
     else:
         record_event(session, job, "cancelling", "cancel requested; the trainer saves a checkpoint and stops")
+    return job
+
+
+def pause_job(session: Session, *, principal: Principal, job_id: str) -> Job:
+    """Pause a fine-tune: it stops with a checkpoint and waits, holding no worker, until `resume_job`.
+
+    queued: paused at once (a message still in the queue for it finds nothing to claim). running:
+    `pause_requested` is set and the job stays running while its runner signals the trainer as for a
+    cancel (SIGTERM: it saves a checkpoint and exits); the runner then ends the attempt as "paused",
+    with the checkpoint's step in the "paused" event, and that attempt does not count against
+    max_attempts. Asking again while it pauses changes nothing. Conflict (409, invalid_state) when the
+    job is paused already, final, being cancelled, or not a fine-tune (exports and evaluations have no
+    checkpoint to continue from)."""
+    job = get_job(session, principal=principal, job_id=job_id)
+    if job.kind != "fine_tune":
+        raise Conflict(f"job {job_id} is an {job.kind} job; only fine-tuning jobs can be paused",
+                       details={"kind": job.kind}, code="invalid_state")
+    if job.status not in ("queued", "running") or job.cancel_requested:
+        state = "being cancelled" if job.status == "running" else job.status
+        raise Conflict(f"job {job_id} is {state}; only a queued or running job can be paused",
+                       details={"status": job.status}, code="invalid_state")
+    if job.status == "queued":
+        job.status = "paused"
+        record_event(session, job, "paused", "paused before it started", {"step": None})
+    elif not job.pause_requested:
+        job.pause_requested = True
+        record_event(session, job, "pausing", "pause requested; the trainer saves a checkpoint and stops")
+    return job
+
+
+def resume_job(session: Session, *, principal: Principal, job_id: str) -> Job:
+    """Put a paused job back in the queue ("queued", event "resumed"); the caller dispatches it
+    (`llmft.jobs.queue.dispatch(celery(), job.id, processes=job.processes)`). Its trainer continues from
+    the newest committed checkpoint in its output_dir, exactly where the pause stopped it. Conflict (409,
+    invalid_state) unless the job is paused (a job still pausing is running: resume once it is paused)."""
+    job = get_job(session, principal=principal, job_id=job_id)
+    if job.status != "paused":
+        state = "still pausing" if job.pause_requested and job.status == "running" else job.status
+        raise Conflict(f"job {job_id} is {state}; only a paused job can be resumed",
+                       details={"status": job.status}, code="invalid_state")
+    job.status, job.pause_requested = "queued", False
+    record_event(session, job, "resumed", "resumed; waiting for a worker" +
+                 (f" with {job.processes} free slots" if job.processes > 1 else ""), {"processes": job.processes})
     return job
 
 
