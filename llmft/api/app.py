@@ -50,7 +50,18 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     _install_rate_limits(app, settings)
     install_metrics(app, settings)
 
-    from llmft.api import alerts, datasets, evaluations, health, jobs, legacy, openai_compat, predict, registry
+    from llmft.api import (
+        alerts,
+        datasets,
+        evaluations,
+        health,
+        jobs,
+        legacy,
+        openai_compat,
+        openai_files,
+        predict,
+        registry,
+    )
     from llmft.web import ui
 
     app.register_blueprint(health.bp)
@@ -62,6 +73,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.register_blueprint(evaluations.bp, url_prefix="/api/v1")
     app.register_blueprint(predict.bp, url_prefix="/api/v1")
     app.register_blueprint(openai_compat.bp, url_prefix="/v1")
+    app.register_blueprint(openai_files.bp, url_prefix="/v1")
     app.register_blueprint(ui.bp)  # the dashboard at /ui; the page asks for the key itself
     app.register_blueprint(alerts.bp, url_prefix="/api/v1")
     logging.getLogger("llmft").setLevel(logging.INFO)
