@@ -50,7 +50,10 @@ def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path,
         checked = check_file(Path(temporary), tokenizer=tokenizer_for(model), config=DataConfig(max_length=max_length))
         report = build_report(checked, source=Path(filename).name, model=model, max_length=max_length)
         if report["errors"] or not report["examples"]:
-            raise Invalid(f"{Path(filename).name}: {report['errors']} errors; nothing was stored",
+            first = min((issue for issue in checked.issues if issue.severity == "error"),
+                        key=lambda issue: (issue.record or 0, issue.line or 0), default=None)
+            problem = f"; the first: {first.code} at {first.where()}: {first.message}" if first else ""
+            raise Invalid(f"{Path(filename).name}: {report['errors']} errors; nothing was stored{problem}",
                           details={"report": report}, code="invalid_dataset")
         dataset_id = new_id("ds")
         stored_name = f"{dataset_id}{extension}"
@@ -77,9 +80,11 @@ def _check_model(model: str) -> None:
                   "whose tokenizer the server can load; local folders are for the command line",
                   details={"field": "model"}, code="invalid_model")
 
-def list_datasets(session: Session, *, principal: Principal, limit: int = 20, after: str | None = None) -> list[Dataset]:
+def list_datasets(session: Session, *, principal: Principal, limit: int = 20, after: str | None = None,
+                  order: str = "desc") -> list[Dataset]:
+    """The tenant's datasets, newest first (order="asc": oldest first), past the cursor `after`."""
     return newest_first(session, Dataset, tenant_id=principal.tenant_id, after=after, limit=limit, prefix="ds",
-                        where=[Dataset.deleted_at.is_(None)])
+                        where=[Dataset.deleted_at.is_(None)], order=order)
 
 def get_dataset(session: Session, *, principal: Principal, dataset_id: str, lock: str | None = None) -> Dataset:
     """The tenant's dataset; another tenant's id is NotFound exactly like an unknown one. `lock` (PostgreSQL;
@@ -100,13 +105,13 @@ def dataset_path(dataset: Dataset, uploads_dir: Path) -> Path:
 def delete_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path) -> None:
     """Erase the file, its report and the prepared data made from it; the row stays as a tombstone (filename,
     sha256, deleted_at) so the jobs and versions made from it still say what they were trained on.
-    Conflict while a queued or running job reads it."""
+    Conflict while a queued, running or paused job reads it (a paused one reads it again when resumed)."""
     dataset = get_dataset(session, principal=principal, dataset_id=dataset_id, lock="update")
     using = session.scalars(select(Job.id).where(
-        Job.tenant_id == dataset.tenant_id, Job.status.in_(("queued", "running")),
+        Job.tenant_id == dataset.tenant_id, Job.status.in_(("queued", "running", "paused")),
         or_(Job.dataset_id == dataset.id, Job.validation_dataset_id == dataset.id)).order_by(Job.id)).all()
     if using:
-        raise Conflict(f"dataset {dataset_id!r} is used by the queued or running job(s) {', '.join(using)}; "
+        raise Conflict(f"dataset {dataset_id!r} is used by the queued, running or paused job(s) {', '.join(using)}; "
                        "cancel them or wait for them to end", details={"jobs": list(using)}, code="dataset_in_use")
     dataset.deleted_at, dataset.report = now(), {}
     session.flush()
