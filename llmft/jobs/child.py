@@ -4,8 +4,8 @@ A fine-tune runs `llmft.train.run.train` on the job's resolved config, resuming 
 committed checkpoint when there is one, then evaluates the result next to its base and
 registers it as a version. An export merges a LoRA version into its base; an evaluation
 scores a model on a dataset. Progress is written as job events, and every write is made only
-while the fencing token is still the job's. SIGTERM or a cancel request stops a fine-tune with
-a checkpoint.
+while the fencing token is still the job's. SIGTERM, a cancel or a pause request stops a fine-tune
+with a checkpoint.
 A job of several processes (`resources.processes`) trains through torchrun: this process
 starts `torchrun ... -m llmft.jobs.child JOB_ID TOKEN --rank`, every rank runs `train` (rank 0
 alone records events), and this process evaluates and registers the result as usual.
@@ -125,7 +125,8 @@ def _train_with_torchrun(job_id: str, token: int, config: TrainConfig, processes
 
 
 def _hooks(url: str, job_id: str, token: int):
-    """on_event (progress and events, fenced) and should_stop (the job's cancel flag, read at most once a second)."""
+    """on_event (progress and events, fenced) and should_stop (the job's cancel or pause flag, read at most once
+    a second)."""
     last_check = [0.0, False]
     pace: list[Pace] = [None]
     settings = load_settings()
@@ -157,7 +158,8 @@ def _hooks(url: str, job_id: str, token: int):
     def should_stop() -> bool:
         if time.monotonic() - last_check[0] > 1.0:
             with session_scope(url) as session:
-                last_check[1] = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+                flags = session.execute(select(Job.cancel_requested, Job.pause_requested).where(Job.id == job_id)).one()
+                last_check[1] = any(flags)
             last_check[0] = time.monotonic()
         return last_check[1]
 

@@ -1,12 +1,13 @@
 """Leases on job rows: one runner at a time, however often a message is delivered.
 
 A runner claims a job with one conditional UPDATE (queued, or running with an expired lease,
-attempts left, not cancelled). The claim bumps `fencing_token`; every later write by that
+attempts left, not cancelled, not pausing). The claim bumps `fencing_token`; every later write by that
 runner (heartbeat, finish) is conditioned on the token, so a runner that lost its lease can
 never overwrite the work of the one that took over. An attempt counts when its trainer
 starts (`start_attempt`, called by the trainer child), not at the claim: a claim whose trainer
-never started (its worker shut down or died first) uses none of the job's attempts. `reap`
-puts jobs whose lease expired back in the queue, or fails them when no attempts are left.
+never started (its worker shut down or died first) uses none of the job's attempts, nor does
+an attempt stopped by a pause (`pause`). `reap` puts jobs whose lease expired back in the queue,
+or fails them when no attempts are left.
 """
 
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: 
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False),
-               or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < at)))
+               Job.pause_requested.is_(False), or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < at)))
         .values(status="running", lease_owner=owner, lease_expires_at=at + timedelta(seconds=lease_seconds),
                 heartbeat_at=at, fencing_token=Job.fencing_token + 1,
                 started_at=func.coalesce(Job.started_at, at))
@@ -63,6 +64,8 @@ def finish(session: Session, *, job_id: str, token: int, status: str, error: dic
     if status not in (*FINAL_STATUSES, "queued"):
         raise ValueError(f"cannot finish a job as {status!r}")
     values = {"status": status, "lease_owner": None, "lease_expires_at": None, "error": error}
+    if status in FINAL_STATUSES:
+        values["pause_requested"] = False  # it ended before the pause stopped it
     if not requeue:
         values["finished_at"] = now()
     result = session.execute(update(Job).where(Job.id == job_id, Job.fencing_token == token, Job.status == "running")
@@ -74,18 +77,38 @@ def finish(session: Session, *, job_id: str, token: int, status: str, error: dic
     return result.rowcount == 1
 
 
+def pause(session: Session, *, job_id: str, token: int, attempts: int, step: int | None) -> bool:
+    """End this runner's hold as "paused" (its pause was requested and its trainer stopped at checkpoint
+    `step`). `attempts`: the job's count at the claim; the paused attempt gives its count back, so that
+    pausing never uses one of max_attempts. False when the token is stale."""
+    result = session.execute(update(Job).where(Job.id == job_id, Job.fencing_token == token, Job.status == "running")
+                             .values(status="paused", lease_owner=None, lease_expires_at=None, attempts=attempts)
+                             .execution_options(synchronize_session=False))
+    if result.rowcount == 1:
+        job = session.get(Job, job_id, populate_existing=True)
+        where = f"at step {step}" if step is not None else "before its first checkpoint"
+        record_event(session, job, "paused", f"paused {where}; resume continues from there", {"step": step})
+    return result.rowcount == 1
+
+
 def reap(session: Session, *, at: datetime | None = None) -> list[str]:
     """Requeue running jobs whose lease expired (attempts left) or fail them; the ids to dispatch again.
+    A job lost while it was being cancelled ends cancelled; one lost while pausing is paused, and its
+    lost attempt is given back (the pause had asked it to stop).
 
     Each change is one UPDATE conditioned on the fencing token seen, so reapers of several workers
     running at once requeue a job once."""
     at = at or now()
     expired = session.execute(select(Job.id, Job.fencing_token, Job.attempts, Job.max_attempts, Job.cancel_requested,
-                                     Job.lease_owner)
+                                     Job.pause_requested, Job.lease_owner)
                               .where(Job.status == "running", Job.lease_expires_at < at)).all()
     requeued = []
-    for job_id, token, attempts, max_attempts, cancel, owner in expired:
-        if attempts < max_attempts and not cancel:
+    for job_id, token, attempts, max_attempts, cancel, pause, owner in expired:
+        if pause and not cancel:
+            values = {"status": "paused", "attempts": max(attempts - 1, 0)}
+            event = ("paused", f"paused: the lease of {owner} expired while it paused; resume continues from the "
+                     "newest checkpoint", "warning")
+        elif attempts < max_attempts and not cancel:
             values = {"status": "queued"}
             event = ("requeued", f"the lease of {owner} expired; requeued", "warning")
         elif cancel:

@@ -243,7 +243,7 @@ def pause_job(session: Session, *, principal: Principal, job_id: str) -> Job:
     """Pause a fine-tune: it stops with a checkpoint and waits, holding no worker, until `resume_job`.
 
     queued: paused at once (a message still in the queue for it finds nothing to claim). running:
-    `pause_requested` is set and the job stays running while its runner signals the trainer as for a
+    `pause_requested` is set (it stays set while the job is paused) and the job stays running while its runner signals the trainer as for a
     cancel (SIGTERM: it saves a checkpoint and exits); the runner then ends the attempt as "paused",
     with the checkpoint's step in the "paused" event, and that attempt does not count against
     max_attempts. Asking again while it pauses changes nothing. Conflict (409, invalid_state) when the
@@ -258,7 +258,7 @@ def pause_job(session: Session, *, principal: Principal, job_id: str) -> Job:
         raise Conflict(f"job {job_id} is {state}; only a queued or running job can be paused",
                        details={"status": job.status}, code="invalid_state")
     if job.status == "queued":
-        job.status = "paused"
+        job.status, job.pause_requested = "paused", True
         record_event(session, job, "paused", "paused before it started", {"step": None})
     elif not job.pause_requested:
         job.pause_requested = True
