@@ -168,7 +168,7 @@ def _openai_errors(response):
 
 def _param_and_message(error: dict) -> tuple[str | None, str]:
     details = error.get("details") or {}
-    fields_ = details.get("json")
+    fields_ = next((details[where] for where in ("json", "query", "form_and_files") if details.get(where)), None)
     if isinstance(fields_, dict) and fields_:
         problems = [f"{path}: {message}" for path, message in _flatten(fields_)]
         return problems[0].split(":")[0], "invalid request: " + "; ".join(problems)
