@@ -1,4 +1,5 @@
-"""/api/v1/jobs: create (Idempotency-Key), list, get, cancel, events, metrics, checkpoints, stream (SSE)."""
+"""/api/v1/jobs: create (Idempotency-Key), list, get, cancel, pause, resume, events, metrics, checkpoints,
+stream (SSE)."""
 
 import itertools
 import json
@@ -165,6 +166,32 @@ def cancel(job_id):
     caller = require_write()
     with db() as session:
         return service.cancel_job(session, principal=caller, job_id=job_id)
+
+
+@bp.post("/jobs/<job_id>/pause")
+@bp.auth_required(auth)
+@bp.output(JobOut)
+@bp.doc(summary="Pause a fine-tuning job: a queued one at once, a running one checkpoints and stops (status "
+                "running until then, then paused); resume continues from that checkpoint", responses={
+    403: "a viewer key", 404: "no such job",
+    409: "the job is paused already, ended, being cancelled, or not a fine-tune (invalid_state)"})
+def pause(job_id):
+    caller = require_write()
+    with db() as session:
+        return service.pause_job(session, principal=caller, job_id=job_id)
+
+
+@bp.post("/jobs/<job_id>/resume")
+@bp.auth_required(auth)
+@bp.output(JobOut)
+@bp.doc(summary="Resume a paused job: queued again, its trainer continues from the checkpoint the pause saved",
+        responses={403: "a viewer key", 404: "no such job", 409: "the job is not paused (invalid_state)"})
+def resume(job_id):
+    caller = require_write()
+    with db() as session:
+        job = service.resume_job(session, principal=caller, job_id=job_id)
+    dispatch(celery(), job.id, processes=job.processes)
+    return job
 
 
 @bp.get("/jobs/<job_id>/events")
