@@ -147,6 +147,12 @@ def fact_share(hypothesis: str, reference: str) -> float | None:
     return sum(_mentions(answer, fact) for fact in expected) / len(expected)
 
 
+def mentions(text: str, fact: str) -> bool:
+    """`fact` occurs in `text` as a whole token, both in compared form (case, spaces and number forms as in
+    `facts`): what the facts grader checks for each fact."""
+    return _mentions(_canonical(text), _canonical(fact))
+
+
 def fact_hit(hypotheses: list[str], references: list[str]) -> float:
     """Mean `fact_share` (0-1) over the pairs whose reference has at least one fact; 0.0 when none has."""
     _check_lengths(hypotheses, references)
