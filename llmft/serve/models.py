@@ -1,5 +1,8 @@
 """Models and adapters in memory: one copy of a base model's weights per process, the LoRA adapters of
-registered versions loaded into it on first use, a full-weight version as a model of its own.
+registered versions loaded into it on first use, a full-weight version as a model of its own. A fine-tune's
+committed checkpoint (a Trainer checkpoint folder: adapter_model.safetensors + adapter_config.json, or
+config.json + model.safetensors, beside the optimizer and trainer state, which are not read) loads the same
+way, under its own key ("checkpoint:JOB:checkpoint-N:MTIME", serve/service.py), never a version's.
 
     cache = ModelCache(budget=8 << 30, device="cpu", dtype=torch.float32, stats=stats)
     backbone_key, adapter = cache.acquire(target)   # loads if needed; one more user
@@ -11,6 +14,7 @@ using is dropped first (a base model only once none of its adapters is loaded).
 """
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -145,7 +149,8 @@ class ModelCache:
         return sum(p.numel() * p.element_size() for n, p in backbone.model.named_parameters() if f".{name}." in n)
 
 def _adapter_name(key: str) -> str:
-    return "v_" + key.replace("-", "_")
+    """A PEFT adapter name for the target key: letters, digits and '_' ("mv-1a2b" -> "v_mv_1a2b")."""
+    return "v_" + re.sub(r"\W", "_", key, flags=re.ASCII)
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -9,12 +9,15 @@ The HTTP views (/v1/* and /api/v1/predict, generate, generate/batch) parse a req
 `generate` and shape its replies; everything between lives here.
 
 A model is named as a served base (`tiny-r1`), a version (`NAME:V`), an alias (`NAME@ALIAS`,
-looked up on every request, so moving the alias switches what it serves with no restart), or a
-bare `NAME` (its newest version). Names are scoped to the caller's tenant. A version's files are
-checked against their recorded hashes the first time this process serves it, and again whenever
-one of its files changed since.
+looked up on every request, so moving the alias switches what it serves with no restart), a
+bare `NAME` (its newest version), or a fine-tune job's committed checkpoint (`JOB_ID:checkpoint-N`,
+the id `fine_tuning.jobs.checkpoints.list` gives it). Names are scoped to the caller's tenant. A
+version's files are checked against their recorded hashes the first time this process serves it,
+and again whenever one of its files changed since. `served_models` lists the names, `describe_model`
+and `delete_model` are GET and DELETE /v1/models/{model}.
 """
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from llmft.bases.resolve import ModelNotFoundError
 from llmft.config import ConfigError
 from llmft.data.normalize import Message, characters
 from llmft.data.tokenize import max_token_chars, prompt_ids
-from llmft.db.tables import ModelAlias, ModelVersion, RegisteredModel
+from llmft.db.tables import Job, ModelAlias, ModelVersion, RegisteredModel, is_id
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
@@ -36,8 +39,11 @@ from llmft.serve.backend import Generation, InferenceBackend, ModelUnavailable, 
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import tokenizer_for
 from llmft.settings import Settings
+from llmft.train import checkpoints
 
 ROLES = ("system", "developer", "user", "assistant")
+CHECKPOINT_NAME = re.compile(r"(?P<job>job-[0-9a-f]{16}):(?P<folder>checkpoint-[0-9]{1,12})")
+LISTED_JOBS = 100  # GET /v1/models lists the checkpoints of the tenant's newest fine-tune jobs, this many
 
 
 class ContextTooLong(ServiceError):
@@ -95,15 +101,15 @@ _verified_lock = threading.Lock()
 def target_for(session: Session, *, principal: Principal, model: str, settings: Settings) -> Target:
     if model in settings.served_base_models:
         return Target(key=f"base:{model}", label=model, base_model=model)
+    if CHECKPOINT_NAME.fullmatch(model):
+        return _checkpoint_target(session, principal=principal, model=model, settings=settings)
     try:
         if ":" in model or "@" in model:
             registered, version = registry.resolve(session, principal=principal, ref=model)
         else:
             registered, version = _newest(session, principal, model)
     except (NotFound, Invalid):
-        raise NotFound(f"no model {model!r}: name a served base ({', '.join(settings.served_base_models)}), "
-                       f"NAME, NAME:VERSION or NAME@ALIAS of your models (GET /v1/models lists them)",
-                       details={"param": "model"}, code="model_not_found") from None
+        raise _unknown(model, settings) from None
     try:
         folder = _checked_folder(settings.llmft_home, version)
     except IntegrityError as error:
@@ -111,6 +117,53 @@ def target_for(session: Session, *, principal: Principal, model: str, settings: 
                        f"{error}", details={"param": "model"}, code="integrity_error") from None
     return Target(key=version.id, label=f"{registered.name}:{version.version}", base_model=registered.base_model,
                   kind=version.kind, folder=folder)
+
+
+def _unknown(model: str, settings: Settings) -> NotFound:
+    """The one answer for a name that means nothing to the caller (another tenant's included)."""
+    return NotFound(f"no model {model!r}: name a served base ({', '.join(settings.served_base_models)}), NAME, "
+                    f"NAME:VERSION, NAME@ALIAS or JOB_ID:checkpoint-N of your models (GET /v1/models lists them)",
+                    details={"param": "model"}, code="model_not_found")
+
+
+def _checkpoint_target(session: Session, *, principal: Principal, model: str, settings: Settings) -> Target:
+    """A committed checkpoint's weights (a LoRA adapter on the job's base, or full weights), safetensors only.
+    The cache key holds the marker's time: a checkpoint written again under the same name is loaded afresh."""
+    job, folder = _checkpoint(session, principal=principal, model=model, settings=settings)
+    kind = _weights_kind(folder)
+    if kind is None:
+        raise Conflict(f"{model} holds no safetensors weights (adapter_model.safetensors or model.safetensors) and "
+                       "is not served", details={"param": "model"}, code="checkpoint_not_servable")
+    try:
+        written = (folder / checkpoints.MARKER).stat().st_mtime_ns
+    except FileNotFoundError:  # rotated away just now
+        raise _unknown(model, settings) from None
+    return Target(key=f"checkpoint:{job.id}:{folder.name}:{written}", label=model, base_model=job.base_model,
+                  kind=kind, folder=folder)
+
+
+def _checkpoint(session: Session, *, principal: Principal, model: str, settings: Settings) -> tuple[Job, Path]:
+    """`JOB_ID:checkpoint-N` -> the job and the folder, found among the job's committed checkpoints (never a path
+    built from the name). Another tenant's job, an unknown one, or a checkpoint rotated away: model_not_found."""
+    match = CHECKPOINT_NAME.fullmatch(model)
+    job = session.get(Job, match["job"]) if match and is_id(match["job"], "job") else None
+    if job is None or job.tenant_id != principal.tenant_id or job.kind != "fine_tune":
+        raise _unknown(model, settings)
+    found = checkpoints.committed(Path(job.config["output"]["output_dir"]))
+    folder = next((path for path in found if path.name == match["folder"]), None)
+    if folder is None:
+        kept = ", ".join(path.name for path in found) or "none"
+        raise NotFound(f"{job.id} has no committed {match['folder']} (kept now: {kept}; save_total_limit drops the "
+                       "oldest)", details={"param": "model"}, code="model_not_found")
+    return job, folder
+
+
+def _weights_kind(folder: Path) -> str | None:
+    if (folder / "adapter_model.safetensors").is_file() and (folder / "adapter_config.json").is_file():
+        return "adapter"
+    if (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file():
+        return "full"
+    return None
 
 
 def _checked_folder(home: Path, version: ModelVersion) -> Path:
@@ -136,25 +189,91 @@ def _newest(session: Session, principal: Principal, name: str) -> tuple[Register
 
 
 def served_models(session: Session, *, principal: Principal, settings: Settings) -> list[dict]:
-    """What `model` may name: served bases, then every version and alias of the tenant's models."""
-    out = [{"id": name, "object": "model", "created": 0, "owned_by": "llmft"} for name in settings.served_base_models]
+    """What `model` may name: served bases, every version and alias of the tenant's models, then the committed
+    checkpoints of its newest LISTED_JOBS fine-tune jobs (newest job first, newest checkpoint first)."""
+    out = [_base_object(name) for name in settings.served_base_models]
     models = session.scalars(select(RegisteredModel).where(RegisteredModel.tenant_id == principal.tenant_id)
                              .order_by(RegisteredModel.name)).all()
     for model in models:
         versions = session.scalars(select(ModelVersion).where(ModelVersion.model_id == model.id)
                                    .order_by(ModelVersion.version)).all()
         numbers = {version.id: version.version for version in versions}
-        for version in versions:
-            out.append({"id": f"{model.name}:{version.version}", "object": "model",
-                        "created": int(version.created_at.timestamp()), "owned_by": principal.tenant_name,
-                        "kind": version.kind, "base_model": model.base_model})
+        out += [_version_object(principal, model, version) for version in versions]
         aliases = session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id)
                                   .order_by(ModelAlias.alias)).all()
-        for alias in aliases:
-            out.append({"id": f"{model.name}@{alias.alias}", "object": "model",
-                        "created": int(alias.updated_at.timestamp()) if alias.updated_at else 0,
-                        "owned_by": principal.tenant_name, "points_to": f"{model.name}:{numbers[alias.version_id]}"})
+        out += [_alias_object(principal, model, alias, numbers[alias.version_id]) for alias in aliases]
+    jobs = session.scalars(select(Job).where(Job.tenant_id == principal.tenant_id, Job.kind == "fine_tune")
+                           .order_by(Job.created_at.desc(), Job.id.desc()).limit(LISTED_JOBS)).all()
+    for job in jobs:
+        for folder in reversed(checkpoints.committed(Path(job.config["output"]["output_dir"]))):
+            out.append(_checkpoint_object(principal, job, folder))
     return out
+
+
+def describe_model(session: Session, *, principal: Principal, settings: Settings, model: str) -> dict:
+    """GET /v1/models/{model}: the object /v1/models lists for that name (a bare NAME: its newest version's, under
+    the name asked); model_not_found, the same as for an inference request, otherwise."""
+    if model in settings.served_base_models:
+        return _base_object(model)
+    if CHECKPOINT_NAME.fullmatch(model):
+        return _checkpoint_object(principal, *_checkpoint(session, principal=principal, model=model, settings=settings))
+    match = registry.REF.fullmatch(model)
+    try:
+        if match is not None and match["alias"]:
+            registered, version = registry.resolve(session, principal=principal, ref=model)
+            alias = session.scalar(select(ModelAlias).where(ModelAlias.model_id == registered.id,
+                                                            ModelAlias.alias == match["alias"]))
+            return _alias_object(principal, registered, alias, version.version)
+        if match is not None:
+            return _version_object(principal, *registry.resolve(session, principal=principal, ref=model))
+        registered, version = _newest(session, principal, model)
+    except (NotFound, Invalid):
+        raise _unknown(model, settings) from None
+    return {**_version_object(principal, registered, version), "id": model,
+            "points_to": f"{registered.name}:{version.version}"}
+
+
+def delete_model(session: Session, *, principal: Principal, settings: Settings, model: str) -> dict:
+    """DELETE /v1/models/{model}: a version `NAME:V` goes with its files, under the registry's guard (409 while an
+    alias points at it). A base, an alias, a bare NAME or a checkpoint is not deleted: a 400 saying what can be
+    (an alias is removed with DELETE /api/v1/models/NAME/aliases/ALIAS; a job's checkpoints go with its runs
+    folder, and one still serves its job's resume). Unknown names are model_not_found, as for inference."""
+    described = describe_model(session, principal=principal, settings=settings, model=model)
+    match = registry.REF.fullmatch(model)
+    if match is None or not match["version"]:
+        kind = "a served base" if model in settings.served_base_models else \
+            "a checkpoint" if CHECKPOINT_NAME.fullmatch(model) else \
+            "an alias" if match is not None else f"a model name (its newest version is {described['points_to']})"
+        raise ServiceError(f"{model!r} is {kind}; only a version, NAME:VERSION, can be deleted here",
+                           details={"param": "model"}, code="model_not_deletable")
+    registry.delete_version(session, principal=principal, name=match["name"], version=int(match["version"]),
+                            home=settings.llmft_home)
+    return {"id": model, "object": "model", "deleted": True}
+
+
+def _base_object(name: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "llmft"}
+
+
+def _version_object(principal: Principal, model: RegisteredModel, version: ModelVersion) -> dict:
+    return {"id": f"{model.name}:{version.version}", "object": "model", "created": int(version.created_at.timestamp()),
+            "owned_by": principal.tenant_name, "kind": version.kind, "base_model": model.base_model}
+
+
+def _alias_object(principal: Principal, model: RegisteredModel, alias: ModelAlias, number: int) -> dict:
+    return {"id": f"{model.name}@{alias.alias}", "object": "model",
+            "created": int(alias.updated_at.timestamp()) if alias.updated_at else 0,
+            "owned_by": principal.tenant_name, "points_to": f"{model.name}:{number}"}
+
+
+def _checkpoint_object(principal: Principal, job: Job, folder: Path) -> dict:
+    try:
+        written = int((folder / checkpoints.MARKER).stat().st_mtime)
+    except FileNotFoundError:  # rotated away while listing
+        written = 0
+    return {"id": f"{job.id}:{folder.name}", "object": "model", "created": written, "owned_by": principal.tenant_name,
+            "kind": "checkpoint", "base_model": job.base_model, "fine_tuning_job_id": job.id,
+            "step": int(folder.name.removeprefix(checkpoints.PREFIX))}
 
 
 def chat_messages(raw: list[dict]) -> list[Message]:
