@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         "That evaluation's generation budget: auto (1.5x the longest reference answer, 16 to 1024) or a number."))
     inference_max_new_tokens: int = Field(2048, ge=1, description="Most tokens one answer may generate (400 above).")
     inference_default_max_tokens: int = Field(1024, ge=1, description="Tokens generated when a request sets no limit.")
+    inference_repetition_window: int = Field(256, ge=0, description=(
+        "End a generation (finish_reason repetition) whose last this many tokens repeat one block of 1 to 32 tokens; "
+        "0: never."))
     inference_timeout_seconds: float = Field(300, gt=0, description=(
         "Longest a generation may take, waiting included: a waiting one then fails with 503, a running one ends."))
     inference_backend: str = Field("torch", pattern="^(torch|vllm)$", description=(

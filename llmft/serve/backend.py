@@ -49,17 +49,19 @@ class Target:
     base_model: str
     kind: str = "base"    # base | adapter | full
     folder: Path | None = None
+    contract: dict | None = None  # the reasoning contract (registry/contract.py): prompt format, sampling, budgets
 
 
 @dataclass
 class Completion:
     reasoning: str
     content: str
-    finish_reason: str    # stop | length
+    finish_reason: str    # stop | length | repetition (the last tokens repeated one block: serve/budgets.py)
     prompt_tokens: int
     completion_tokens: int    # every generated token, the final end-of-sequence token included
     time_to_first_token: float | None
     token_ids: list[int]
+    reasoning_tokens: int = 0  # those of the think block, its closing tag included (a forced close too)
 
 
 class Request:

@@ -6,6 +6,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from llmft.serve.backend import Request
+from llmft.serve.budgets import THINK_CLOSE_TEXT, Repetition, Thinking
 from llmft.serve.text import OutputText
 
 
@@ -15,6 +16,8 @@ class Row:
     adapter: str
     generator: torch.Generator
     text: OutputText
+    thinking: Thinking       # the think block: reasoning tokens, the forced close at the budget
+    loop: Repetition         # the repetition detector
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None
     first_token_at: float | None = None
@@ -33,6 +36,7 @@ class Backbone:
         eos = model.generation_config.eos_token_id if model.generation_config else None
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else []) | {tokenizer.eos_token_id}
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.think_close = tokenizer(THINK_CLOSE_TEXT, add_special_tokens=False)["input_ids"]  # fed at a budget
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None,
                 adapters: list[str]):

@@ -7,7 +7,9 @@
 
 The engine schedules token ids: the models it runs come from its `ModelCache` (serve/models.py),
 each running batch and its KV cache is a `Backbone` (serve/batch.py), and each row's tokens
-become text through `OutputText` (serve/text.py).
+become text through `OutputText` (serve/text.py). Each row's think block and loops are watched by
+serve/budgets.py: at its thinking budget the engine feeds the close block's tokens itself, and a row whose last
+tokens repeat one block ends with finish_reason "repetition".
 
 Batching is continuous: one thread runs every model's decode loop; a request joins the batch
 of its base model at the next step (its prompt prefilled, its KV cache appended to the batch's,
@@ -39,6 +41,7 @@ from llmft.serve.backend import (
     Target,
 )
 from llmft.serve.batch import Backbone, Row
+from llmft.serve.budgets import Repetition, Thinking
 from llmft.serve.models import ModelCache
 from llmft.serve.sampling import Sampling, choose, generator_for
 from llmft.serve.text import OutputText
@@ -152,8 +155,11 @@ class Engine:
             sampling = request.sampling
             joining.setdefault(backbone_key, []).append(Row(
                 request=request, adapter=adapter, generator=generator_for(sampling, self.device),
-                text=OutputText(backbone.tokenizer, reasoning_open=request.reasoning_open,
-                                split_reasoning=request.split_reasoning, stop=sampling.stop)))
+                text=OutputText(backbone.tokenizer, reasoning_open=request.reasoning_open and request.split_reasoning,
+                                split_reasoning=request.split_reasoning, stop=sampling.stop),
+                thinking=Thinking(inside=request.reasoning_open, budget=sampling.thinking_budget,
+                                  close_ids=backbone.think_close),
+                loop=Repetition(sampling.repetition_window)))
         for key, rows in joining.items():
             self._guarded(self.models.backbones[key], lambda backbone, rows=rows: self._prefill(backbone, rows), rows)
         return later
@@ -183,15 +189,18 @@ class Engine:
         self._advance(backbone, backbone.rows, logits)
 
     def _advance(self, backbone: Backbone, rows: list[Row], logits: torch.Tensor) -> None:
-        """Choose each row's next token, stream its text, end the rows that are done."""
+        """Choose each row's next token (a row closing its think block at its budget takes the close block's
+        next token instead: fed, not sampled), stream its text, end the rows that are done."""
         tokens = choose(logits, [row.request.sampling for row in rows], [row.generator for row in rows])
         now = time.monotonic()
         self._recent.append((now, len(rows)))
-        for row, token in zip(rows, tokens):
+        for row, sampled in zip(rows, tokens):
             request = row.request
             if request.cancelled:
                 row.finish = "cancelled"
                 continue
+            forced = row.thinking.forced()
+            token = sampled if forced is None else forced
             row.tokens.append(token)
             self.stats["tokens"] += 1
             if row.first_token_at is None:
@@ -202,8 +211,11 @@ class Engine:
             else:
                 for delta in row.text.add(token):
                     request._put(*delta)
+                row.thinking.add(token, row.text.text, forced=forced is not None)
                 if row.text.stopped:
                     row.finish = "stop"
+                elif row.loop.add(token):
+                    row.finish = "repetition"
                 elif len(row.tokens) >= request.sampling.max_new_tokens or now > request.deadline:
                     row.finish = "length"
         finished = [row for row in rows if row.finish]
@@ -221,5 +233,5 @@ class Engine:
             request._put("done", Completion(
                 reasoning="".join(row.text.reasoning), content="".join(row.text.content), finish_reason=row.finish,
                 prompt_tokens=len(request.prompt_ids), completion_tokens=len(row.tokens), time_to_first_token=ttft,
-                token_ids=list(row.tokens)))
+                token_ids=list(row.tokens), reasoning_tokens=row.thinking.reasoning_tokens))
         self.models.release(request.target)

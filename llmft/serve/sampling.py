@@ -20,6 +20,8 @@ class Sampling:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    thinking_budget: int | None = None  # most tokens inside the think block; then the engine closes it
+    repetition_window: int = 0          # end with "repetition" when this many last tokens repeat a block; 0: off
 
 
 def choose(logits: torch.Tensor, samplings: list[Sampling], generators: list[torch.Generator]) -> list[int]:

@@ -41,6 +41,7 @@ class OutputText:
     def __init__(self, tokenizer, *, reasoning_open: bool, split_reasoning: bool = True, stop: tuple[str, ...] = ()):
         self.tokenizer = tokenizer
         self.ids: list[int] = []
+        self.text = ""            # everything decoded so far (up to the last whole character)
         self.emitted = 0          # characters of the decoded text already handed to the splitter
         self.stop = tuple(s for s in stop if s)
         self.stopped = False
@@ -57,6 +58,7 @@ class OutputText:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):  # half a multi-byte character: wait for the next token
             return []
+        self.text = text
         new, self.emitted = text[self.emitted:], len(text)
         return self._feed(new, final=False)
 
