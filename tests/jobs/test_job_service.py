@@ -1,4 +1,5 @@
-"""create_job builds the training config as data and checks it once; queued jobs cancel at once."""
+"""create_job builds the training config as data and checks it once; queued jobs cancel at once; pause and
+resume move a job between queued, running and paused, and refuse (409) in any other state."""
 
 from pathlib import Path
 
@@ -10,7 +11,16 @@ from llmft.data.service import dataset_path, upload_dataset
 from llmft.db.session import session_scope
 from llmft.db.tables import JOB_STATUSES, Dataset, Job
 from llmft.errors import Conflict, Invalid
-from llmft.jobs.service import cancel_job, create_evaluation_job, create_job, list_events, resolved_hyperparameters
+from llmft.jobs.lease import claim
+from llmft.jobs.service import (
+    cancel_job,
+    create_evaluation_job,
+    create_job,
+    list_events,
+    pause_job,
+    resolved_hyperparameters,
+    resume_job,
+)
 from llmft.train.config import TrainConfig
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
@@ -119,3 +129,73 @@ def test_an_evaluation_job_defaults_to_200_samples_and_the_auto_budget(tenant):
                                     uploads_dir=tenant["uploads_dir"])
         assert job.kind == "evaluation" and job.config["model"] == "tiny-r1"
         assert (job.config["max_samples"], job.config["max_new_tokens"]) == (200, "auto")
+
+
+def call(tenant, action, job_id) -> Job:
+    with session_scope(tenant["url"]) as session:
+        job = action(session, principal=tenant["principal"], job_id=job_id)
+        session.flush()
+        session.expunge(job)
+        return job
+
+
+def event_types(tenant, job_id) -> list[str]:
+    with session_scope(tenant["url"]) as session:
+        return [event.type for event in list_events(session, principal=tenant["principal"], job_id=job_id)]
+
+
+def test_a_queued_job_pauses_at_once_and_resumes_to_the_queue(tenant):
+    job = new_job(tenant)
+    paused = call(tenant, pause_job, job.id)
+    assert (paused.status, paused.pause_requested) == ("paused", True)
+    with session_scope(tenant["url"]) as session:  # its message, still queued, finds nothing to claim
+        assert claim(session, job_id=job.id, owner="w", lease_seconds=60) is None
+    with pytest.raises(Conflict, match="is paused; only a queued or running job can be paused") as caught:
+        call(tenant, pause_job, job.id)
+    assert caught.value.code == "invalid_state" and caught.value.details == {"status": "paused"}
+    resumed = call(tenant, resume_job, job.id)
+    assert (resumed.status, resumed.pause_requested, resumed.attempts) == ("queued", False, 0)
+    with pytest.raises(Conflict, match="is queued; only a paused job can be resumed"):
+        call(tenant, resume_job, job.id)
+    assert event_types(tenant, job.id) == ["validating", "queued", "paused", "resumed"]
+    with session_scope(tenant["url"]) as session:
+        assert claim(session, job_id=job.id, owner="w", lease_seconds=60) == 1
+
+
+def test_a_running_job_is_pausing_until_its_runner_stops_it(tenant):
+    job = new_job(tenant)
+    with session_scope(tenant["url"]) as session:
+        claim(session, job_id=job.id, owner="w", lease_seconds=60)
+    pausing = call(tenant, pause_job, job.id)
+    assert (pausing.status, pausing.pause_requested) == ("running", True)
+    call(tenant, pause_job, job.id)  # asked again while it pauses: nothing new
+    with pytest.raises(Conflict, match="still pausing"):
+        call(tenant, resume_job, job.id)
+    assert event_types(tenant, job.id) == ["validating", "queued", "running", "pausing"]
+    cancelled = call(tenant, cancel_job, job.id)  # a cancel while it pauses wins: the runner ends it cancelled
+    assert (cancelled.status, cancelled.cancel_requested) == ("running", True)
+    with pytest.raises(Conflict, match="is being cancelled") as caught:
+        call(tenant, pause_job, job.id)
+    assert caught.value.code == "invalid_state"
+
+
+def test_a_paused_job_cancels_at_once_and_a_final_one_neither_pauses_nor_resumes(tenant):
+    job = new_job(tenant)
+    call(tenant, pause_job, job.id)
+    cancelled = call(tenant, cancel_job, job.id)
+    assert (cancelled.status, cancelled.pause_requested) == ("cancelled", False) and cancelled.finished_at
+    assert event_types(tenant, job.id)[-2:] == ["paused", "cancelled"]
+    for action in (pause_job, resume_job):
+        with pytest.raises(Conflict, match="is cancelled") as caught:
+            call(tenant, action, job.id)
+        assert caught.value.code == "invalid_state" and caught.value.details == {"status": "cancelled"}
+
+
+def test_only_fine_tunes_pause(tenant):
+    with session_scope(tenant["url"]) as session:
+        job_id = create_evaluation_job(session, principal=tenant["principal"], model="tiny-r1",
+                                       dataset_id=tenant["datasets"][0], runs_dir=tenant["runs_dir"],
+                                       uploads_dir=tenant["uploads_dir"]).id
+    with pytest.raises(Conflict, match="is an evaluation job; only fine-tuning jobs can be paused") as caught:
+        call(tenant, pause_job, job_id)
+    assert caught.value.details == {"kind": "evaluation"}

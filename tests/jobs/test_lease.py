@@ -1,4 +1,5 @@
-"""Leases on real databases: one claimer wins, stale tokens write nothing, the reaper requeues."""
+"""Leases on real databases: one claimer wins, stale tokens write nothing, the reaper requeues; a paused
+attempt gives its count back, and a job lost while pausing is paused, not requeued."""
 
 import threading
 from datetime import timedelta
@@ -6,7 +7,7 @@ from datetime import timedelta
 from llmft.auth.keys import create_key
 from llmft.db.session import session_scope
 from llmft.db.tables import Dataset, Job, JobEvent, now
-from llmft.jobs.lease import claim, finish, heartbeat, reap, start_attempt
+from llmft.jobs.lease import claim, finish, heartbeat, pause, reap, start_attempt
 
 
 def new_job(url, max_attempts=2) -> str:
@@ -131,3 +132,49 @@ def test_cancelled_jobs_are_never_claimed(database_url):
         session.get(Job, job_id).cancel_requested = True
     with session_scope(database_url) as session:
         assert claim(session, job_id=job_id, owner="a", lease_seconds=60) is None
+
+
+def test_a_paused_attempt_gives_its_count_back_and_a_pausing_job_is_not_claimed(database_url):
+    job_id = new_job(database_url, max_attempts=1)
+    with session_scope(database_url) as session:
+        token = claim(session, job_id=job_id, owner="a", lease_seconds=60, at=now() - timedelta(seconds=120))
+        start_attempt(session, job_id=job_id, token=token)
+        session.get(Job, job_id).pause_requested = True
+    with session_scope(database_url) as session:  # its lease expired, but a pausing job is the reaper's
+        assert claim(session, job_id=job_id, owner="b", lease_seconds=60) is None
+        assert pause(session, job_id=job_id, token=token + 1, attempts=0, step=4) is False  # a stale token
+        assert pause(session, job_id=job_id, token=token, attempts=0, step=4) is True
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.attempts, job.lease_owner, job.pause_requested) == ("paused", 0, None, True)
+        paused = session.query(JobEvent).filter_by(job_id=job_id, type="paused").one()
+        assert paused.data == {"step": 4} and "at step 4" in paused.message
+        job.status, job.pause_requested = "queued", False  # resumed (service.resume_job)
+    with session_scope(database_url) as session:  # the one attempt of max_attempts 1 is still there
+        assert claim(session, job_id=job_id, owner="c", lease_seconds=60) == token + 1
+
+
+def test_the_reaper_pauses_a_job_lost_while_pausing_and_gives_its_attempt_back(database_url):
+    job_id = new_job(database_url, max_attempts=1)
+    with session_scope(database_url) as session:
+        token = claim(session, job_id=job_id, owner="lost", lease_seconds=60, at=now() - timedelta(seconds=120))
+        start_attempt(session, job_id=job_id, token=token)
+        session.get(Job, job_id).pause_requested = True
+    with session_scope(database_url) as session:
+        assert reap(session) == []  # not requeued: it waits for its resume
+    with session_scope(database_url) as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.attempts, job.lease_owner, job.finished_at) == ("paused", 0, None, None)
+        assert session.query(JobEvent).filter_by(job_id=job_id, type="paused").one().level == "warning"
+        assert finish(session, job_id=job_id, token=token, status="failed") is False  # the lost runner, back late
+
+
+def test_a_job_that_ends_while_pausing_forgets_the_pause(database_url):
+    job_id = new_job(database_url)
+    with session_scope(database_url) as session:
+        token = claim(session, job_id=job_id, owner="a", lease_seconds=60)
+        session.get(Job, job_id).pause_requested = True
+    with session_scope(database_url) as session:
+        assert finish(session, job_id=job_id, token=token, status="succeeded") is True
+    with session_scope(database_url) as session:
+        assert (session.get(Job, job_id).status, session.get(Job, job_id).pause_requested) == ("succeeded", False)
