@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from llmft.data.render import PROMPT_KINDS, Rendered, generation_prompt, typed_spans
+from llmft.data.render import PROMPT_KINDS, Rendered, prompt_text, typed_spans
 
 IGNORE = -100
 
@@ -112,7 +112,9 @@ def label_tokens(rendered: Rendered, input_ids: list[int], offsets: list[tuple[i
     return Tokenized(list(input_ids), labels, counts["prompt"], counts["reasoning"], counts["answer"])
 
 
-def prompt_ids(tokenizer, messages: list) -> tuple[list[int], str]:
-    """Ids of the generation prompt for `messages` (and its text), the messages' own text tokenized as plain text."""
-    text = generation_prompt(tokenizer, messages)
+def prompt_ids(tokenizer, messages: list, *, reasoning_format: str | None = None,
+               think_mode: str | None = None) -> tuple[list[int], str]:
+    """Ids of the generation prompt for `messages` (and its text), rendered as training did under `reasoning_format`
+    and `think_mode` (None: as the base is served); the messages' own text tokenized as plain text."""
+    text = prompt_text(tokenizer, messages, reasoning_format=reasoning_format, think_mode=think_mode)
     return encode(tokenizer, text, typed_spans(text, messages))[0], text

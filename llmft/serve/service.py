@@ -35,6 +35,7 @@ from llmft.db.tables import Job, ModelAlias, ModelVersion, RegisteredModel, is_i
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
+from llmft.registry.contract import base_contract, version_contract
 from llmft.serve.backend import Generation, InferenceBackend, ModelUnavailable, Target
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import tokenizer_for
@@ -78,7 +79,7 @@ def generate(session: Session, *, principal: Principal, settings: Settings, engi
         conversations = [chat_messages(messages) for messages in chats]
         for conversation in conversations:
             check_characters(tokenizer, characters(conversation), settings=settings, param=param)
-        prompts = [chat_prompt(tokenizer, conversation) for conversation in conversations]
+        prompts = [chat_prompt(tokenizer, conversation, target.contract) for conversation in conversations]
     budgets = [check_limits(ids, max_tokens=max_tokens, settings=settings, param=param) for ids, _ in prompts]
     replies: list[Reply] = []
     try:
@@ -100,7 +101,7 @@ _verified_lock = threading.Lock()
 
 def target_for(session: Session, *, principal: Principal, model: str, settings: Settings) -> Target:
     if model in settings.served_base_models:
-        return Target(key=f"base:{model}", label=model, base_model=model)
+        return Target(key=f"base:{model}", label=model, base_model=model, contract=target_contract(model))
     if CHECKPOINT_NAME.fullmatch(model):
         return _checkpoint_target(session, principal=principal, model=model, settings=settings)
     try:
@@ -116,7 +117,8 @@ def target_for(session: Session, *, principal: Principal, model: str, settings: 
         raise Conflict(f"{registered.name}:{version.version} failed its integrity check and is not served: "
                        f"{error}", details={"param": "model"}, code="integrity_error") from None
     return Target(key=version.id, label=f"{registered.name}:{version.version}", base_model=registered.base_model,
-                  kind=version.kind, folder=folder)
+                  kind=version.kind, folder=folder,
+                  contract=target_contract(registered.base_model, (version.lineage or {}).get("reasoning")))
 
 
 def _unknown(model: str, settings: Settings) -> NotFound:
@@ -139,7 +141,7 @@ def _checkpoint_target(session: Session, *, principal: Principal, model: str, se
     except FileNotFoundError:  # rotated away just now
         raise _unknown(model, settings) from None
     return Target(key=f"checkpoint:{job.id}:{folder.name}:{written}", label=model, base_model=job.base_model,
-                  kind=kind, folder=folder)
+                  kind=kind, folder=folder, contract=target_contract(job.base_model))
 
 
 def _checkpoint(session: Session, *, principal: Principal, model: str, settings: Settings) -> tuple[Job, Path]:
@@ -317,11 +319,24 @@ def check_text(text: str, param: str) -> str:
     return text
 
 
-def chat_prompt(tokenizer, messages: list[Message]) -> tuple[list[int], bool]:
-    """Token ids of the generation prompt, and whether it ends inside an open think block. Special-token strings
-    typed in a message are plain text there: a user cannot forge a turn."""
-    ids, prompt = prompt_ids(tokenizer, messages)
+def chat_prompt(tokenizer, messages: list[Message], contract: dict | None = None) -> tuple[list[int], bool]:
+    """Token ids of the generation prompt, and whether it ends inside an open think block: rendered by the
+    training renderer in the version's reasoning format and think mode (its `contract`; None: as the base is
+    served), so the ids are those training put before the answer. Special-token strings typed in a message are
+    plain text there: a user cannot forge a turn."""
+    contract = contract or {}
+    ids, prompt = prompt_ids(tokenizer, messages, reasoning_format=contract.get("reasoning_format"),
+                             think_mode=contract.get("think_mode"))
     return ids, prompt.endswith(THINK_OPEN + "\n")
+
+
+def target_contract(base_model: str, reasoning: dict | None = None) -> dict:
+    """The reasoning contract a target is served under: a version's recorded one (`reasoning`, from its lineage)
+    over its base's (registry/contract.py)."""
+    try:
+        return version_contract(base_contract(base_model, tokenizer=tokenizer_for(base_model)), reasoning)
+    except (ModelNotFoundError, ConfigError) as error:  # a built-in base that cannot be built here (offline)
+        raise ModelUnavailable(str(error), details={"model": base_model}) from None
 
 
 def check_characters(tokenizer, characters: int, *, settings: Settings, param: str) -> None:
