@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         legacy,
         openai_compat,
         openai_files,
+        openai_fine_tuning,
         openai_models,
         predict,
         registry,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.register_blueprint(predict.bp, url_prefix="/api/v1")
     app.register_blueprint(openai_compat.bp, url_prefix="/v1")
     app.register_blueprint(openai_files.bp, url_prefix="/v1")
+    app.register_blueprint(openai_fine_tuning.bp, url_prefix="/v1")
     app.register_blueprint(openai_models.bp, url_prefix="/v1")
     app.register_blueprint(ui.bp)  # the dashboard at /ui; the page asks for the key itself
     app.register_blueprint(alerts.bp, url_prefix="/api/v1")

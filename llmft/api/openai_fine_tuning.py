@@ -1,0 +1,470 @@
+"""/v1/fine_tuning/jobs: OpenAI's fine-tuning jobs API over llmft's jobs, so code written for OpenAI runs unchanged.
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=LLMFT_KEY)
+    job = client.fine_tuning.jobs.create(model="tiny-r1", training_file=file_id, hyperparameters={"n_epochs": 2})
+    client.fine_tuning.jobs.retrieve(job.id).status         # queued, running, paused, succeeded, failed, cancelled
+    client.fine_tuning.jobs.list_events(job.id, limit=20)  # newest first
+    client.fine_tuning.jobs.checkpoints.list(job.id)
+    client.chat.completions.create(model=job.fine_tuned_model, messages=[...])
+
+A second face over the same jobs (DESIGN.md 15), not a second implementation: create goes through
+`llmft.jobs.service.create_job`, and /api/v1/jobs shows the same job. How the fields map:
+- training_file, validation_file: file ids, which are dataset ids. model: a base llmft trains (tiny-r1,
+  smollm2-135m, a hub id). suffix: the registry model the result becomes a version of (lowercase letters,
+  digits, '.', '_', '-'; default <base>-ft), so fine_tuned_model is NAME:V, which chat completions take as is.
+- hyperparameters: n_epochs and batch_size are llmft's num_epochs and batch_size. learning_rate_multiplier
+  multiplies llmft's default learning rate, the LoRA rate "auto" gives a short run (train/auto.py LORA_RATE,
+  1e-3): 1 is that rate, 0.2 the usual 2e-4. "auto", or left out: chosen from the data when training starts,
+  then shown as the numbers chosen. They may come at the top level (deprecated by OpenAI) or in
+  method.supervised.hyperparameters, not in both.
+- method: supervised (trained as LoRA). dpo and reinforcement are 400 method_not_available until the issue
+  "preference and RL fine-tuning" lands. integrations: none yet, so a non-empty list is a 400, never ignored.
+- Errors take OpenAI's shape (openai_compat.py), so the client raises its own exception types.
+Only fine-tuning jobs appear here; exports and evaluations are in /api/v1/jobs only.
+"""
+
+from datetime import UTC, datetime
+
+from apiflask import APIBlueprint, Schema, fields, validators
+from flask import request
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from llmft.api.auth import auth, principal, require_write
+from llmft.api.context import celery, db, settings
+from llmft.api.text import Text
+from llmft.db.pages import newest_first
+from llmft.db.tables import JOB_STATUSES, Job, JobEvent
+from llmft.errors import Invalid, NotFound
+from llmft.jobs import observe, service
+from llmft.jobs.queue import dispatch
+from llmft.train.auto import FULL_RATE, LORA_RATE
+
+bp = APIBlueprint("fine_tuning", __name__, tag="OpenAI-compatible")
+
+DEFAULT_RATE = {"lora": LORA_RATE, "qlora": LORA_RATE, "full": FULL_RATE}  # what learning_rate_multiplier scales
+NOT_YET = "preference and RL fine-tuning"  # the issue that brings method dpo and reinforcement
+# the service's names for a parameter -> the names an OpenAI caller sent
+PARAMS = {"dataset_id": "training_file", "validation_dataset_id": "validation_file", "base_model": "model",
+          "hyperparameters.num_epochs": "hyperparameters.n_epochs",
+          "hyperparameters.learning_rate": "hyperparameters.learning_rate_multiplier"}
+
+
+class AutoOr(fields.Field):
+    """"auto" or a number: an integer of at least 1 (integer=True), else a number above 0."""
+
+    def __init__(self, *, integer: bool, **kwargs):
+        self.integer = integer
+        number = {"type": "integer", "minimum": 1} if integer else {"type": "number", "minimum": 0,
+                                                                    "exclusiveMinimum": True}
+        kwargs.setdefault("metadata", {})["oneOf"] = [{"type": "string", "enum": ["auto"]}, number]
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError('must be "auto" or a number')
+        if self.integer and (value != int(value) or value < 1):
+            raise ValidationError('must be "auto" or a whole number of at least 1')
+        if not value > 0:
+            raise ValidationError('must be "auto" or a number above 0')
+        return int(value) if self.integer else float(value)
+
+
+class FineTuningHyperparametersIn(Schema):
+    n_epochs = AutoOr(integer=True, load_default="auto", metadata={"description": "passes over the training data"})
+    batch_size = AutoOr(integer=True, load_default="auto", metadata={"description": "rows per step (a packed row "
+                                                                                     "holds several examples)"})
+    learning_rate_multiplier = AutoOr(integer=False, load_default="auto", metadata={
+        "description": "times llmft's default learning rate (LoRA: 1e-3, what auto gives a run of 40 steps or fewer)"})
+
+
+class FineTuningSupervisedIn(Schema):
+    hyperparameters = fields.Nested(FineTuningHyperparametersIn, load_default=None, allow_none=True)
+
+
+class FineTuningMethodIn(Schema):
+    type = Text(required=True, validate=validators.OneOf(["supervised", "dpo", "reinforcement"]))
+    supervised = fields.Nested(FineTuningSupervisedIn, load_default=None, allow_none=True)
+    dpo = fields.Dict(load_default=None, allow_none=True, metadata={"description": "not available yet"})
+    reinforcement = fields.Dict(load_default=None, allow_none=True, metadata={"description": "not available yet"})
+
+
+class FineTuningJobIn(Schema):
+    model = Text(required=True, validate=validators.Length(1, 255), metadata={
+        "description": "the base: tiny-r1, smollm2-135m, or a Hugging Face hub id (org/name)"})
+    training_file = Text(required=True, validate=validators.Length(1, 255), metadata={"description": "a file id"})
+    validation_file = Text(load_default=None, allow_none=True, validate=validators.Length(1, 255))
+    hyperparameters = fields.Nested(FineTuningHyperparametersIn, load_default=None, allow_none=True, metadata={
+        "description": "deprecated by OpenAI in favour of method.supervised.hyperparameters; one or the other"})
+    method = fields.Nested(FineTuningMethodIn, load_default=None, allow_none=True)
+    suffix = Text(load_default=None, allow_none=True, validate=validators.Length(1, 64), metadata={
+        "description": "the registry model the result becomes a version of (lowercase letters, digits, '.', '_', "
+                       "'-'); default <model>-ft"})
+    seed = fields.Integer(load_default=None, allow_none=True, validate=validators.Range(0, 2**31 - 1),
+                          metadata={"description": "default 42"})
+    metadata = fields.Dict(keys=Text(validate=validators.Length(max=64)), values=Text(validate=validators.Length(max=512)),
+                           load_default=None, allow_none=True, validate=validators.Length(max=16))
+    integrations = fields.List(fields.Dict(), load_default=None, allow_none=True, metadata={
+        "description": "none are supported yet: a non-empty list is refused"})
+
+
+class FineTuningHyperparametersOut(Schema):
+    n_epochs = fields.Raw(metadata={"description": '"auto" until training starts, then a number'})
+    batch_size = fields.Raw()
+    learning_rate_multiplier = fields.Raw()
+
+
+class FineTuningJobOut(Schema):
+    id = fields.String()
+    object = fields.String(metadata={"enum": ["fine_tuning.job"]})
+    created_at = fields.Integer(metadata={"description": "Unix seconds"})
+    error = fields.Dict(allow_none=True, metadata={"description": "code, message, param"})
+    fine_tuned_model = fields.String(allow_none=True, metadata={"description": "NAME:V once registered: a model "
+                                                                              "for /v1/chat/completions"})
+    finished_at = fields.Integer(allow_none=True)
+    hyperparameters = fields.Nested(FineTuningHyperparametersOut)
+    model = fields.String()
+    organization_id = fields.String(metadata={"description": "the tenant"})
+    result_files = fields.List(fields.String())
+    seed = fields.Integer()
+    status = fields.String(metadata={"enum": list(JOB_STATUSES)})
+    trained_tokens = fields.Integer(allow_none=True, metadata={
+        "description": "training tokens times the epochs trained, once the job succeeded"})
+    training_file = fields.String()
+    validation_file = fields.String(allow_none=True)
+    integrations = fields.List(fields.Dict())
+    estimated_finish = fields.Integer(allow_none=True)
+    method = fields.Dict()
+    metadata = fields.Dict()
+    user_provided_suffix = fields.String(allow_none=True)
+
+
+class FineTuningJobListOut(Schema):
+    object = fields.String()
+    data = fields.List(fields.Nested(FineTuningJobOut))
+    has_more = fields.Boolean()
+
+
+class FineTuningPageIn(Schema):
+    after = Text(load_default=None, validate=validators.Length(1, 255),
+                 metadata={"description": "the id of the last object of the previous page"})
+    limit = fields.Integer(load_default=20, validate=validators.Range(1, 100))
+
+
+class FineTuningCheckpointPageIn(FineTuningPageIn):
+    limit = fields.Integer(load_default=10, validate=validators.Range(1, 100))
+
+
+class FineTuningJobEventOut(Schema):
+    id = fields.String()
+    object = fields.String(metadata={"enum": ["fine_tuning.job.event"]})
+    created_at = fields.Integer()
+    level = fields.String(metadata={"enum": ["info", "warn", "error"]})
+    message = fields.String()
+    type = fields.String(metadata={"enum": ["message", "metrics"]})
+    data = fields.Dict(metadata={"description": "the event's data; `event` is llmft's event type (queued, "
+                                                "metrics, checkpoint, ...)"})
+
+
+class FineTuningJobEventListOut(Schema):
+    object = fields.String()
+    data = fields.List(fields.Nested(FineTuningJobEventOut))
+    has_more = fields.Boolean()
+
+
+class FineTuningCheckpointOut(Schema):
+    id = fields.String()
+    object = fields.String(metadata={"enum": ["fine_tuning.job.checkpoint"]})
+    created_at = fields.Integer()
+    fine_tuned_model_checkpoint = fields.String(metadata={"description": "a model for /v1/chat/completions"})
+    fine_tuning_job_id = fields.String()
+    metrics = fields.Dict(metadata={"description": "step, train_loss, valid_loss, full_valid_loss, ..."})
+    step_number = fields.Integer()
+
+
+class FineTuningCheckpointListOut(Schema):
+    object = fields.String()
+    data = fields.List(fields.Nested(FineTuningCheckpointOut))
+    has_more = fields.Boolean()
+    first_id = fields.String(allow_none=True)
+    last_id = fields.String(allow_none=True)
+
+
+@bp.post("/fine_tuning/jobs")
+@bp.auth_required(auth)
+@bp.input(FineTuningJobIn, arg_name="body")
+@bp.output(FineTuningJobOut)
+@bp.doc(summary="Create a fine-tuning job (OpenAI protocol)", responses={
+    400: "a parameter is wrong, unknown or not supported (named in error.param)", 403: "a viewer key",
+    409: "Idempotency-Key reused for a different job"})
+def create(body):
+    caller = require_write()
+    current = settings()
+    with db() as session:
+        try:
+            job, created = service.create_job(session, principal=caller, uploads_dir=current.uploads_dir,
+                                              runs_dir=current.runs_dir, max_attempts=current.job_max_attempts,
+                                              idempotency_key=request.headers.get("Idempotency-Key"),
+                                              **_job_args(body))
+        except Invalid as error:
+            raise _renamed(error) from None
+        shown = _job(session, job)
+    if created:
+        dispatch(celery(), job.id, processes=job.processes)
+    return shown
+
+
+@bp.get("/fine_tuning/jobs")
+@bp.auth_required(auth)
+@bp.input(FineTuningPageIn, location="query", arg_name="query")
+@bp.output(FineTuningJobListOut)
+@bp.doc(summary="The tenant's fine-tuning jobs, newest first (OpenAI protocol)", description=(
+    "`metadata[KEY]=VALUE` (repeatable) keeps the jobs whose metadata has KEY set to VALUE, as OpenAI's filter."),
+    responses={400: "a parameter is wrong", 404: "the after cursor names no job of the tenant"})
+def index(query):
+    wanted = [Job.metadata_[key].as_string() == value for key, value in _metadata_filter().items()]
+    with db() as session:
+        rows = newest_first(session, Job, tenant_id=principal().tenant_id, after=query["after"],
+                            limit=query["limit"] + 1, prefix="job", where=[Job.kind == "fine_tune", *wanted])
+        return _page([_job(session, job) for job in rows[:query["limit"]]], len(rows) > query["limit"])
+
+
+@bp.get("/fine_tuning/jobs/<job_id>")
+@bp.auth_required(auth)
+@bp.output(FineTuningJobOut)
+@bp.doc(summary="One fine-tuning job (OpenAI protocol)", responses={404: "no such fine-tuning job"})
+def show(job_id):
+    with db() as session:
+        return _job(session, _fine_tune(session, job_id))
+
+
+@bp.post("/fine_tuning/jobs/<job_id>/cancel")
+@bp.auth_required(auth)
+@bp.output(FineTuningJobOut)
+@bp.doc(summary="Cancel a fine-tuning job (a running one checkpoints and stops)", responses={
+    403: "a viewer key", 404: "no such fine-tuning job", 409: "the job already ended"})
+def cancel(job_id):
+    caller = require_write()
+    with db() as session:
+        _fine_tune(session, job_id)
+        return _job(session, service.cancel_job(session, principal=caller, job_id=job_id))
+
+
+@bp.post("/fine_tuning/jobs/<job_id>/pause")
+@bp.auth_required(auth)
+@bp.output(FineTuningJobOut)
+@bp.doc(summary="Pause a fine-tuning job: it saves a checkpoint and stops until resumed", responses={
+    403: "a viewer key", 404: "no such fine-tuning job", 409: "the job is not queued or running"})
+def pause(job_id):
+    caller = require_write()
+    with db() as session:
+        _fine_tune(session, job_id)
+        return _job(session, service.pause_job(session, principal=caller, job_id=job_id))
+
+
+@bp.post("/fine_tuning/jobs/<job_id>/resume")
+@bp.auth_required(auth)
+@bp.output(FineTuningJobOut)
+@bp.doc(summary="Resume a paused fine-tuning job from its checkpoint", responses={
+    403: "a viewer key", 404: "no such fine-tuning job", 409: "the job is not paused"})
+def resume(job_id):
+    caller = require_write()
+    with db() as session:
+        _fine_tune(session, job_id)
+        job = service.resume_job(session, principal=caller, job_id=job_id)
+        shown = _job(session, job)
+    dispatch(celery(), job.id, processes=job.processes)
+    return shown
+
+
+@bp.get("/fine_tuning/jobs/<job_id>/events")
+@bp.auth_required(auth)
+@bp.input(FineTuningPageIn, location="query", arg_name="query")
+@bp.output(FineTuningJobEventListOut)
+@bp.doc(summary="The job's events, newest first (fine_tuning.job.event objects)", responses={
+    400: "a parameter is wrong", 404: "no such fine-tuning job"})
+def events(job_id, query):
+    after = query["after"]
+    if after is not None and not (after.isdigit() and len(after) < 19):
+        raise Invalid(f"after: {after!r} is not an event id of this job", details={"param": "after"})
+    with db() as session:
+        _fine_tune(session, job_id)
+        where = [JobEvent.job_id == job_id] + ([JobEvent.id < int(after)] if after else [])
+        rows = list(session.scalars(select(JobEvent).where(*where).order_by(JobEvent.id.desc())
+                                    .limit(query["limit"] + 1)))
+        return _page([_event(row) for row in rows[:query["limit"]]], len(rows) > query["limit"])
+
+
+@bp.get("/fine_tuning/jobs/<job_id>/checkpoints")
+@bp.auth_required(auth)
+@bp.input(FineTuningCheckpointPageIn, location="query", arg_name="query")
+@bp.output(FineTuningCheckpointListOut)
+@bp.doc(summary="The job's committed checkpoints, newest first (fine_tuning.job.checkpoint objects)", responses={
+    400: "a parameter is wrong", 404: "no such fine-tuning job, or the after cursor names no checkpoint of it"})
+def checkpoints(job_id, query):
+    with db() as session:
+        _fine_tune(session, job_id)
+        found = observe.job_checkpoints(session, principal=principal(), job_id=job_id)
+        series = observe.job_metrics(session, principal=principal(), job_id=job_id)
+    start = 0
+    if query["after"] is not None:
+        ids = [checkpoint["id"] for checkpoint in found]
+        if query["after"] not in ids:
+            raise NotFound(f"after: no checkpoint {query['after']!r} of job {job_id}", details={"param": "after"})
+        start = ids.index(query["after"]) + 1
+    shown = [_checkpoint(checkpoint, series) for checkpoint in found[start:start + query["limit"]]]
+    return {**_page(shown, start + query["limit"] < len(found)),
+            "first_id": shown[0]["id"] if shown else None, "last_id": shown[-1]["id"] if shown else None}
+
+
+@bp.before_request
+def _known_query_only():
+    """A query argument these views do not read is a 400 naming it, never ignored."""
+    for name in request.args:
+        known = name in ("after", "limit") or (request.endpoint == "fine_tuning.index" and name.startswith("metadata["))
+        if not known:
+            raise Invalid(f"{name}: unknown query parameter (after, limit"
+                          + (", metadata[KEY])" if request.endpoint == "fine_tuning.index" else ")"),
+                          details={"param": name})
+
+
+def _metadata_filter() -> dict:
+    """{KEY: VALUE} from the metadata[KEY]=VALUE query arguments."""
+    found = {}
+    for name, value in request.args.items():
+        if name.startswith("metadata["):
+            key = name[len("metadata["):-1]
+            if not name.endswith("]") or not key or len(key) > 64 or any(c in key for c in '[]"\\') \
+                    or len(value) > 512:
+                raise Invalid(f"{name}: a metadata filter is metadata[KEY]=VALUE, KEY up to 64 characters without "
+                              "[ ] \" or \\, VALUE up to 512", details={"param": name})
+            found[key] = value
+    return found
+
+
+def _job_args(body: dict) -> dict:
+    """create_job's arguments from an OpenAI request; Invalid (a 400 on /v1) naming what llmft cannot do."""
+    method = body["method"] or {"type": "supervised"}
+    if method["type"] != "supervised":
+        raise Invalid(f"method.type {method['type']!r} is not available yet (it comes with the issue "
+                      f"{NOT_YET!r}); use method.type 'supervised'", details={"param": "method.type"},
+                      code="method_not_available")
+    for other in ("dpo", "reinforcement"):
+        if method.get(other) is not None:
+            raise Invalid(f"method.{other}: given with method.type 'supervised'", details={"param": f"method.{other}"})
+    inner = (method.get("supervised") or {}).get("hyperparameters")
+    if inner is not None and body["hyperparameters"] is not None:
+        raise Invalid("hyperparameters: given both at the top level and in method.supervised.hyperparameters; "
+                      "send one", details={"param": "hyperparameters"})
+    if body["integrations"]:
+        raise Invalid("integrations are not supported by llmft yet; leave integrations out",
+                      details={"param": "integrations"}, code="unsupported")
+    given = inner or body["hyperparameters"] or {}
+    names = {"n_epochs": "num_epochs", "batch_size": "batch_size"}
+    hyperparameters = {names[key]: value for key, value in given.items() if key in names and value != "auto"}
+    if given.get("learning_rate_multiplier", "auto") != "auto":
+        hyperparameters["learning_rate"] = given["learning_rate_multiplier"] * DEFAULT_RATE["lora"]
+    args = {"base_model": body["model"], "dataset_id": body["training_file"],
+            "validation_dataset_id": body["validation_file"], "hyperparameters": hyperparameters,
+            "suffix": body["suffix"], "metadata": body["metadata"] or {}}
+    return args if body["seed"] is None else {**args, "seed": body["seed"]}
+
+
+def _renamed(error: Invalid) -> Invalid:
+    """The service's Invalid with its parameter under the name the OpenAI caller sent."""
+    param = error.details.get("param")
+    if param not in PARAMS:
+        return error
+    message = error.message.replace(param, PARAMS[param], 1).replace("no dataset", "no file", 1)
+    return Invalid(message, details={**error.details, "param": PARAMS[param]}, code=error.code)
+
+
+def _fine_tune(session, job_id: str) -> Job:
+    """The tenant's fine-tuning job; NotFound for another tenant's or for an export or evaluation job."""
+    job = service.get_job(session, principal=principal(), job_id=job_id)
+    if job.kind != "fine_tune":
+        raise NotFound(f"no fine-tuning job {job_id!r}", details={"id": job_id})
+    return job
+
+
+def _job(session, job: Job) -> dict:
+    """The job as OpenAI's fine_tuning.job."""
+    shown = _hyperparameters(job)
+    progress = job.progress or {}
+    finish = progress.get("estimated_finish") if job.status == "running" else None
+    return {"id": job.id, "object": "fine_tuning.job", "created_at": _unix(job.created_at),
+            "error": _error(job.error), "fine_tuned_model": job.fine_tuned_model,
+            "finished_at": _unix(job.finished_at) if job.finished_at else None, "hyperparameters": shown,
+            "model": job.base_model, "organization_id": job.tenant_id, "result_files": [], "seed": job.seed,
+            "status": job.status, "trained_tokens": _trained_tokens(session, job), "training_file": job.dataset_id,
+            "validation_file": job.validation_dataset_id, "integrations": [],
+            "estimated_finish": _unix(datetime.fromisoformat(finish)) if finish else None,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": shown}},
+            "metadata": job.metadata_ or {}, "user_provided_suffix": job.suffix}
+
+
+def _hyperparameters(job: Job) -> dict:
+    """n_epochs, batch_size, learning_rate_multiplier from the job's hyperparameters ("auto" until chosen)."""
+    values = {service.HYPERPARAMETER_ALIASES.get(key, key): value for key, value in job.hyperparameters.items()}
+    epochs, rate = values.get("num_epochs", "auto"), values.get("learning_rate", "auto")
+    if isinstance(epochs, float) and epochs.is_integer():
+        epochs = int(epochs)
+    if rate != "auto":
+        rate = float(f"{rate / DEFAULT_RATE.get(job.method, LORA_RATE):.4g}")
+    return {"n_epochs": epochs, "batch_size": values.get("batch_size", "auto"), "learning_rate_multiplier": rate}
+
+
+def _trained_tokens(session, job: Job) -> int | None:
+    """The training split's tokens times the epochs trained, once the job succeeded (OpenAI counts the same)."""
+    if job.status != "succeeded" or not (job.progress or {}).get("epoch"):
+        return None
+    ready = session.scalar(select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.type == "data_ready")
+                           .order_by(JobEvent.id.desc()).limit(1))
+    return round(ready["train_tokens"] * job.progress["epoch"]) if ready and ready.get("train_tokens") else None
+
+
+def _error(error: dict | None) -> dict | None:
+    if not error:
+        return None
+    return {"code": error.get("code") or "error", "message": error.get("message") or "", "param": error.get("param")}
+
+
+def _event(row: JobEvent) -> dict:
+    """A job event as OpenAI's fine_tuning.job.event: training and validation logs are "metrics" (with OpenAI's
+    names for the losses beside llmft's), the rest "message"; `data.event` keeps llmft's type."""
+    data = {**(row.data or {}), "event": row.type}
+    if row.type == "metrics":
+        data.update(train_loss=data.get("loss"), train_mean_token_accuracy=data.get("token_accuracy"))
+    elif row.type == "eval":
+        data.update(valid_loss=data.get("eval_loss"), full_valid_loss=data.get("eval_loss"),
+                    valid_mean_token_accuracy=data.get("eval_token_accuracy"))
+    return {"id": str(row.id), "object": "fine_tuning.job.event", "created_at": _unix(row.created_at),
+            "level": "warn" if row.level == "warning" else row.level, "message": row.message,
+            "type": "metrics" if row.type in ("metrics", "eval") else "message", "data": data}
+
+
+def _checkpoint(checkpoint: dict, series: dict) -> dict:
+    """observe.job_checkpoints' checkpoint as OpenAI's fine_tuning.job.checkpoint; its id is also its model name."""
+    step = checkpoint["step"]
+    logged = [point for point in series["train"] if point["step"] <= step]
+    accuracy = logged[-1].get("token_accuracy") if logged else None
+    valid = checkpoint["metrics"]["eval_loss"]
+    evaluated = [point for point in series["eval"] if point["step"] == step]
+    return {"id": checkpoint["id"], "object": "fine_tuning.job.checkpoint",
+            "created_at": _unix(checkpoint["created_at"]), "fine_tuned_model_checkpoint": checkpoint["id"],
+            "fine_tuning_job_id": checkpoint["fine_tuning_job_id"], "step_number": step,
+            "metrics": {"step": step, "train_loss": checkpoint["metrics"]["train_loss"],
+                        "train_mean_token_accuracy": accuracy, "valid_loss": valid, "full_valid_loss": valid,
+                        "valid_mean_token_accuracy": evaluated[0].get("eval_token_accuracy") if evaluated else None,
+                        "epoch": checkpoint["epoch"]}}
+
+
+def _page(data: list, has_more: bool) -> dict:
+    return {"object": "list", "data": data, "has_more": has_more}
+
+
+def _unix(moment: datetime) -> int:
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
