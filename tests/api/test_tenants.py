@@ -37,7 +37,7 @@ def owned(server, keys) -> dict:
     evaluation = requests.post(f"{server}/api/v1/evaluations", headers=auth(keys["alice"]), timeout=30, json={
         "model": "matrix:1", "dataset_id": dataset, "max_samples": 1, "max_new_tokens": 2}).json()["id"]
     return {"dataset_id": dataset, "job_id": job, "task_id": job, "name": "matrix", "version": 1, "alias": "staging",
-            "evaluation_id": evaluation}
+            "evaluation_id": evaluation, "file_id": dataset}
 
 
 def operations(server) -> list[tuple[str, str]]:
