@@ -9,6 +9,17 @@
 model's thinking comes back as `reasoning_content` on the message (and on stream deltas), apart
 from `content`, as DeepSeek's API does. Errors use OpenAI's shape,
 `{"error": {"message", "type", "param", "code"}}`, so the client raises its own exception types.
+
+Sampling a request leaves out comes from the model's reasoning contract (registry/contract.py:
+DeepSeek's temperature 0.6, top_p 0.95 and 32768 tokens for R1; a base's generation_config.json;
+what a version was trained with), then OpenAI's defaults (1, 1) and INFERENCE_DEFAULT_MAX_TOKENS.
+Thinking is capped by `thinking_token_budget` (vLLM's name, in the body: `extra_body=` with the
+client) or `reasoning_effort` (low, medium, high: 512, 2048, 8192 tokens, at most half of
+max_tokens), not both; by default the contract's budget. At the budget the server writes
+`\n</think>\n\n` itself and the answer follows. `usage.completion_tokens_details.reasoning_tokens`
+counts the think block's tokens (its closing tag included), streamed usage too. Besides `stop` and
+`length`, finish_reason may be `repetition`: the last INFERENCE_REPETITION_WINDOW tokens repeated
+one block of 1 to 32 tokens, and the generation was ended.
 """
 
 import json
@@ -25,6 +36,7 @@ from llmft.api.context import db, engine, settings
 from llmft.api.text import Text
 from llmft.errors import Invalid, ServiceError
 from llmft.serve.backend import Completion, Generation
+from llmft.serve.budgets import EFFORT_BUDGETS
 from llmft.serve.service import check_text, generate, served_models
 
 bp = APIBlueprint("openai", __name__, tag="OpenAI-compatible")
@@ -32,7 +44,7 @@ bp = APIBlueprint("openai", __name__, tag="OpenAI-compatible")
 # OpenAI parameters llmft does not implement: refused by name rather than ignored.
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "logit_bias",
                "response_format", "parallel_tool_calls", "audio", "modalities", "prediction", "echo", "suffix",
-               "best_of", "web_search_options", "reasoning_effort")
+               "best_of", "web_search_options")
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
                422: "invalid_request_error", 429: "rate_limit_error"}
@@ -44,10 +56,23 @@ class StreamOptions(Schema):
 
 class _GenerationIn(Schema):
     model = Text(required=True, validate=validators.Length(1, 200))
-    max_tokens = fields.Integer(validate=validators.Range(min=1), allow_none=True)
+    max_tokens = fields.Integer(validate=validators.Range(min=1), allow_none=True, metadata={"description": (
+        "default: the model's contract (32768 for R1), else INFERENCE_DEFAULT_MAX_TOKENS; at most "
+        "INFERENCE_MAX_NEW_TOKENS")})
     max_completion_tokens = fields.Integer(validate=validators.Range(min=1), allow_none=True)
-    temperature = fields.Float(load_default=1.0, allow_none=True, validate=validators.Range(0, 2))
-    top_p = fields.Float(load_default=1.0, allow_none=True, validate=validators.Range(0, 1, min_inclusive=False))
+    temperature = fields.Float(load_default=None, allow_none=True, validate=validators.Range(0, 2), metadata={
+        "description": "default: the model's recommended value (its reasoning contract: 0.6 for DeepSeek-R1), else 1"})
+    top_p = fields.Float(load_default=None, allow_none=True, validate=validators.Range(0, 1, min_inclusive=False),
+                         metadata={"description": "default: the model's recommended value (0.95 for R1), else 1"})
+    reasoning_effort = fields.String(load_default=None, allow_none=True,
+                                     validate=validators.OneOf(list(EFFORT_BUDGETS)), metadata={"description": (
+                                         "low, medium, high: a thinking budget of 512, 2048, 8192 tokens (at most "
+                                         "half of max_tokens); not with thinking_token_budget")})
+    thinking_token_budget = fields.Integer(load_default=None, allow_none=True, validate=validators.Range(min=0),
+                                           metadata={"description": (
+                                               "most tokens inside the think block (vLLM's name); then the server "
+                                               "writes \n</think>\n\n itself and the answer follows. Default: the "
+                                               "model's contract (16384 for R1), at most INFERENCE_MAX_NEW_TOKENS")})
     stop = fields.Raw(load_default=None, allow_none=True, metadata={"description": "a string or up to 4 strings"})
     seed = fields.Integer(load_default=None, allow_none=True, validate=validators.Range(0, 2**63 - 1))
     n = fields.Integer(load_default=1, allow_none=True, validate=validators.Range(1, 8))
@@ -188,9 +213,9 @@ def _generation_args(body: dict) -> dict:
     """`generate`'s arguments from an OpenAI request (nulls mean the defaults)."""
     return {"principal": principal(), "settings": settings(), "engine": engine(), "model": body["model"],
             "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens"),
-            "temperature": 1.0 if body["temperature"] is None else body["temperature"],
-            "top_p": 1.0 if body["top_p"] is None else body["top_p"], "stop": _stops(body["stop"]),
-            "seed": body["seed"], "n": body["n"] or 1}
+            "temperature": body["temperature"], "top_p": body["top_p"], "stop": _stops(body["stop"]),
+            "seed": body["seed"], "n": body["n"] or 1, "thinking_token_budget": body["thinking_token_budget"],
+            "reasoning_effort": body["reasoning_effort"]}
 
 
 def _stops(value) -> tuple[str, ...]:
@@ -206,8 +231,11 @@ def _message(result: Completion, reasoning_open: bool) -> dict:
 
 
 def _usage(prompt_tokens: int, results: list[Completion]) -> dict:
+    """OpenAI's usage: reasoning_tokens are those of the think block (its closing tag included), part of
+    completion_tokens."""
     completion = sum(result.completion_tokens for result in results)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion,
+            "completion_tokens_details": {"reasoning_tokens": sum(result.reasoning_tokens for result in results)}}
 
 
 def _chat_chunks(generation: Generation, meta: dict, prompt_tokens: int, body: dict):

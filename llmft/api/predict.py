@@ -7,7 +7,9 @@
 `text` and `prompt` are a user message, sent through the model's chat template; `model` is as on
 /v1 (a served base, NAME, NAME:V or NAME@ALIAS) and defaults to the first served base model.
 `max_length` counts new tokens, as the v0 API used it. A batch's prompts are submitted
-together and decoded in one batch.
+together and decoded in one batch. Sampling left out comes from the model's reasoning contract,
+then 0.6 / 0.95; `reasoning_effort` or `thinking_token_budget` cap the thinking as on /v1
+(api/openai_compat.py), and usage.completion_tokens_details.reasoning_tokens counts it.
 """
 
 from apiflask import APIBlueprint, Schema, fields, validators
@@ -18,18 +20,25 @@ from llmft.api.text import Text
 from llmft.errors import Invalid
 from llmft.serve import service
 from llmft.serve.backend import Completion
+from llmft.serve.budgets import EFFORT_BUDGETS
 
 bp = APIBlueprint("predict", __name__, tag="inference (v0 API)")
+V0_SAMPLING = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek-R1's, where neither request nor contract sets them
 
 
 class _Knobs(Schema):
     model = Text(load_default=None, validate=validators.Length(1, 200),
                  metadata={"description": "a served base, NAME, NAME:V or NAME@ALIAS; default: the first served base"})
-    temperature = fields.Float(load_default=0.6, validate=validators.Range(0, 2),
-                               metadata={"description": "0 = greedy; DeepSeek-R1 recommends 0.5-0.7"})
-    top_p = fields.Float(load_default=0.95, validate=validators.Range(0, 1, min_inclusive=False))
+    temperature = fields.Float(load_default=None, validate=validators.Range(0, 2), metadata={
+        "description": "0 = greedy; default: the model's contract (DeepSeek-R1: 0.6), else 0.6"})
+    top_p = fields.Float(load_default=None, validate=validators.Range(0, 1, min_inclusive=False),
+                         metadata={"description": "default: the model's contract (R1: 0.95), else 0.95"})
     stop = fields.List(Text(validate=validators.Length(1, 200)), load_default=list, validate=validators.Length(max=4))
     seed = fields.Integer(load_default=None, validate=validators.Range(0, 2**63 - 1))
+    reasoning_effort = fields.String(load_default=None, validate=validators.OneOf(list(EFFORT_BUDGETS)), metadata={
+        "description": "low, medium, high: a thinking budget of 512, 2048, 8192 tokens (at most half the new tokens)"})
+    thinking_token_budget = fields.Integer(load_default=None, validate=validators.Range(min=0), metadata={
+        "description": "most tokens inside the think block, then the server closes it; default: the model's contract"})
 
 
 class PredictIn(_Knobs):
@@ -52,6 +61,7 @@ class Usage(Schema):
     prompt_tokens = fields.Integer()
     completion_tokens = fields.Integer()
     total_tokens = fields.Integer()
+    completion_tokens_details = fields.Dict(metadata={"description": "reasoning_tokens: the think block's, as OpenAI"})
 
 
 class AnswerOut(Schema):
@@ -59,7 +69,7 @@ class AnswerOut(Schema):
     answer = fields.String(metadata={"description": "the answer, reasoning removed"})
     text = fields.String(metadata={"description": "the same answer (the v0 API's field name)"})
     reasoning = fields.String(allow_none=True, metadata={"description": "the model's thinking, apart"})
-    finish_reason = fields.String(metadata={"description": "stop or length"})
+    finish_reason = fields.String(metadata={"description": "stop, length, or repetition (a loop was ended)"})
     usage = fields.Nested(Usage)
 
 
@@ -106,7 +116,9 @@ def _answer(body: dict, texts: list[str], max_tokens: int | None) -> list[dict]:
         replies = service.generate(session, principal=principal(), settings=current, engine=engine(), model=model,
                                     chats=[[{"role": "user", "content": text}] for text in texts],
                                     max_tokens=max_tokens, temperature=body["temperature"], top_p=body["top_p"],
-                                    stop=tuple(body["stop"]), seed=body["seed"], param="text")
+                                    stop=tuple(body["stop"]), seed=body["seed"], fallback=V0_SAMPLING,
+                                    thinking_token_budget=body["thinking_token_budget"],
+                                    reasoning_effort=body["reasoning_effort"], param="text")
     try:
         results = [reply.generation.results()[0] for reply in replies]
     finally:
@@ -117,7 +129,8 @@ def _answer(body: dict, texts: list[str], max_tokens: int | None) -> list[dict]:
 
 def _out(label: str, result: Completion, reasoning_open: bool) -> dict:
     usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-             "total_tokens": result.prompt_tokens + result.completion_tokens}
+             "total_tokens": result.prompt_tokens + result.completion_tokens,
+             "completion_tokens_details": {"reasoning_tokens": result.reasoning_tokens}}
     return {"model": label, "answer": result.content, "text": result.content,
             "reasoning": result.reasoning if reasoning_open or result.reasoning else None,
             "finish_reason": result.finish_reason, "usage": usage}

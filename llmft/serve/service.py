@@ -19,14 +19,14 @@ and `delete_model` are GET and DELETE /v1/models/{model}.
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
-from llmft.bases.r1_tokenizer import THINK_OPEN
+from llmft.bases.r1_tokenizer import THINK_CLOSE, THINK_OPEN
 from llmft.bases.resolve import ModelNotFoundError
 from llmft.config import ConfigError
 from llmft.data.normalize import Message, characters
@@ -37,12 +37,14 @@ from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
 from llmft.registry.contract import base_contract, version_contract
 from llmft.serve.backend import Generation, InferenceBackend, ModelUnavailable, Target
+from llmft.serve.budgets import EFFORT_BUDGETS, effort_budget
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import tokenizer_for
 from llmft.settings import Settings
 from llmft.train import checkpoints
 
 ROLES = ("system", "developer", "user", "assistant")
+OPENAI_SAMPLING = {"temperature": 1.0, "top_p": 1.0}  # what a request and its model's contract leave out (OpenAI's)
 CHECKPOINT_NAME = re.compile(r"(?P<job>job-[0-9a-f]{16}):(?P<folder>checkpoint-[0-9]{1,12})")
 LISTED_JOBS = 100  # GET /v1/models lists the checkpoints of the tenant's newest fine-tune jobs, this many
 
@@ -62,11 +64,20 @@ class Reply:
 
 def generate(session: Session, *, principal: Principal, settings: Settings, engine: InferenceBackend, model: str,
              chats: list[list[dict]] | None = None, text: str | None = None, max_tokens: int | None = None,
-             temperature: float = 1.0, top_p: float = 1.0, stop: tuple[str, ...] = (), seed: int | None = None,
-             n: int = 1, param: str = "messages") -> list[Reply]:
+             temperature: float | None = None, top_p: float | None = None, stop: tuple[str, ...] = (),
+             seed: int | None = None, n: int = 1, thinking_token_budget: int | None = None,
+             reasoning_effort: str | None = None, fallback: dict = OPENAI_SAMPLING,
+             param: str = "messages") -> list[Reply]:
     """Queue one generation per chat of `chats` (OpenAI messages, through the model's chat template), or one
     for the raw `text` prompt (no template, no reasoning split); `n` choices each. The model is resolved and
-    every prompt checked against the limits (a 400 naming `param`) before anything is queued."""
+    every prompt checked against the limits (a 400 naming `param`) before anything is queued.
+
+    What the request leaves out (None) comes from the target's reasoning contract (registry/contract.py):
+    temperature, top_p, max_tokens (within INFERENCE_MAX_NEW_TOKENS) and the thinking budget; where the contract
+    says nothing either, from `fallback` and INFERENCE_DEFAULT_MAX_TOKENS (no thinking budget). A request names
+    its thinking budget as thinking_token_budget (tokens) or reasoning_effort (low, medium, high: 512, 2048,
+    8192 tokens, at most half of max_tokens), not both."""
+    check_thinking(thinking_token_budget, reasoning_effort, settings=settings)
     target = target_for(session, principal=principal, model=model, settings=settings)
     try:
         tokenizer = tokenizer_for(target.base_model)
@@ -74,25 +85,52 @@ def generate(session: Session, *, principal: Principal, settings: Settings, engi
         raise ModelUnavailable(str(error), details={"model": model}) from None
     if text is not None:
         check_characters(tokenizer, len(text), settings=settings, param=param)
-        prompts = [(text_prompt(tokenizer, text), False)]
+        prompts = [(text_prompt(tokenizer, text), text.rfind(THINK_OPEN) > text.rfind(THINK_CLOSE))]
     else:
         conversations = [chat_messages(messages) for messages in chats]
         for conversation in conversations:
             check_characters(tokenizer, characters(conversation), settings=settings, param=param)
         prompts = [chat_prompt(tokenizer, conversation, target.contract) for conversation in conversations]
-    budgets = [check_limits(ids, max_tokens=max_tokens, settings=settings, param=param) for ids, _ in prompts]
+    contract = {key: value for key, value in (target.contract or {}).items() if value is not None}
+    default_tokens = min(contract.get("max_tokens", settings.inference_default_max_tokens),
+                         settings.inference_max_new_tokens)
+    budgets = [check_limits(ids, max_tokens=max_tokens, default=default_tokens, settings=settings, param=param)
+               for ids, _ in prompts]
+    sampling = Sampling(temperature=_first(temperature, contract.get("temperature"), fallback["temperature"]),
+                        top_p=_first(top_p, contract.get("top_p"), fallback["top_p"]), stop=stop, seed=seed,
+                        repetition_window=settings.inference_repetition_window)
     replies: list[Reply] = []
     try:
         for (ids, reasoning_open), budget in zip(prompts, budgets):
-            sampling = Sampling(max_new_tokens=budget, temperature=temperature, top_p=top_p, stop=stop, seed=seed)
-            generation = engine.submit(target, ids, sampling, reasoning_open=reasoning_open,
-                                       split_reasoning=text is None, timeout=settings.inference_timeout_seconds, n=n)
+            thinking = (effort_budget(reasoning_effort, budget) if reasoning_effort is not None
+                        else _first(thinking_token_budget, contract.get("thinking_budget")))
+            generation = engine.submit(target, ids, replace(sampling, max_new_tokens=budget, thinking_budget=thinking),
+                                       reasoning_open=reasoning_open, split_reasoning=text is None,
+                                       timeout=settings.inference_timeout_seconds, n=n)
             replies.append(Reply(target.label, len(ids), reasoning_open, generation))
     except BaseException:
         for reply in replies:
             reply.generation.cancel()
         raise
     return replies
+
+
+def check_thinking(budget: int | None, effort: str | None, *, settings: Settings) -> None:
+    """A 400 naming the field: a budget outside 0..INFERENCE_MAX_NEW_TOKENS, an unknown effort, or both given."""
+    if budget is not None and effort is not None:
+        raise Invalid("give reasoning_effort or thinking_token_budget, not both", code="invalid_value",
+                      details={"param": "thinking_token_budget", "fields": ["reasoning_effort", "thinking_token_budget"]})
+    if effort is not None and effort not in EFFORT_BUDGETS:
+        raise Invalid(f"reasoning_effort is {effort!r}; one of {', '.join(EFFORT_BUDGETS)}",
+                      details={"param": "reasoning_effort"}, code="invalid_value")
+    if budget is not None and not (isinstance(budget, int) and 0 <= budget <= settings.inference_max_new_tokens):
+        raise Invalid(f"thinking_token_budget is {budget!r}; 0 to {settings.inference_max_new_tokens} "
+                      "(INFERENCE_MAX_NEW_TOKENS)", details={"param": "thinking_token_budget"}, code="invalid_value")
+
+
+def _first(*values):
+    """The first value that is not None (None when all are)."""
+    return next((value for value in values if value is not None), None)
 
 
 _verified: dict[str, tuple] = {}  # version id -> its files' (path, size, mtime) when their hashes last matched
@@ -353,7 +391,8 @@ def text_prompt(tokenizer, text: str) -> list[int]:
     return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
 
 
-def check_limits(prompt_ids: list[int], *, max_tokens: int | None, settings: Settings, param: str = "messages") -> int:
+def check_limits(prompt_ids: list[int], *, max_tokens: int | None, default: int, settings: Settings,
+                 param: str = "messages") -> int:
     """The new-token budget for this request, or a 400 naming the limit (before any work is queued)."""
     if len(prompt_ids) > settings.inference_max_input_tokens:
         raise ContextTooLong(f"the prompt has {len(prompt_ids)} tokens; the limit is "
@@ -362,5 +401,4 @@ def check_limits(prompt_ids: list[int], *, max_tokens: int | None, settings: Set
     if max_tokens is not None and max_tokens > settings.inference_max_new_tokens:
         raise Invalid(f"max_tokens is {max_tokens}; the limit is {settings.inference_max_new_tokens} "
                       "(INFERENCE_MAX_NEW_TOKENS)", details={"param": "max_tokens"}, code="invalid_value")
-    return max_tokens if max_tokens is not None else min(settings.inference_default_max_tokens,
-                                                         settings.inference_max_new_tokens)
+    return max_tokens if max_tokens is not None else default

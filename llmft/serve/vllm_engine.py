@@ -25,6 +25,7 @@ from dataclasses import replace
 from llmft.bases.resolve import weights_source
 from llmft.monitor.histogram import Histogram
 from llmft.serve.backend import BATCH_BUCKETS, TTFT_BUCKETS, Busy, Completion, Generation, Request, Target
+from llmft.serve.budgets import THINK_CLOSE_TEXT, Repetition, Thinking
 from llmft.serve.sampling import Sampling
 from llmft.serve.text import OutputText, tokenizer_for
 from llmft.settings import Settings
@@ -75,41 +76,75 @@ class VllmEngine:
         return Generation(requests, events)
 
     async def _run(self, request: Request) -> None:
+        """One choice. vLLM samples; the thinking budget and the repetition detector are ours (serve/budgets.py):
+        at the budget the vLLM request is aborted and continued from the prompt, the tokens so far and the close
+        block (`\n</think>\n\n`, fed, not sampled), so any vLLM version gets the same budget as the default engine."""
         from vllm import SamplingParams
 
         try:
             engine, lora = self._engine_for(request.target)
             sampling = request.sampling
-            params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                                    top_p=sampling.top_p, seed=sampling.seed)
-            text = OutputText(tokenizer_for(request.target.base_model), reasoning_open=request.reasoning_open,
+            tokenizer = tokenizer_for(request.target.base_model)
+            text = OutputText(tokenizer, reasoning_open=request.reasoning_open and request.split_reasoning,
                               split_reasoning=request.split_reasoning, stop=sampling.stop)
-            request_id, seen, first, finish = uuid.uuid4().hex, 0, None, "length"
-            async for output in engine.generate({"prompt_token_ids": request.prompt_ids}, params, request_id,
-                                                lora_request=lora):
-                tokens = output.outputs[0].token_ids
-                if first is None:
-                    first = time.monotonic()
-                    self.histograms["ttft"].observe(first - request.created)
-                self._recent.append((time.monotonic(), len(tokens) - seen))
-                for token in tokens[seen:]:
-                    for delta in text.add(token):
-                        request._put(*delta)
-                seen = len(tokens)
-                if output.finished:
-                    finish = "stop" if output.outputs[0].finish_reason == "stop" else "length"
-                if text.stopped or request.cancelled or time.monotonic() > request.deadline:
-                    finish = "stop" if text.stopped else "length"
-                    await engine.abort(request_id)
+            thinking = Thinking(inside=request.reasoning_open, budget=sampling.thinking_budget,
+                                close_ids=_close_ids(tokenizer))
+            loop = Repetition(sampling.repetition_window)
+            tokens: list[int] = []
+            first, finish = None, None
+
+            def take(token: int, forced: bool) -> str | None:
+                """Account one token; the finish reason it brings, if any."""
+                tokens.append(token)
+                for delta in text.add(token):
+                    request._put(*delta)
+                if token != tokenizer.eos_token_id:
+                    thinking.add(token, text.text, forced=forced)
+                if text.stopped:
+                    return "stop"
+                if loop.add(token):
+                    return "repetition"
+                return "length" if len(tokens) >= sampling.max_new_tokens else None
+
+            while finish is None:
+                while finish is None and (token := thinking.forced()) is not None:  # the close block, at the budget
+                    finish = take(token, True)
+                if finish is not None:
                     break
+                params = SamplingParams(max_tokens=sampling.max_new_tokens - len(tokens),
+                                        temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed)
+                request_id, seen, closing = uuid.uuid4().hex, 0, thinking.closing
+                async for output in engine.generate({"prompt_token_ids": request.prompt_ids + tokens}, params,
+                                                    request_id, lora_request=lora):
+                    new = output.outputs[0].token_ids[seen:]
+                    seen += len(new)
+                    if first is None:
+                        first = time.monotonic()
+                        self.histograms["ttft"].observe(first - request.created)
+                    self._recent.append((time.monotonic(), len(new)))
+                    for token in new:
+                        finish = take(token, False)
+                        if finish or thinking.closing != closing:  # ended, or the budget is spent: continue closed
+                            break
+                    if output.finished and finish is None and thinking.closing == closing:
+                        finish = "stop" if output.outputs[0].finish_reason == "stop" else "length"
+                    if request.cancelled or time.monotonic() > request.deadline:
+                        finish = finish or "length"
+                    if finish is not None or thinking.closing != closing:
+                        if not output.finished:
+                            await engine.abort(request_id)
+                        break
+                if finish is None and thinking.closing == closing:  # the stream ended without saying why
+                    finish = "length"
             if not request.cancelled:
                 for delta in text.finish():
                     request._put(*delta)
-                self.stats["tokens"] += seen
+                self.stats["tokens"] += len(tokens)
                 request._put("done", Completion(
                     reasoning="".join(text.reasoning), content="".join(text.content), finish_reason=finish,
-                    prompt_tokens=len(request.prompt_ids), completion_tokens=seen,
-                    time_to_first_token=first - request.created if first else None, token_ids=list(text.ids)))
+                    prompt_tokens=len(request.prompt_ids), completion_tokens=len(tokens),
+                    time_to_first_token=first - request.created if first else None, token_ids=list(tokens),
+                    reasoning_tokens=thinking.reasoning_tokens))
         except Exception as error:  # one request fails; the engine goes on
             request._put("error", error)
         finally:
@@ -136,3 +171,13 @@ class VllmEngine:
                 self.stats["loads"] += 1
             lora = self._adapters[target.key]
         return self._engines[key], lora
+
+
+_close_blocks: dict[int, list[int]] = {}
+
+
+def _close_ids(tokenizer) -> list[int]:
+    """The close block's token ids, tokenized once per tokenizer."""
+    if id(tokenizer) not in _close_blocks:
+        _close_blocks[id(tokenizer)] = tokenizer(THINK_CLOSE_TEXT, add_special_tokens=False)["input_ids"]
+    return _close_blocks[id(tokenizer)]
