@@ -241,6 +241,30 @@ def grade_completion(spec: GraderSpec, *, completion: str, finished: bool, refer
                  reference=split_reasoning(reference)[1], record=record)
 
 
+def record_fields(spec: GraderSpec) -> dict[str, str]:
+    """The record fields the spec reads, each with the spec field that names it (`graders[0].reference_field`)."""
+    out = {}
+    for index, grader in enumerate(spec.graders):
+        if grader.reference_field is not None:
+            out.setdefault(grader.reference_field, f"graders[{index}].reference_field")
+        if isinstance(grader, Facts) and grader.facts_field is not None:
+            out.setdefault(grader.facts_field, f"graders[{index}].facts_field")
+        if isinstance(grader, StringCheck) and (item := _ITEM_FIELD.fullmatch(grader.reference)):
+            out.setdefault(item.group(1), f"graders[{index}].reference")
+    return out
+
+
+def check_records(spec: GraderSpec, records: list[dict]) -> None:
+    """GraderSpecError naming the spec field when a record lacks a field the spec reads (checked before any
+    generating, so that a typo does not surface after an hour of it)."""
+    for path, where in record_fields(spec).items():
+        for number, record in enumerate(records, 1):
+            try:
+                field_value(record, path)
+            except KeyError:
+                raise GraderSpecError({where: f"example {number} has no field {path!r}"}) from None
+
+
 def compile_pattern(pattern: str, ignore_case: bool = False):
     """A user's regex, compiled by the `regex` module (which can time out); ValueError saying what is wrong."""
     try:

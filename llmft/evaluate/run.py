@@ -12,6 +12,20 @@ tokens), at least 16 and at most MAX_NEW_TOKENS_CAP. Prompts are batched shortes
 `report["samples"]` holds every generated example: question, reference and each side's answer
 with its scores, each text cut to ANSWER_CHARS (the report is stored in the database). A LoRA
 candidate shares the base weights in memory: the base side runs with the adapter disabled.
+Every side also reports `eos_rate`, `closed_think_rate` (the names a version's reasoning contract
+records) and `mean_reasoning_tokens`.
+
+With `graders` (a spec, llmft.evaluate.graders; docs/graders.md) each side reports, per grader NAME:
+    grader.NAME                 mean score of the greedy answers (accuracy, 0 to 1)
+    grader.NAME.pass@K          share of conversations where one of `pass_k` samples, drawn at the
+                                model's recommended sampling (the reasoning contract's: 0.6 / 0.95
+                                for R1), scores 1 (only when pass_k > 1)
+    grader.NAME.budget_B        accuracy when the reasoning may take at most B tokens: at B the think
+                                block is closed with "\n</think>\n\n" and the answer is generated
+                                (ANSWER_TOKENS more), one key per budget in `thinking_budgets`
+and each sample carries its greedy answer's `grades`. These flat keys are what a fine-tune's version
+records as metrics, so PROMOTION_GATE can name them (`grader.total:max`). pass_k is at most
+MAX_PASS_K, and at most MAX_BUDGETS budgets of up to MAX_THINKING_BUDGET tokens each.
 """
 
 import contextlib
@@ -29,22 +43,36 @@ from llmft.bases.resolve import weights_source
 from llmft.data.config import DataConfig
 from llmft.data.normalize import Message
 from llmft.data.prepare import prepare
-from llmft.data.render import generation_prompt
+from llmft.data.render import generation_prompt, is_r1_tokenizer
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
+from llmft.evaluate.graders import GraderSpec, check_records, grade, load_spec
 from llmft.evaluate.metrics import fact_share, perplexity, reasoning_stats, rouge_l, score_answers, split_reasoning
 
 MAX_NEW_TOKENS_CAP = 1024  # the most new tokens "auto" asks for
 MIN_NEW_TOKENS = 16  # the fewest
 AUTO_FACTOR = 1.5  # "auto": this many times the longest reference turn
 ANSWER_CHARS = 2000  # each text kept in report["samples"] is cut to this many characters
+MAX_PASS_K = 16  # the most samples per conversation for pass@k
+MAX_BUDGETS = 4  # the most thinking budgets one evaluation measures
+MAX_THINKING_BUDGET = 8192  # the largest thinking budget, in tokens
+ANSWER_TOKENS = 256  # new tokens for the answer once a thinking budget closed the think block
+R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek's recommendation for the R1 series
+THINK_CLOSING = "\n" + THINK_CLOSE + "\n\n"  # what a budget appends, as the engine does
 
 
 def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens: Path, max_samples: int = 200,
              max_new_tokens: int | Literal["auto"] = "auto", batch_size: int = 8,
-             max_eval_tokens: int = 200_000) -> dict:
+             max_eval_tokens: int = 200_000, graders: GraderSpec | list | dict | None = None, pass_k: int = 1,
+             thinking_budgets: tuple[int, ...] | list[int] = (), answer_tokens: int = ANSWER_TOKENS,
+             seed: int = 0) -> dict:
     if max_new_tokens != "auto" and not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
         raise ValueError(f"max_new_tokens: \"auto\" or a positive integer, got {max_new_tokens!r}")
+    spec = load_spec(graders) if graders is not None else None
+    thinking_budgets = check_grading(spec, pass_k, thinking_budgets, answer_tokens)
+    conversations = _conversations(examples, max_samples)
+    if spec is not None:
+        check_records(spec, [record for _, _, record in conversations])
     started = time.time()
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -64,27 +92,38 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
         models["base"], models["candidate"] = (base, contextlib.nullcontext), (tuned, contextlib.nullcontext)
 
     scored = read_tokens(tokens)
-    conversations = _conversations(examples, max_samples)
-    prompts = [generation_prompt(tokenizer, messages) for messages, _ in conversations]
-    references = [turn.content for _, turn in conversations]
+    prompts = [generation_prompt(tokenizer, messages) for messages, _, _ in conversations]
+    references = [turn.content for _, turn, _ in conversations]
     budget = max_new_tokens
     if max_new_tokens == "auto":
         budget = auto_max_new_tokens([len(tokenizer(_reference_turn(prompt, turn), add_special_tokens=False)
-                                          ["input_ids"]) + 1 for prompt, (_, turn) in zip(prompts, conversations)])
+                                          ["input_ids"]) + 1 for prompt, (_, turn, _) in zip(prompts, conversations)])
     report = {"examples": len(scored), "generated": len(prompts), "max_new_tokens": budget,
               "max_new_tokens_auto": max_new_tokens == "auto"}
-    outputs = {}
+    sampling = contract_sampling(base, tokenizer)
+    if spec is not None:
+        report |= {"graders": spec.dump(), "pass_k": pass_k, "thinking_budgets": list(thinking_budgets),
+                   "answer_tokens": answer_tokens, "sampling": sampling if pass_k > 1 else None}
+    outputs, grades = {}, {}
     for side, (model, context) in models.items():
         model.eval()
         with context(), torch.inference_mode():
             loss = _mean_loss(model, scored, device, max_eval_tokens)
             texts, finished = _generate(model, tokenizer, prompts, device, budget, batch_size)
-        outputs[side] = texts, finished
-        stats = reasoning_stats(texts, finished)
-        report[side] = {"eval_loss": loss, "perplexity": perplexity(loss),
-                        **{k: v for k, v in score_answers(texts, references).items() if k != "count"},
-                        **{k: v for k, v in stats.items() if k != "count"}}
-    report["samples"] = _samples(conversations, outputs)
+            outputs[side] = texts, finished
+            stats = reasoning_stats(texts, finished)
+            report[side] = {"eval_loss": loss, "perplexity": perplexity(loss),
+                            **{k: v for k, v in score_answers(texts, references).items() if k != "count"},
+                            **{k: v for k, v in stats.items() if k != "count"},
+                            "eos_rate": stats["ended_with_eos"], "closed_think_rate": stats["closed_think"],
+                            "mean_reasoning_tokens": mean_reasoning_tokens(tokenizer, texts)}
+            if spec is not None:
+                torch.manual_seed(seed)
+                grades[side] = _grade_all(spec, texts, finished, conversations)
+                report[side] |= _graded(model, tokenizer, spec, conversations, prompts, grades[side], device=device,
+                                        budget=budget, batch_size=batch_size, pass_k=pass_k, sampling=sampling,
+                                        thinking_budgets=thinking_budgets, answer_tokens=answer_tokens)
+    report["samples"] = _samples(conversations, outputs, grades)
     report["seconds"] = round(time.time() - started, 2)
     return report
 
@@ -124,14 +163,47 @@ def _evaluate_split(*, base_model: str, candidate: Path | None, folder: Path, sp
                     tokens=folder / f"{split}.tokens.safetensors", **options)
 
 
+def check_grading(spec: GraderSpec | None, pass_k: int, thinking_budgets, answer_tokens: int) -> tuple[int, ...]:
+    """The thinking budgets, sorted and each once, after checking the grading options against their caps
+    (ValueError naming the option)."""
+    if type(pass_k) is not int or not 1 <= pass_k <= MAX_PASS_K:
+        raise ValueError(f"pass_k: an integer from 1 to {MAX_PASS_K}, got {pass_k!r}")
+    budgets = tuple(sorted(set(thinking_budgets)))
+    if len(budgets) > MAX_BUDGETS or any(type(b) is not int or not 1 <= b <= MAX_THINKING_BUDGET for b in budgets):
+        raise ValueError(f"thinking_budgets: at most {MAX_BUDGETS} integers from 1 to {MAX_THINKING_BUDGET}, "
+                         f"got {list(thinking_budgets)!r}")
+    if type(answer_tokens) is not int or not 1 <= answer_tokens <= MAX_NEW_TOKENS_CAP * 2:
+        raise ValueError(f"answer_tokens: an integer from 1 to {MAX_NEW_TOKENS_CAP * 2}, got {answer_tokens!r}")
+    if spec is None and (pass_k > 1 or budgets):
+        raise ValueError("pass_k and thinking_budgets are measured with graders: give graders too")
+    return budgets
+
+
+def contract_sampling(model, tokenizer) -> dict:
+    """The recommended sampling of the model's reasoning contract: DeepSeek's 0.6 / 0.95 for R1, else what the
+    model's generation config says (1.0 where it says nothing)."""
+    if is_r1_tokenizer(tokenizer):
+        return dict(R1_SAMPLING)
+    config = model.generation_config
+    return {"temperature": config.temperature or 1.0, "top_p": config.top_p or 1.0}
+
+
+def mean_reasoning_tokens(tokenizer, texts: list[str]) -> float:
+    """Mean length of the generations' reasoning (the think block's text), in the tokenizer's tokens."""
+    if not texts:
+        return 0.0
+    return sum(len(tokenizer(split_reasoning(text)[0], add_special_tokens=False)["input_ids"])
+               for text in texts) / len(texts)
+
+
 def auto_max_new_tokens(lengths: list[int]) -> int:
     """AUTO_FACTOR times the longest reference turn (`lengths`: tokens, EOS included), rounded up, then
     raised to MIN_NEW_TOKENS and capped at MAX_NEW_TOKENS_CAP."""
     return min(MAX_NEW_TOKENS_CAP, max(MIN_NEW_TOKENS, math.ceil(AUTO_FACTOR * max(lengths, default=0))))
 
 
-def _conversations(path: Path, limit: int) -> list[tuple[list[Message], Message]]:
-    """(the messages before the last assistant turn, that turn) for chat examples."""
+def _conversations(path: Path, limit: int) -> list[tuple[list[Message], Message, dict]]:
+    """(the messages before the last assistant turn, that turn, the record) for chat examples."""
     out = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
@@ -139,7 +211,7 @@ def _conversations(path: Path, limit: int) -> list[tuple[list[Message], Message]
         last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=None)
         if not last:
             continue
-        out.append((messages[:last], messages[last]))
+        out.append((messages[:last], messages[last], record))
         if len(out) == limit:
             break
     return out
@@ -173,39 +245,115 @@ def _reference_turn(prompt: str, turn: Message) -> str:
     return turn.content
 
 
-def _generate(model, tokenizer, prompts: list[str], device: str, max_new_tokens: int, batch_size: int):
-    """Greedy generations (the think block re-opened in front) and whether each ended with EOS in budget, in the
-    order of `prompts`; batched shortest prompt first, so that a batch pads little."""
+def _generate(model, tokenizer, prompts: list[str], device: str, max_new_tokens: int, batch_size: int,
+              sampling: dict | None = None):
+    """Generations (greedy, or sampled with `sampling`'s temperature and top_p; the think block re-opened in front)
+    and whether each ended with EOS in budget, in the order of `prompts`; see `_continue`."""
+    texts, finished = _continue(model, tokenizer, prompts, device, max_new_tokens, batch_size, sampling)
+    return [_reopened(prompt, text) for prompt, text in zip(prompts, texts)], finished
+
+
+def _continue(model, tokenizer, prompts: list[str], device: str, max_new_tokens: int, batch_size: int,
+              sampling: dict | None = None):
+    """What the model writes after each prompt (up to EOS, which is left out) and whether it ended with EOS within
+    `max_new_tokens`; batched shortest prompt first, so that a batch pads little."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     lengths = [len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) for prompt in prompts]
     order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    decoding = {"do_sample": True, **sampling} if sampling else {"do_sample": False}
     texts, finished = [""] * len(prompts), [False] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
-        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, **decoding,
                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for i, row in zip(chunk, output[:, batch["input_ids"].shape[1]:].tolist()):
             ended = tokenizer.eos_token_id in row
             row = row[: row.index(tokenizer.eos_token_id)] if ended else row
-            text = tokenizer.decode(row, skip_special_tokens=False)
-            texts[i] = THINK_OPEN + "\n" + text if prompts[i].endswith(THINK_OPEN + "\n") else text
+            texts[i] = tokenizer.decode(row, skip_special_tokens=False)
             finished[i] = ended
     return texts, finished
 
 
-def _samples(conversations: list[tuple[list[Message], Message]], outputs: dict) -> list[dict]:
+def _reopened(prompt: str, text: str) -> str:
+    """The generation as the model's whole turn: with the `<think>` the prompt opened in front."""
+    return THINK_OPEN + "\n" + text if prompt.endswith(THINK_OPEN + "\n") else text
+
+
+def _generate_within(model, tokenizer, prompts: list[str], device: str, thinking_budget: int, answer_tokens: int,
+                     batch_size: int):
+    """Greedy generations whose reasoning takes at most `thinking_budget` tokens: first up to that many tokens; a
+    row that ended with EOS is done; one that closed its think block goes on from the close, one still inside an
+    open block gets "\n</think>\n\n" appended, and one that never opened a block goes on as it is, each for up to
+    `answer_tokens` more."""
+    first, ended = _continue(model, tokenizer, prompts, device, thinking_budget, batch_size)
+    heads, pending = list(first), []
+    for i, (prompt, text) in enumerate(zip(prompts, first)):
+        if ended[i]:
+            continue
+        whole = _reopened(prompt, text)
+        if THINK_CLOSE in text:
+            heads[i] = text[:text.index(THINK_CLOSE) + len(THINK_CLOSE)]
+        elif THINK_OPEN in whole:
+            heads[i] = text + THINK_CLOSING
+        pending.append(i)
+    rest, rest_ended = _continue(model, tokenizer, [prompts[i] + heads[i] for i in pending], device, answer_tokens,
+                                 batch_size) if pending else ([], [])
+    texts, finished = list(heads), list(ended)
+    for i, text, done in zip(pending, rest, rest_ended):
+        texts[i], finished[i] = heads[i] + text, done
+    return [_reopened(prompt, text) for prompt, text in zip(prompts, texts)], finished
+
+
+def _grade_all(spec: GraderSpec, texts: list[str], finished: list[bool], conversations) -> list[dict[str, float]]:
+    """Each generation's scores, by grader name, against its conversation's reference answer and record."""
+    out = []
+    for text, done, (_, turn, record) in zip(texts, finished, conversations):
+        reasoning, answer, closed = split_reasoning(text)
+        out.append(grade(spec, answer=answer, reasoning=reasoning, finished=done, closed=closed,
+                         reference=split_reasoning(turn.content)[1], record=record))
+    return out
+
+
+def _graded(model, tokenizer, spec: GraderSpec, conversations, prompts: list[str], greedy: list[dict], *,
+            device: str, budget: int, batch_size: int, pass_k: int, sampling: dict,
+            thinking_budgets: tuple[int, ...], answer_tokens: int) -> dict:
+    """One side's grader metrics: accuracy of the greedy answers, pass@k over sampled ones, accuracy per budget."""
+    out = {f"grader.{name}": _mean([scores[name] for scores in greedy]) for name in spec.names}
+    if pass_k > 1:
+        repeated = [prompt for prompt in prompts for _ in range(pass_k)]
+        texts, finished = _generate(model, tokenizer, repeated, device, budget, batch_size, sampling)
+        scored = _grade_all(spec, texts, finished, [c for c in conversations for _ in range(pass_k)])
+        for name in spec.names:
+            passed = [any(s[name] >= 1.0 for s in scored[i * pass_k:(i + 1) * pass_k]) for i in range(len(prompts))]
+            out[f"grader.{name}.pass@{pass_k}"] = _mean(passed)
+    for thinking_budget in thinking_budgets:
+        texts, finished = _generate_within(model, tokenizer, prompts, device, thinking_budget, answer_tokens,
+                                           batch_size)
+        scored = _grade_all(spec, texts, finished, conversations)
+        out |= {f"grader.{name}.budget_{thinking_budget}": _mean([s[name] for s in scored]) for name in spec.names}
+    return out
+
+
+def _mean(values: list) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _samples(conversations: list[tuple[list[Message], Message, dict]], outputs: dict, grades: dict) -> list[dict]:
     """Every generated example: the question, the reference answer and each side's answer (reasoning removed,
-    as scored) with whether it ended with EOS, its ROUGE-L and its fact share (None: no facts to check)."""
+    as scored) with whether it ended with EOS, its ROUGE-L, its fact share (None: no facts to check) and, with
+    graders, its `grades`."""
     samples = []
-    for i, (messages, turn) in enumerate(conversations):
+    for i, (messages, turn, _) in enumerate(conversations):
         sample = {"prompt": messages[-1].content[:ANSWER_CHARS], "reference": turn.content[:ANSWER_CHARS]}
         for side, (texts, finished) in outputs.items():
             answer = split_reasoning(texts[i])[1]
             sample[side] = {"answer": answer[:ANSWER_CHARS], "ended_with_eos": finished[i],
                             "rouge_l": rouge_l([answer], [turn.content]), "fact_hit": fact_share(answer, turn.content)}
+            if side in grades:
+                sample[side]["grades"] = grades[side][i]
         samples.append(sample)
     return samples
