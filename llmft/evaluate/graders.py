@@ -30,7 +30,8 @@ A spec is a list of graders (or `{"graders": [...]}`), each with a `name` (lower
 
 The reference is the reference assistant turn's answer (its reasoning removed), or the record
 field a grader names in `reference_field` (a dotted path: `meta.total`). Grading is always on the
-generated answer with the reasoning removed. The spec is checked once (`load_spec`): an unknown
+generated answer with the reasoning removed. This module imports nothing heavy (the API checks specs
+with it); the metrics it borrows load when a facts grader or `grade_completion` first runs. The spec is checked once (`load_spec`): an unknown
 type or key, a bad regex or a duplicate name is a GraderSpecError naming the field
 (`graders[1].pattern`), every problem in one message. User patterns run under the `regex`
 module with a time limit (REGEX_SECONDS): a pattern that takes longer scores 0.
@@ -45,11 +46,12 @@ from typing import Annotated, Literal
 import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from llmft.evaluate.metrics import facts as reference_facts
-from llmft.evaluate.metrics import mentions, split_reasoning
-
 MAX_GRADERS = 32
 MAX_PATTERN_CHARS = 1000
+MAX_PASS_K = 16  # the most samples per conversation an evaluation draws for pass@k
+MAX_BUDGETS = 4  # the most thinking budgets one evaluation measures
+MAX_THINKING_BUDGET = 8192  # the largest thinking budget, in tokens
+MAX_ANSWER_TOKENS = 2048  # the most answer tokens generated after a budget closed the think block
 REGEX_SECONDS = 1.0  # the most one user pattern may take on one answer
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}\Z")
 OUTPUT_TEXT = "{{sample.output_text}}"
@@ -70,7 +72,7 @@ class GraderSpecError(ValueError):
         self.problems = problems
         self.field = next(iter(problems))
         lines = "\n".join(f"  {field}: {message}" for field, message in problems.items())
-        super().__init__(f"the grader spec has {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n{lines}")
+        super().__init__(f"the graders have {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n{lines}")
 
 
 class _Grader(BaseModel):
@@ -236,9 +238,28 @@ def grade(spec: GraderSpec, *, answer: str, reasoning: str, finished: bool, refe
 def grade_completion(spec: GraderSpec, *, completion: str, finished: bool, reference: str, record: dict) -> dict:
     """`grade` on a whole generation (`<think>...</think>` then the answer), split here; `reference` may hold
     reasoning too (it is removed)."""
+    from llmft.evaluate.metrics import split_reasoning
+
     reasoning, answer, closed = split_reasoning(completion)
     return grade(spec, answer=answer, reasoning=reasoning, finished=finished, closed=closed,
                  reference=split_reasoning(reference)[1], record=record)
+
+
+def check_grading(spec: GraderSpec | None, pass_k: int, thinking_budgets, answer_tokens: int) -> tuple[int, ...]:
+    """The thinking budgets, sorted and each once, after checking an evaluation's grading options against their
+    caps (GraderSpecError naming the option)."""
+    if type(pass_k) is not int or not 1 <= pass_k <= MAX_PASS_K:
+        raise GraderSpecError({"pass_k": f"an integer from 1 to {MAX_PASS_K}, got {pass_k!r}"})
+    budgets = tuple(sorted(set(thinking_budgets)))
+    if len(budgets) > MAX_BUDGETS or any(type(b) is not int or not 1 <= b <= MAX_THINKING_BUDGET for b in budgets):
+        raise GraderSpecError({"thinking_budgets": f"at most {MAX_BUDGETS} integers from 1 to {MAX_THINKING_BUDGET}, "
+                                                   f"got {list(thinking_budgets)!r}"})
+    if type(answer_tokens) is not int or not 1 <= answer_tokens <= MAX_ANSWER_TOKENS:
+        raise GraderSpecError({"answer_tokens": f"an integer from 1 to {MAX_ANSWER_TOKENS}, got {answer_tokens!r}"})
+    if spec is None and (pass_k > 1 or budgets):
+        field = "pass_k" if pass_k > 1 else "thinking_budgets"
+        raise GraderSpecError({field: "pass@k and thinking budgets are measured with graders: give graders too"})
+    return budgets
 
 
 def record_fields(spec: GraderSpec) -> dict[str, str]:
@@ -352,6 +373,8 @@ def _score(grader: Grader, *, answer: str, reasoning: str, finished: bool, close
         wanted = _facts(grader, reference, record)
         if not wanted:
             return 1.0
+        from llmft.evaluate.metrics import mentions
+
         found = sum(mentions(answer, fact) for fact in wanted)
         return found / len(wanted) if grader.partial else float(found == len(wanted))
     if isinstance(grader, ThinkFormat):
@@ -369,7 +392,9 @@ def _facts(grader: Facts, reference: str, record: dict) -> list[str]:
     if grader.facts_field is not None:
         value = field_value(record, grader.facts_field)
         return [str(item) for item in value] if isinstance(value, list) else [str(value)]
-    return reference_facts(reference)
+    from llmft.evaluate.metrics import facts
+
+    return facts(reference)
 
 
 def _timed(run, default):

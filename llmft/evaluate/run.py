@@ -25,7 +25,7 @@ With `graders` (a spec, llmft.evaluate.graders; docs/graders.md) each side repor
                                 (ANSWER_TOKENS more), one key per budget in `thinking_budgets`
 and each sample carries its greedy answer's `grades`. These flat keys are what a fine-tune's version
 records as metrics, so PROMOTION_GATE can name them (`grader.total:max`). pass_k is at most
-MAX_PASS_K, and at most MAX_BUDGETS budgets of up to MAX_THINKING_BUDGET tokens each.
+MAX_PASS_K, and at most MAX_BUDGETS budgets of up to MAX_THINKING_BUDGET tokens each (llmft.evaluate.graders).
 """
 
 import contextlib
@@ -46,16 +46,13 @@ from llmft.data.prepare import prepare
 from llmft.data.render import generation_prompt, is_r1_tokenizer
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
-from llmft.evaluate.graders import GraderSpec, check_records, grade, load_spec
+from llmft.evaluate.graders import GraderSpec, check_grading, check_records, grade, load_spec
 from llmft.evaluate.metrics import fact_share, perplexity, reasoning_stats, rouge_l, score_answers, split_reasoning
 
 MAX_NEW_TOKENS_CAP = 1024  # the most new tokens "auto" asks for
 MIN_NEW_TOKENS = 16  # the fewest
 AUTO_FACTOR = 1.5  # "auto": this many times the longest reference turn
 ANSWER_CHARS = 2000  # each text kept in report["samples"] is cut to this many characters
-MAX_PASS_K = 16  # the most samples per conversation for pass@k
-MAX_BUDGETS = 4  # the most thinking budgets one evaluation measures
-MAX_THINKING_BUDGET = 8192  # the largest thinking budget, in tokens
 ANSWER_TOKENS = 256  # new tokens for the answer once a thinking budget closed the think block
 R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek's recommendation for the R1 series
 THINK_CLOSING = "\n" + THINK_CLOSE + "\n\n"  # what a budget appends, as the engine does
@@ -161,22 +158,6 @@ def _evaluate_split(*, base_model: str, candidate: Path | None, folder: Path, sp
     """`evaluate` on one split of a prepared data folder (its `SPLIT.jsonl` and `SPLIT.tokens.safetensors`)."""
     return evaluate(base_model=base_model, candidate=candidate, examples=folder / f"{split}.jsonl",
                     tokens=folder / f"{split}.tokens.safetensors", **options)
-
-
-def check_grading(spec: GraderSpec | None, pass_k: int, thinking_budgets, answer_tokens: int) -> tuple[int, ...]:
-    """The thinking budgets, sorted and each once, after checking the grading options against their caps
-    (ValueError naming the option)."""
-    if type(pass_k) is not int or not 1 <= pass_k <= MAX_PASS_K:
-        raise ValueError(f"pass_k: an integer from 1 to {MAX_PASS_K}, got {pass_k!r}")
-    budgets = tuple(sorted(set(thinking_budgets)))
-    if len(budgets) > MAX_BUDGETS or any(type(b) is not int or not 1 <= b <= MAX_THINKING_BUDGET for b in budgets):
-        raise ValueError(f"thinking_budgets: at most {MAX_BUDGETS} integers from 1 to {MAX_THINKING_BUDGET}, "
-                         f"got {list(thinking_budgets)!r}")
-    if type(answer_tokens) is not int or not 1 <= answer_tokens <= MAX_NEW_TOKENS_CAP * 2:
-        raise ValueError(f"answer_tokens: an integer from 1 to {MAX_NEW_TOKENS_CAP * 2}, got {answer_tokens!r}")
-    if spec is None and (pass_k > 1 or budgets):
-        raise ValueError("pass_k and thinking_budgets are measured with graders: give graders too")
-    return budgets
 
 
 def contract_sampling(model, tokenizer) -> dict:

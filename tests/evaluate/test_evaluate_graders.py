@@ -11,15 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmft.data.normalize import Message
 from llmft.data.render import render_prompt
-from llmft.evaluate.graders import GraderSpecError, load_spec
-from llmft.evaluate.run import (
-    MAX_PASS_K,
-    _generate_within,
-    _grade_all,
-    check_grading,
-    contract_sampling,
-    evaluate_file,
-)
+from llmft.evaluate.graders import MAX_PASS_K, GraderSpecError, check_grading, load_spec
+from llmft.evaluate.run import _generate_within, _grade_all, contract_sampling, evaluate_file
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "business_math_validation.jsonl"
 GRADERS = [{"name": "total", "type": "numeric", "tolerance_abs": 0.005},
@@ -106,9 +99,10 @@ def test_contract_sampling_is_r1_s_for_tiny_r1(tiny_model_dir):
 ])
 def test_grading_options_are_bounded(options, words):
     spec = load_spec(GRADERS)
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(GraderSpecError, match=words) as refused:
         check_grading(spec, options.get("pass_k", 1), options.get("thinking_budgets", ()),
                       options.get("answer_tokens", 8))
+    assert list(refused.value.problems) == [words]
     with pytest.raises(ValueError, match="give graders too"):
         check_grading(None, 2, (), 8)
 
