@@ -2,7 +2,10 @@
 
 An evaluation is a job of kind `evaluation`: it is followed with the job endpoints too
 (`/api/v1/jobs/ID/events`, `/stream`), and its report is the job's `result`: the scores of each
-side and every generated example (`samples`).
+side and every generated example (`samples`). With `graders` (docs/graders.md) each side also
+reports `grader.NAME`, and `grader.NAME.pass@K` with `pass_k` > 1, and `grader.NAME.budget_B` for
+each of `thinking_budgets`; a spec with an unknown type or key, or a bad regex, is a 422 whose
+`details.param` names the field (`graders[1].pattern`).
 """
 
 from apiflask import APIBlueprint, Schema, fields, validators
@@ -13,7 +16,18 @@ from llmft.api.context import celery, db, settings
 from llmft.api.jobs import JobOut
 from llmft.api.pages import PageQuery, list_schema, page
 from llmft.api.text import Text
-from llmft.errors import NotFound
+from llmft.errors import Invalid, NotFound
+from llmft.evaluate.graders import (
+    ANSWER_TOKENS,
+    MAX_ANSWER_TOKENS,
+    MAX_BUDGETS,
+    MAX_GRADERS,
+    MAX_PASS_K,
+    MAX_THINKING_BUDGET,
+    GraderSpecError,
+    check_grading,
+    load_spec,
+)
 from llmft.jobs import service
 from llmft.jobs.queue import dispatch
 
@@ -41,6 +55,16 @@ class EvaluationIn(Schema):
                        "in tokens, 16 to 1024",
         "oneOf": [{"type": "string", "enum": ["auto"]}, {"type": "integer", "minimum": 1, "maximum": MAX_NEW_TOKENS}]})
     max_length = fields.Integer(load_default=2048, validate=validators.Range(16, 1_048_576))
+    graders = fields.List(fields.Dict(), load_default=None, validate=validators.Length(1, MAX_GRADERS), metadata={
+        "description": "grader spec: a list of {name, type, ...} (match, numeric, regex, choice, facts, think_format, "
+                       "string_check); see docs/graders.md"})
+    pass_k = fields.Integer(load_default=1, validate=validators.Range(1, MAX_PASS_K), metadata={
+        "description": "with graders: samples per conversation at the model's recommended sampling, for pass@k"})
+    thinking_budgets = fields.List(fields.Integer(validate=validators.Range(1, MAX_THINKING_BUDGET)), load_default=list,
+                                   validate=validators.Length(0, MAX_BUDGETS), metadata={
+        "description": "with graders: reasoning budgets in tokens (the think block is closed there), e.g. [256, 1024]"})
+    answer_tokens = fields.Integer(load_default=ANSWER_TOKENS, validate=validators.Range(1, MAX_ANSWER_TOKENS), metadata={
+        "description": "new tokens for the answer once a thinking budget closed the think block"})
 
 
 EvaluationListOut = list_schema("EvaluationListOut", JobOut)
@@ -55,12 +79,27 @@ EvaluationListOut = list_schema("EvaluationListOut", JobOut)
 def create(body):
     caller = require_write()
     current = settings()
+    grading = _grading(body.pop("graders"), **{key: body.pop(key) for key in ("pass_k", "thinking_budgets",
+                                                                                "answer_tokens")})
     with db() as session:
         job = service.create_evaluation_job(session, principal=caller, runs_dir=current.runs_dir,
                                             uploads_dir=current.uploads_dir, max_attempts=current.job_max_attempts,
-                                            **body)
+                                            grading=grading, **body)
     dispatch(celery(), job.id)
     return job
+
+
+def _grading(graders: list | None, *, pass_k: int, thinking_budgets: list[int], answer_tokens: int) -> dict:
+    """The grading options as the job stores them (the spec checked and dumped), or Invalid naming the field."""
+    try:
+        spec = load_spec(graders) if graders is not None else None
+        budgets = check_grading(spec, pass_k, thinking_budgets, answer_tokens)
+    except GraderSpecError as error:
+        raise Invalid(str(error), details={"param": error.field, "problems": error.problems}) from None
+    if spec is None:
+        return {}
+    return {"graders": spec.dump(), "pass_k": pass_k, "thinking_budgets": list(budgets),
+            "answer_tokens": answer_tokens}
 
 
 @bp.get("/evaluations")

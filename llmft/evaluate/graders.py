@@ -51,6 +51,7 @@ MAX_PATTERN_CHARS = 1000
 MAX_PASS_K = 16  # the most samples per conversation an evaluation draws for pass@k
 MAX_BUDGETS = 4  # the most thinking budgets one evaluation measures
 MAX_THINKING_BUDGET = 8192  # the largest thinking budget, in tokens
+ANSWER_TOKENS = 256  # new tokens for the answer once a thinking budget closed the think block (default)
 MAX_ANSWER_TOKENS = 2048  # the most answer tokens generated after a budget closed the think block
 REGEX_SECONDS = 1.0  # the most one user pattern may take on one answer
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}\Z")

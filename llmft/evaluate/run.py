@@ -46,14 +46,13 @@ from llmft.data.prepare import prepare
 from llmft.data.render import generation_prompt, is_r1_tokenizer
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
-from llmft.evaluate.graders import GraderSpec, check_grading, check_records, grade, load_spec
+from llmft.evaluate.graders import ANSWER_TOKENS, GraderSpec, check_grading, check_records, grade, load_spec
 from llmft.evaluate.metrics import fact_share, perplexity, reasoning_stats, rouge_l, score_answers, split_reasoning
 
 MAX_NEW_TOKENS_CAP = 1024  # the most new tokens "auto" asks for
 MIN_NEW_TOKENS = 16  # the fewest
 AUTO_FACTOR = 1.5  # "auto": this many times the longest reference turn
 ANSWER_CHARS = 2000  # each text kept in report["samples"] is cut to this many characters
-ANSWER_TOKENS = 256  # new tokens for the answer once a thinking budget closed the think block
 R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek's recommendation for the R1 series
 THINK_CLOSING = "\n" + THINK_CLOSE + "\n\n"  # what a budget appends, as the engine does
 

@@ -193,7 +193,7 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
         record_event(session, session.get(Job, job_id), "evaluating", f"evaluating {config['model']}")
     report = evaluate_file(base_model=config["base_model"], candidate=candidate, data_file=Path(config["data_file"]),
                            max_length=config["max_length"], max_samples=config["max_samples"],
-                           max_new_tokens=config["max_new_tokens"])
+                           max_new_tokens=config["max_new_tokens"], **config.get("grading", {}))
     report["model"] = config["model"]
     with _fenced(url, job_id, token) as (session, job):
         job.result = report

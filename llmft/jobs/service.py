@@ -179,10 +179,11 @@ def create_export_job(session: Session, *, principal: Principal, name: str, vers
 
 def create_evaluation_job(session: Session, *, principal: Principal, model: str, dataset_id: str, runs_dir: Path,
                           uploads_dir: Path, max_samples: int = 200, max_new_tokens: int | str = "auto",
-                          max_length: int = 2048, max_attempts: int = 3) -> Job:
+                          max_length: int = 2048, max_attempts: int = 3, grading: dict | None = None) -> Job:
     """A job that evaluates a registry version (NAME:V, NAME@ALIAS, next to its base) or a base model alone
     on the validation split of a dataset; its report becomes the job's `result`. `max_new_tokens`: "auto"
-    (from the references, llmft.evaluate.run) or a number."""
+    (from the references, llmft.evaluate.run) or a number; `grading`: `evaluate`'s graders (a checked spec's
+    dump), pass_k, thinking_budgets and answer_tokens (llmft.evaluate.graders), or None."""
     version_id, base_model, ref = None, model, model
     if not REF.fullmatch(model) and not requestable(model):
         raise Invalid(f"model {model!r}: NAME:V, NAME@ALIAS, {', '.join(sorted(REQUESTABLE))} or a hub id",
@@ -199,7 +200,7 @@ def create_evaluation_job(session: Session, *, principal: Principal, model: str,
               dataset_id=dataset.id, method="evaluation", hyperparameters={}, seed=0, metadata_={"model": ref},
               config={"model": ref, "version_id": version_id, "base_model": base_model,
                       "data_file": str(dataset_path(dataset, uploads_dir)), "max_samples": max_samples,
-                      "max_new_tokens": max_new_tokens, "max_length": max_length,
+                      "max_new_tokens": max_new_tokens, "max_length": max_length, "grading": grading or {},
                       "output": {"output_dir": str(runs_dir / job_id)}},
               max_attempts=max_attempts)
     session.add(job)

@@ -1,5 +1,6 @@
 """POST /api/v1/evaluations in-process: the defaults (200 samples, the "auto" budget) reach the job's config,
-a number is kept, and a wrong value is a 422 naming its field. The job runs in test_registry.py."""
+a number is kept, and a wrong value is a 422 naming its field; a grader spec reaches it checked, and a bad one
+(unknown type or key, bad regex) is a 422 naming the field. The job runs in test_registry.py."""
 
 from pathlib import Path
 
@@ -62,3 +63,42 @@ def test_a_wrong_value_is_422_naming_the_field(api, field, value):
     assert response.status_code == 422
     error = response.json["error"]
     assert error["code"] == "invalid" and field in str(error["details"]), error
+
+
+def test_graders_reach_the_job_checked_with_their_options(api):
+    post, config = api
+    graders = [{"name": "total", "type": "numeric", "tolerance_abs": 0.005}, {"name": "fmt", "type": "think_format"}]
+    created = post(graders=graders, pass_k=4, thinking_budgets=[1024, 256])
+    assert created.status_code == 202, created.json
+    assert config(created.json["id"])["grading"] == {"graders": graders, "pass_k": 4, "thinking_budgets": [256, 1024],
+                                                     "answer_tokens": 256}
+    assert config(post().json["id"])["grading"] == {}  # no graders: the evaluation as before
+
+
+@pytest.mark.parametrize("body, param, words", [
+    ({"graders": [{"name": "a", "type": "numerc"}]}, "graders[0].type", "did you mean 'numeric'"),
+    ({"graders": [{"name": "a", "type": "match"}, {"name": "b", "type": "regex", "pattern": "([a-z]"}]},
+     "graders[1].pattern", "not a valid regular expression"),
+    ({"graders": [{"name": "a", "type": "match", "mdoe": "exact"}]}, "graders[0].mdoe", "did you mean 'mode'"),
+    ({"graders": [{"name": "a", "type": "facts", "facts": "x"}]}, "graders[0].facts", "list"),
+    ({"pass_k": 4}, "pass_k", "give graders too"),
+    ({"thinking_budgets": [256]}, "thinking_budgets", "give graders too"),
+])
+def test_a_bad_grader_spec_is_422_naming_the_field(api, body, param, words):
+    post, _ = api
+    response = post(**body)
+    assert response.status_code == 422, response.json
+    error = response.json["error"]
+    assert error["code"] == "invalid" and error["details"]["param"] == param and param in error["message"], error
+    assert words in error["details"]["problems"][param]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("pass_k", 0), ("pass_k", 17), ("thinking_budgets", [0]), ("thinking_budgets", [1, 2, 3, 4, 5]),
+    ("thinking_budgets", "256"), ("answer_tokens", 0), ("graders", []), ("graders", "total:numeric"),
+])
+def test_grading_options_out_of_range_are_422_naming_the_field(api, field, value):
+    post, _ = api
+    response = post(**{field: value})
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid" and field in str(response.json["error"]["details"])
