@@ -3,7 +3,7 @@
     llmft base tiny|init|import ... cli/base.py     base models (`llmft model` is the old name)
     llmft data validate|prepare|preview cli/data.py   a data file before training
     llmft train --config FILE         cli/train.py    fine-tune, on one process or through torchrun
-    llmft eval --model M --dataset D  cli/eval.py     a model next to its base
+    llmft eval --model M --dataset D  cli/eval.py     a model next to its base, graders too (`llmft evaluate`)
     llmft models list|show|alias|...  cli/models.py   the registry of a tenant
     llmft serve                       cli/serve.py    the API (and a worker beside it)
     llmft worker                      cli/worker.py   a job worker

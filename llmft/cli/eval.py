@@ -4,12 +4,17 @@
     llmft eval --model support-bot@production --tenant acme --dataset ds-0123456789abcdef
     llmft eval --model tiny-r1 --dataset FILE                  # a base model alone
     llmft eval --model var/runs/demo/final --base smollm2-135m --dataset VALIDATION_FILE --whole-file
+    llmft evaluate --model tiny-r1 --dataset data/sample/business_math_validation.jsonl --whole-file \
+        --graders graders.yaml --pass-k 4 --thinking-budgets 256,1024
 
 The split is the one training makes (hash-based, same seed and ratio), so a model is never
 scored on examples it was trained on; --whole-file scores every example of a file that training
 held out as a whole (its `data.validation_file`). Answers are generated for up to --max-samples (200) of its
 conversations, with --max-new-tokens auto (1.5x the longest reference, 16 to 1024) or a number.
 The report prints as a table followed by three examples, or as JSON with --json (every example).
+--graders names a grader spec (YAML or JSON; docs/graders.md): each side then reports grader.NAME,
+grader.NAME.pass@K (--pass-k) and grader.NAME.budget_B (--thinking-budgets). A spec that cannot be
+used exits 2 naming the file and the field, before any model is loaded. `llmft evaluate` is the same command.
 """
 
 import argparse
@@ -21,8 +26,19 @@ from llmft import exit_codes
 
 
 def run(args) -> int:
+    from llmft.evaluate.graders import GraderSpecError, check_grading, load_spec
     from llmft.evaluate.run import NothingToEvaluate, evaluate_file
 
+    grading = {}
+    if args.graders or args.pass_k > 1 or args.thinking_budgets:
+        try:
+            spec = load_spec(_read_spec(args.graders)) if args.graders else None
+            check_grading(spec, args.pass_k, args.thinking_budgets, args.answer_tokens)
+        except (GraderSpecError, OSError, ValueError) as error:
+            print(f"llmft: {args.graders or '--graders'}: {error}", file=sys.stderr)
+            return exit_codes.USAGE
+        grading = {"graders": spec, "pass_k": args.pass_k, "thinking_budgets": args.thinking_budgets,
+                   "answer_tokens": args.answer_tokens}
     model, base, dataset = args.model, args.base, Path(args.dataset)
     if _is_ref(model) or args.dataset.startswith("ds-"):
         if not args.tenant:
@@ -35,10 +51,13 @@ def run(args) -> int:
         report = evaluate_file(base_model=base or model, candidate=candidate, data_file=dataset,
                                max_length=args.max_length, validation_ratio=args.validation_ratio,
                                whole_file=args.whole_file,
-                               max_samples=args.max_samples, max_new_tokens=args.max_new_tokens)
+                               max_samples=args.max_samples, max_new_tokens=args.max_new_tokens, **grading)
     except NothingToEvaluate as error:
         print(f"llmft: {error}", file=sys.stderr)
         return exit_codes.ERRORS
+    except GraderSpecError as error:  # a record without a field the spec reads
+        print(f"llmft: {args.graders}: {error}", file=sys.stderr)
+        return exit_codes.USAGE
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -110,6 +129,23 @@ def _from_registry(args) -> tuple[str, str | None, Path]:
     return model, base, dataset
 
 
+def _read_spec(path: str):
+    """A grader spec file's data: YAML, of which JSON is a part."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"not YAML or JSON: {error}") from None
+
+
+def _budgets(value: str) -> list[int]:
+    parts = [part.strip() for part in value.split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise argparse.ArgumentTypeError(f"comma-separated positive integers (256,1024), not {value!r}")
+    return [int(part) for part in parts]
+
+
 def _budget(value: str) -> int | str:
     if value == "auto":
         return value
@@ -119,7 +155,8 @@ def _budget(value: str) -> int | str:
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("eval", help="evaluate a model next to its base (perplexity, BLEU, ROUGE-L, reasoning)")
+    parser = commands.add_parser("eval", aliases=["evaluate"],
+                                 help="evaluate a model next to its base (perplexity, BLEU, ROUGE-L, reasoning, graders)")
     parser.add_argument("--model", required=True, help="NAME:V, NAME@ALIAS, a model or adapter folder, or a base model")
     parser.add_argument("--base", help="the base to compare with (default: the registry's, else none)")
     parser.add_argument("--dataset", required=True, help="a data file, or a dataset id (with --tenant)")
@@ -131,5 +168,11 @@ def add_parser(commands) -> None:
     parser.add_argument("--max-samples", type=int, default=200, help="conversations to generate for (default 200)")
     parser.add_argument("--max-new-tokens", type=_budget, default="auto",
                         help="generation budget: auto (default; 1.5x the longest reference, 16 to 1024) or a number")
+    parser.add_argument("--graders", help="a grader spec, YAML or JSON (docs/graders.md): reports grader.NAME")
+    parser.add_argument("--pass-k", type=int, default=1, help="with --graders: samples per conversation for pass@k")
+    parser.add_argument("--thinking-budgets", type=_budgets, default=[],
+                        help="with --graders: reasoning budgets in tokens, e.g. 256,1024")
+    parser.add_argument("--answer-tokens", type=int, default=256,
+                        help="answer tokens generated once a thinking budget closed the think block (default 256)")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
     parser.set_defaults(run=run)

@@ -63,3 +63,41 @@ def test_eval_whole_file_scores_every_example_of_a_held_out_file(tmp_path, tiny_
     assert report["examples"] == 5 and report["generated"] == 5
     assert [s["prompt"] for s in report["samples"]] == [json.loads(line)["messages"][-2]["content"]
                                                        for line in held_out.read_text().splitlines()]
+
+
+BUSINESS = Path(__file__).resolve().parents[2] / "data" / "sample" / "business_math_validation.jsonl"
+
+
+@pytest.mark.parametrize("spec, named", [
+    ('[{"name": "total", "type": "numerc"}]', "graders[0].type: unknown grader type 'numerc'; did you mean 'numeric'?"),
+    ("- {name: a, type: match}\n- {name: b, type: regex, pattern: '(['}\n", "graders[1].pattern: not a valid regular"),
+    ("graders:\n  - {name: a, type: match, mdoe: exact}\n", "graders[0].mdoe: unknown key; did you mean 'mode'?"),
+    ("graders: [", "not YAML or JSON"),
+])
+def test_evaluate_exits_2_on_a_bad_grader_spec_naming_it(spec, named, tmp_path, capsys):
+    path = write(tmp_path / "graders.yaml", spec)
+    code = main(["evaluate", "--model", "tiny-r1", "--dataset", str(BUSINESS), "--graders", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"llmft: {path}: " in err and named in err, err
+
+
+def test_evaluate_exits_2_on_a_missing_spec_file_or_pass_k_without_graders(tmp_path, capsys):
+    assert main(["evaluate", "--model", "tiny-r1", "--dataset", str(BUSINESS), "--graders", str(tmp_path / "no.yaml")]) == 2
+    assert "no.yaml" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "tiny-r1", "--dataset", str(BUSINESS), "--pass-k", "3"]) == 2
+    assert "pass_k: pass@k and thinking budgets are measured with graders" in capsys.readouterr().err
+
+
+def test_evaluate_with_graders_reports_each_grader(tmp_path, tiny_model_dir, capsys):
+    data = write(tmp_path / "two.jsonl", "".join(BUSINESS.read_text(encoding="utf-8").splitlines(True)[:2]))
+    spec = write(tmp_path / "graders.json",
+                 '[{"name": "total", "type": "numeric", "reference_field": "metadata.answer"},'
+                 ' {"name": "closed", "type": "think_format", "require_reasoning": false, "require_eos": false}]')
+    code = main(["evaluate", "--model", "tiny-r1", "--dataset", str(data), "--whole-file", "--max-new-tokens", "4",
+                 "--graders", str(spec), "--thinking-budgets", "3", "--answer-tokens", "2", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["thinking_budgets"] == [3] and report["pass_k"] == 1
+    base = report["base"]
+    assert base["grader.total"] == 0.0 and base["grader.closed"] == 0.0  # tiny-r1: newlines, never closed
+    assert base["grader.closed.budget_3"] == 1.0  # the budget closed it
+    assert "grader.total.pass@1" not in base
