@@ -24,7 +24,7 @@ A second face over the same jobs (DESIGN.md 15), not a second implementation: cr
 Only fine-tuning jobs appear here; exports and evaluations are in /api/v1/jobs only.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from apiflask import APIBlueprint, Schema, fields, validators
 from flask import request
@@ -35,7 +35,7 @@ from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import celery, db, settings
 from llmft.api.text import Text
 from llmft.db.pages import newest_first
-from llmft.db.tables import JOB_STATUSES, Job, JobEvent
+from llmft.db.tables import JOB_STATUSES, Job, JobEvent, as_utc
 from llmft.errors import Invalid, NotFound
 from llmft.jobs import observe, service
 from llmft.jobs.queue import dispatch
@@ -467,4 +467,4 @@ def _page(data: list, has_more: bool) -> dict:
 
 
 def _unix(moment: datetime) -> int:
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+    return int(as_utc(moment).timestamp())
