@@ -47,10 +47,12 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny-r1", help="base model: tiny-r1, a hub id or a folder (default tiny-r1)")
     parser.add_argument("--max-length", type=int, help="longest example in tokens (default 2048)")
     parser.add_argument("--think-mode", choices=["mask", "train", "omit"], help="assistant turns without reasoning")
+    parser.add_argument("--reasoning-format", choices=["auto", "template", "think_tags", "drop"],
+                        help="where reasoning goes in the render (default auto; drop only when asked)")
     parser.add_argument("--train-on-inputs", action="store_true", default=None, help="also train on prompts")
 
 
-DATA_OPTIONS = ("max_length", "think_mode", "train_on_inputs", "validation_file", "validation_ratio", "seed",
+DATA_OPTIONS = ("max_length", "think_mode", "reasoning_format", "train_on_inputs", "validation_file", "validation_ratio", "seed",
                 "on_invalid", "on_overlength")  # the DataConfig fields these commands take as options
 
 
@@ -94,7 +96,7 @@ def _prepare(args) -> int:
 
 def _preview(args) -> int:
     from llmft.bases.resolve import load_tokenizer
-    from llmft.data.preview import format_example
+    from llmft.data.preview import format_example, reasoning_note
     from llmft.data.validate import check_file
 
     config = _data_config(args)
@@ -106,7 +108,8 @@ def _preview(args) -> int:
         if example.record < args.start or shown >= args.n:
             continue
         where = f"line {example.line}" if example.line else f"record {example.record}"
-        print(f"── {where}: {len(tokens)} tokens, {tokens.trained_tokens} trained "
+        note = reasoning_note(example, tokens, checked.reasoning_format)
+        print(f"── {where}: {len(tokens)} tokens, {tokens.trained_tokens} trained{', ' + note if note else ''} "
               f"({'green' if color else '⟦…⟧'} = trained) ──")
         print(format_example(tokens, tokenizer, color=color))
         shown += 1

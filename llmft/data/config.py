@@ -14,6 +14,11 @@ class DataConfig(Strict):
     think_mode: Literal["mask", "train", "omit"] = Field(
         "mask", description="Assistant turns without reasoning: mask the empty <think> block, train it, or omit it."
     )
+    reasoning_format: Literal["auto", "template", "think_tags", "drop"] = Field(
+        "auto", description="Where an assistant turn's reasoning goes: template (the chat template's reasoning_content, "
+        "Qwen3-style), think_tags (<think>...</think> inline before the answer), drop (left out, warned); auto: "
+        "R1's renderer for R1, template where the template renders reasoning_content, else think_tags."
+    )
     train_on_inputs: bool = Field(False, description="Also train on system, user and tool tokens.")
     renderer: Literal["auto", "r1", "template"] = Field(
         "auto", description="r1: our DeepSeek-R1 renderer; template: the model's own chat template; auto: r1 for R1 tokenizers."

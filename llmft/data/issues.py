@@ -34,6 +34,8 @@ CODES: dict[str, tuple[str, str]] = {
     "duplicate": ("warning", "the example repeats an earlier one"),
     "unknown_field": ("warning", "a field that no format uses; it is not trained on"),
     "empty_reasoning": ("warning", "an assistant turn has an empty <think></think> block"),
+    "reasoning_dropped": ("warning", "reasoning of trained assistant turns is left out of the rendered text "
+                          "(data.reasoning_format=drop): the model will not learn to reason"),
 }
 
 Severity = Literal["error", "warning"]

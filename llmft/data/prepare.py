@@ -96,6 +96,7 @@ def _prepare_into(staging: Path, sources: list[Path], model: str, folder: Path, 
             "model": model,
             "tokenizer_sha256": tokenizer_fingerprint(folder),
             "renderer_version": RENDERER_VERSION,
+            "reasoning_format": train.reasoning_format,  # data.reasoning_format as resolved (render.resolve_format)
             "config": config.model_dump(),
             "llmft_version": __version__,
         }

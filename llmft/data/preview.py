@@ -6,6 +6,7 @@ The marks come from the labels of the real token ids (decoded run by run), so th
 exactly the training signal, not a re-rendering of it.
 """
 
+from llmft.data.normalize import Example
 from llmft.data.tokenize import IGNORE, Tokenized
 
 GREEN, RESET = "\033[32m", "\033[0m"
@@ -21,6 +22,15 @@ def format_example(tokens: Tokenized, tokenizer, *, color: bool) -> str:
             text = f"{GREEN}{text}{RESET}" if color else f"{OPEN}{text}{CLOSE}"
         pieces.append(text)
     return "".join(pieces)
+
+
+def reasoning_note(example: Example, tokens: Tokenized, reasoning_format: str | None) -> str:
+    """What became of the example's reasoning: kept (how, how many tokens) or left out; "" when it has none."""
+    if not example.has_reasoning:
+        return ""
+    if tokens.reasoning_tokens:
+        return f"reasoning kept ({reasoning_format}, {tokens.reasoning_tokens} tokens)"
+    return f"reasoning LEFT OUT (reasoning_format {reasoning_format})"
 
 
 def runs(tokens: Tokenized):

@@ -33,7 +33,9 @@ def build_report(checked: Checked, *, source: str, model: str, max_length: int) 
             "trained": sum(t.trained_tokens for t in tokenized),
         },
         "length": _length_stats(lengths, max_length),
-        "with_reasoning": _share(sum(e.has_reasoning for e in examples), n),
+        "reasoning_format": checked.reasoning_format,
+        "with_reasoning": _share(sum(e.has_reasoning for e in examples), n),  # in the data
+        "with_reasoning_kept": _share(sum(t.reasoning_tokens > 0 for t in tokenized), n),  # in the rendered text
         "with_empty_reasoning": _share(sum(e.has_empty_reasoning for e in examples), n),
         "multi_turn": sum(sum(m.role == "user" for m in e.messages) > 1 for e in examples),
         "cleaning": {key: counts[key] for key in (
@@ -65,7 +67,8 @@ def format_report(report: dict, *, max_issues: int = 50) -> str:
             bar = "#" * math.ceil(30 * bucket["count"] / peak) if bucket["count"] else ""
             lines.append(f"  <= {bucket['le']:>7}  {bucket['count']:>6}  {bar}")
     lines += [
-        f"reasoning    {report['with_reasoning']:.1%} with reasoning, {report['with_empty_reasoning']:.1%} "
+        f"reasoning    {report['with_reasoning']:.1%} with reasoning in the data, {report['with_reasoning_kept']:.1%} "
+        f"kept in the render (format {report['reasoning_format']}), {report['with_empty_reasoning']:.1%} "
         f"with an empty think block; {report['multi_turn']} multi-turn",
         f"cleaning     {cleaning['normalized']} normalized, {cleaning['duplicates_exact']} exact and "
         f"{cleaning['duplicates_normalized']} normalized duplicates removed, {cleaning['too_long']} over "

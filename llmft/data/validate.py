@@ -10,12 +10,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmft.config import ConfigError
 from llmft.data.clean import exact_key, normalize_example, normalized_key
 from llmft.data.config import DataConfig
 from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, characters, to_example
 from llmft.data.read import ReadLimits, read_records
-from llmft.data.render import is_r1_tokenizer, render
+from llmft.data.render import has_reasoning, is_r1_tokenizer, render, resolve_format
 from llmft.data.tokenize import Tokenized, max_token_chars, tokenize_many, tokenize_rendered
 
 MAX_ISSUES_PER_CODE = 1000  # beyond this an issue is counted, not kept
@@ -28,6 +29,7 @@ class Checked:
     issues: list[Issue] = field(default_factory=list)
     issue_counts: Counter = field(default_factory=Counter)
     counts: Counter = field(default_factory=Counter)
+    reasoning_format: str | None = None  # data.reasoning_format as resolved for this tokenizer and data (render.py)
 
     def add(self, issue: Issue) -> None:
         self.issue_counts[issue.code] += 1
@@ -101,8 +103,13 @@ def _normalize_and_dedupe(examples: list[Example], checked: Checked, config: Dat
 
 def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, config: DataConfig) -> None:
     r1 = config.renderer == "r1" or (config.renderer == "auto" and is_r1_tokenizer(tokenizer))
+    try:
+        reasoning_format = resolve_format(tokenizer, requested=config.reasoning_format, renderer=config.renderer,
+                                          has_reasoning=any(map(has_reasoning, examples)))
+    except ValueError as error:
+        raise ConfigError(f"data.reasoning_format: {error}") from None
     rendered = [render(e, r1=r1, tokenizer=tokenizer, think_mode=config.think_mode,
-                       train_on_inputs=config.train_on_inputs) for e in examples]
+                       train_on_inputs=config.train_on_inputs, reasoning_format=reasoning_format) for e in examples]
     bound = config.max_length * max_token_chars(tokenizer)
     whole = iter(tokenize_many([shown for shown in rendered if len(shown.text) <= bound], tokenizer))
     for example, shown in zip(examples, rendered):
@@ -121,7 +128,19 @@ def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, conf
                 continue
         checked.examples.append(example)
         checked.tokenized.append(tokens)
+        if _trained_reasoning(example) and tokens.reasoning_tokens == 0:
+            checked.counts["reasoning_dropped"] += 1
     checked.counts["renderer_r1"] = int(r1)
+    checked.reasoning_format = reasoning_format
+    if checked.counts["reasoning_dropped"]:
+        n = checked.counts["reasoning_dropped"]
+        checked.add(Issue("reasoning_dropped", f"{n} of {len(checked.examples)} examples carry reasoning on trained "
+                                               f"turns that the render leaves out (data.reasoning_format="
+                                               f"{config.reasoning_format}); use auto or think_tags to keep it"))
+
+
+def _trained_reasoning(example: Example) -> bool:
+    return any(m.role == "assistant" and m.reasoning and m.weight != 0 for m in example.messages)
 
 
 def _too_long(checked: Checked, example: Example, config: DataConfig, size: str) -> None:

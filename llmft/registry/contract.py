@@ -60,6 +60,21 @@ def _base_contract(base_model: str, tokenizer) -> dict:
             "eos_rate": None, "closed_think_rate": None}
 
 
+def trained_contract(base_model: str, *, renderer_version: str, reasoning_format: str | None, think_mode: str | None,
+                     evaluation: dict | None = None, tokenizer=None) -> dict:
+    """The contract a fine-tune is registered with (its lineage["reasoning"]): how its data was rendered
+    (`reasoning_format` as prepare resolved it; None, from a run before formats: as the base is served), the
+    hash of the generation prompt that render gives, the base's recommended sampling and thinking budget, and
+    the EOS and closed-think rates its evaluation measured (`evaluation["candidate"]`), when it has them."""
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(str(resolve_model(base_model)))
+    reasoning_format = reasoning_format or serving_format(tokenizer)
+    measured = (evaluation or {}).get("candidate") or {}
+    return {**base_contract(base_model, tokenizer=tokenizer), "renderer_version": renderer_version,
+            "reasoning_format": reasoning_format, "think_mode": think_mode,
+            "generation_prompt_sha256": prompt_sha256(tokenizer, reasoning_format=reasoning_format, think_mode=think_mode),
+            "eos_rate": measured.get("eos_rate"), "closed_think_rate": measured.get("closed_think_rate")}
+
+
 def version_contract(base: dict, reasoning: dict | None) -> dict:
     """A version's contract: what its lineage recorded over its base's (an old version without one: the base's)."""
     return {**base, **{key: value for key, value in (reasoning or {}).items() if value is not None}}

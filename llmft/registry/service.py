@@ -23,6 +23,7 @@ from llmft.db.tables import Dataset, Job, ModelAlias, ModelEvent, ModelVersion, 
 from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry.artifacts import add_file, artifacts_dir, store, verify
 from llmft.registry.card import model_card
+from llmft.registry.contract import trained_contract
 from llmft.train.summary import RunSummary
 
 # \Z, not $: `$` also matches before a final newline, and `production\n` is no alias.
@@ -58,7 +59,7 @@ def register_version(session: Session, *, job: Job, final_dir: Path, summary: Ru
     if existing is not None:
         return existing
     return _register(session, name=model_name_for(job), base_model=job.base_model, job=job, folder=final_dir,
-                     home=home, evaluation=evaluation, lineage=_lineage(session, job, summary, base_revision),
+                     home=home, evaluation=evaluation, lineage=_lineage(session, job, summary, base_revision, evaluation),
                      metrics=_metrics(summary, evaluation), message=f"registered from job {job.id}")
 
 
@@ -252,13 +253,19 @@ def model_events(session: Session, *, principal: Principal, name: str) -> list[M
     return list(session.scalars(select(ModelEvent).where(ModelEvent.model_id == model.id).order_by(ModelEvent.id)))
 
 
-def _lineage(session: Session, job: Job, summary: RunSummary, base_revision: str | None) -> dict:
+def _lineage(session: Session, job: Job, summary: RunSummary, base_revision: str | None,
+             evaluation: dict | None) -> dict:
+    """What the version came from, and its reasoning contract (registry/contract.py) under "reasoning"."""
     datasets = [session.get(Dataset, i) for i in (job.dataset_id, job.validation_dataset_id) if i]
     config = job.config
+    think_mode = config.get("data", {}).get("think_mode", "mask")
     return {"job_id": job.id, "base_model": job.base_model, "base_revision": base_revision, "method": job.method,
             "datasets": [{"id": d.id, "filename": d.filename, "sha256": d.sha256} for d in datasets if d],
             "data_sha256": summary.data.sha256, "tokenizer_sha256": summary.tokenizer_sha256,
-            "renderer_version": summary.renderer_version, "think_mode": config["data"].get("think_mode"),
+            "renderer_version": summary.renderer_version, "think_mode": think_mode,
+            "reasoning": trained_contract(job.base_model, renderer_version=summary.renderer_version,
+                                          reasoning_format=summary.reasoning_format, think_mode=think_mode,
+                                          evaluation=evaluation),
             "hyperparameters": job.hyperparameters, "seed": job.seed, "config": config,
             "llmft_version": summary.llmft_version, "torch_version": summary.torch_version}
 

@@ -219,6 +219,7 @@ def _summary(config, prepared, trainer, output, started, *, status, final, recor
         final_dir=str(final) if final else None,
         tokenizer_sha256=prepared.manifest["tokenizer_sha256"],
         renderer_version=prepared.manifest["renderer_version"],
+        reasoning_format=prepared.manifest.get("reasoning_format"),
         data=DataSummary(sha256=prepared.report["sha256"], sources=prepared.manifest["sources"],
                          folder=str(prepared.folder), train_examples=prepared.report["split"]["train"],
                          validation_examples=prepared.report["split"]["validation"]),

@@ -56,6 +56,7 @@ class RunSummary(BaseModel):
     final_dir: str | None  # the final model (status succeeded)
     tokenizer_sha256: str
     renderer_version: str
+    reasoning_format: str | None = None  # data.reasoning_format as prepare resolved it (None: a run before formats)
     data: DataSummary
     config: dict  # the TrainConfig it ran with, its "auto" fields chosen
     hyperparameters: dict = {}  # num_epochs, batch_size, learning_rate, logging_steps, row_length, max_steps
@@ -71,7 +72,7 @@ class RunSummary(BaseModel):
         """Atomically (a reader sees the old file or the new one). The fields that only some runs
         have (GPU memory, the NaN step) are left out when empty, as the file always had them."""
         path = Path(output_dir) / FILE
-        optional = {"gpu_peak_memory_gb", "gpu_memory_fraction", "nan_step", "last_good_checkpoint"}
+        optional = {"gpu_peak_memory_gb", "gpu_memory_fraction", "nan_step", "last_good_checkpoint", "reasoning_format"}
         value = self.model_dump(exclude={name for name in optional if getattr(self, name) is None})
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False, default=str) + "\n")

@@ -425,6 +425,9 @@ FILE_CASES = {  # code -> (file name, bytes, read_records keyword arguments)
 CHECK_FILE_CASES = {  # code -> (JSONL lines, DataConfig)
     "duplicate": ([chat("hi", "yo"), chat("hi", "yo")], DataConfig()),
     "too_long": ([chat("hi", LONG_ANSWER)], DataConfig(max_length=16)),
+    "reasoning_dropped": ([{"messages": [{"role": "user", "content": "hi"},
+                                         {"role": "assistant", "content": "yo", "reasoning_content": "greet"}]}],
+                          DataConfig(reasoning_format="drop")),
 }
 
 
