@@ -61,6 +61,10 @@ def test_a_used_dataset_becomes_a_tombstone_and_its_content_goes(database_url, a
         delete_dataset(session, principal=alice, dataset_id=dataset_id, uploads_dir=uploads)
     assert busy.value.code == "dataset_in_use" and busy.value.details == {"jobs": [job.id]}
     with session_scope(database_url) as session:
+        session.get(Job, job.id).status = "paused"  # resumed, it reads the file again
+    with session_scope(database_url) as session, pytest.raises(Conflict, match="paused"):
+        delete_dataset(session, principal=alice, dataset_id=dataset_id, uploads_dir=uploads)
+    with session_scope(database_url) as session:
         session.get(Job, job.id).status = "succeeded"
     with session_scope(database_url) as session:
         delete_dataset(session, principal=alice, dataset_id=dataset_id, uploads_dir=uploads)
