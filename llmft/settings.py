@@ -4,6 +4,7 @@ Every setting is listed in `.env.example`. With nothing set, everything lives un
 `$LLMFT_HOME` (default `./var`): a SQLite database, a SQLite Celery broker, artifacts.
 """
 
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmft.config import ConfigError
+
+# The metric names an evaluation with graders reports (llmft.evaluate.run): grader.NAME[.pass@K|.budget_B].
+GRADER_METRIC = re.compile(r"grader\.[a-z0-9][a-z0-9_-]{0,39}(?:\.pass@[0-9]{1,2}|\.budget_[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -38,7 +42,8 @@ class Settings(BaseSettings):
     worker_slots: int = Field(1, ge=1, le=64, description=(
         "Training processes a worker runs at once (its GPUs; on CPU, 1): jobs of up to this many processes go to it."))
     promotion_gate: str = Field("eval_loss:min,rouge_l:max,bleu:max", description=(
-        "Metrics a version must not be worse on to take a gated alias: NAME:min (lower is better) or NAME:max."))
+        "Metrics a version must not be worse on to take a gated alias: NAME:min (lower is better) or NAME:max; "
+        "grader metrics too (grader.NAME, grader.NAME.pass@K, grader.NAME.budget_B: see JOB_EVAL_GRADERS)."))
     promotion_tolerance: float = Field(0.0, ge=0, description="How much worse a gated metric may be, relative (0.01 = 1%).")
     gated_aliases: str = Field("production", description="Comma-separated aliases that only move through the gate.")
     inference_base_models: str = Field("tiny-r1,smollm2-135m", description=(
@@ -53,6 +58,9 @@ class Settings(BaseSettings):
         "The evaluation every fine-tuning job runs before it registers: most validation conversations answered."))
     job_eval_max_new_tokens: str = Field("auto", description=(
         "That evaluation's generation budget: auto (1.5x the longest reference answer, 16 to 1024) or a number."))
+    job_eval_graders: Path | None = Field(None, description=(
+        "A grader spec file (YAML or JSON, docs/graders.md) that evaluation scores with: each version then records "
+        "grader.NAME metrics, which PROMOTION_GATE may name. Unset: no graders."))
     inference_max_new_tokens: int = Field(2048, ge=1, description="Most tokens one answer may generate (400 above).")
     inference_default_max_tokens: int = Field(1024, ge=1, description="Tokens generated when a request sets no limit.")
     inference_repetition_window: int = Field(256, ge=0, description=(
@@ -76,7 +84,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address llmft serve listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port llmft serve listens on.")
 
-    @field_validator("llmft_home", "data_root")
+    @field_validator("llmft_home", "data_root", "job_eval_graders")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -88,19 +96,29 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r}: write auto or a number of tokens from 1 to 8192")
         return value
 
+    @field_validator("job_eval_graders")
+    @classmethod
+    def _graders_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: no such file (a grader spec, YAML or JSON)")
+        return value
+
     @field_validator("promotion_gate")
     @classmethod
     def _gate(cls, value: str) -> str:
         for item in filter(None, (part.strip() for part in value.split(","))):
-            name, _, direction = item.partition(":")
+            name, _, direction = item.rpartition(":")
             if not name or direction not in ("min", "max"):
                 raise ValueError(f"{item!r}: write NAME:min or NAME:max, e.g. eval_loss:min,rouge_l:max")
+            if name.startswith("grader.") and not GRADER_METRIC.fullmatch(name):
+                raise ValueError(f"{name!r}: a grader metric reads grader.NAME, grader.NAME.pass@K or "
+                                 "grader.NAME.budget_B (NAME: lowercase letters, digits, _ and -), e.g. grader.total:max")
         return value
 
     @property
     def gated_metrics(self) -> tuple[tuple[str, str], ...]:
         items = filter(None, (part.strip() for part in self.promotion_gate.split(",")))
-        return tuple(tuple(item.split(":", 1)) for item in items)
+        return tuple(tuple(item.rsplit(":", 1)) for item in items)
 
     @property
     def gated_alias_names(self) -> tuple[str, ...]:

@@ -26,15 +26,15 @@ from llmft import exit_codes
 
 
 def run(args) -> int:
-    from llmft.evaluate.graders import GraderSpecError, check_grading, load_spec
+    from llmft.evaluate.graders import GraderSpecError, check_grading, read_spec
     from llmft.evaluate.run import NothingToEvaluate, evaluate_file
 
     grading = {}
     if args.graders or args.pass_k > 1 or args.thinking_budgets:
         try:
-            spec = load_spec(_read_spec(args.graders)) if args.graders else None
+            spec = read_spec(Path(args.graders)) if args.graders else None
             check_grading(spec, args.pass_k, args.thinking_budgets, args.answer_tokens)
-        except (GraderSpecError, OSError, ValueError) as error:
+        except GraderSpecError as error:
             print(f"llmft: {args.graders or '--graders'}: {error}", file=sys.stderr)
             return exit_codes.USAGE
         grading = {"graders": spec, "pass_k": args.pass_k, "thinking_budgets": args.thinking_budgets,
@@ -127,16 +127,6 @@ def _from_registry(args) -> tuple[str, str | None, Path]:
             dataset = dataset_path(get_dataset(session, principal=principal, dataset_id=args.dataset),
                                    settings.uploads_dir)
     return model, base, dataset
-
-
-def _read_spec(path: str):
-    """A grader spec file's data: YAML, of which JSON is a part."""
-    import yaml
-
-    try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"not YAML or JSON: {error}") from None
 
 
 def _budgets(value: str) -> list[int]:

@@ -41,9 +41,11 @@ import difflib
 import re
 import string
 import unicodedata
+from pathlib import Path
 from typing import Annotated, Literal
 
 import regex
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_GRADERS = 32
@@ -223,6 +225,18 @@ def load_spec(data) -> GraderSpec:
     if problems:
         raise GraderSpecError(problems)
     return GraderSpec(graders=tuple(graders))
+
+
+def read_spec(path: Path) -> GraderSpec:
+    """A checked spec from a YAML or JSON file; GraderSpecError (the file unreadable or not YAML too) naming what is
+    wrong."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise GraderSpecError({"graders": f"cannot read {path}: {error.strerror or error}"}) from None
+    except yaml.YAMLError as error:
+        raise GraderSpecError({"graders": f"{path} is not YAML or JSON: {error}"}) from None
+    return load_spec(data)
 
 
 def grade(spec: GraderSpec, *, answer: str, reasoning: str, finished: bool, reference: str, record: dict,

@@ -28,6 +28,7 @@ from llmft.bases.resolve import base_revision
 from llmft.db.events import record_event
 from llmft.db.session import session_scope
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
+from llmft.evaluate.graders import read_spec
 from llmft.evaluate.run import evaluate_file, evaluate_fine_tune
 from llmft.jobs.lease import start_attempt
 from llmft.jobs.progress import Pace, advance
@@ -205,7 +206,8 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
 
 def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResult, on_event) -> dict | None:
     """The fine-tune next to its base on the validation split it was trained with, as the settings bound it
-    (JOB_EVAL_MAX_SAMPLES, JOB_EVAL_MAX_NEW_TOKENS: by default up to 200 examples, the "auto" budget); None
+    (JOB_EVAL_MAX_SAMPLES, JOB_EVAL_MAX_NEW_TOKENS: by default up to 200 examples, the "auto" budget; graded by
+    JOB_EVAL_GRADERS when set, so the version records grader.NAME metrics for the gate); None
     (and a warning event) when there is none or evaluation itself failed: the fine-tune is registered either way."""
     if not result.summary.data.validation_examples:
         _warn(url, job_id, "no validation examples: the version is registered without an evaluation")
@@ -216,7 +218,8 @@ def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResul
         budget = settings.job_eval_max_new_tokens
         report = evaluate_fine_tune(base_model=base_model, final_dir=result.final_dir, data_dir=result.data_dir,
                                     max_samples=settings.job_eval_max_samples,
-                                    max_new_tokens=budget if budget == "auto" else int(budget))
+                                    max_new_tokens=budget if budget == "auto" else int(budget),
+                                    graders=read_spec(settings.job_eval_graders) if settings.job_eval_graders else None)
     except Exception as error:  # the outer edge of the evaluation step: record it, register without it
         logging.exception("evaluation of job %s failed", job_id)
         _warn(url, job_id, f"evaluation failed ({type(error).__name__}: {error}); registered without it")
