@@ -18,6 +18,7 @@ from llmft.api.context import db, settings
 from llmft.api.text import Text
 from llmft.data import service
 from llmft.db.tables import Dataset, as_utc
+from llmft.errors import NotFound
 
 bp = APIBlueprint("openai_files", __name__, tag="OpenAI-compatible")
 
@@ -128,8 +129,12 @@ def delete(file_id):
 def content(file_id):
     with db() as session:
         dataset = service.get_dataset(session, principal=principal(), dataset_id=file_id)
-        path, filename = service.dataset_path(dataset, settings().uploads_dir), dataset.filename
-    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=filename)
+        try:  # opened here: a deletion that commits from now on unlinks a file already open
+            handle = service.dataset_path(dataset, settings().uploads_dir).open("rb")
+        except FileNotFoundError:  # deleted between reading the row and opening the file
+            raise NotFound(f"file {file_id!r} was deleted", details={"id": file_id}) from None
+        filename = dataset.filename
+    return send_file(handle, mimetype="application/octet-stream", as_attachment=True, download_name=filename)
 
 
 def _file(dataset: Dataset) -> dict:
