@@ -43,17 +43,17 @@ from llmft.bases.resolve import weights_source
 from llmft.data.config import DataConfig
 from llmft.data.normalize import Message
 from llmft.data.prepare import prepare
-from llmft.data.render import generation_prompt, is_r1_tokenizer
+from llmft.data.render import generation_prompt
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
 from llmft.evaluate.graders import ANSWER_TOKENS, GraderSpec, check_grading, check_records, grade, load_spec
 from llmft.evaluate.metrics import fact_share, perplexity, reasoning_stats, rouge_l, score_answers, split_reasoning
+from llmft.registry.contract import base_contract
 
 MAX_NEW_TOKENS_CAP = 1024  # the most new tokens "auto" asks for
 MIN_NEW_TOKENS = 16  # the fewest
 AUTO_FACTOR = 1.5  # "auto": this many times the longest reference turn
 ANSWER_CHARS = 2000  # each text kept in report["samples"] is cut to this many characters
-R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek's recommendation for the R1 series
 THINK_CLOSING = "\n" + THINK_CLOSE + "\n\n"  # what a budget appends, as the engine does
 
 
@@ -96,7 +96,7 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
                                           ["input_ids"]) + 1 for prompt, (_, turn, _) in zip(prompts, conversations)])
     report = {"examples": len(scored), "generated": len(prompts), "max_new_tokens": budget,
               "max_new_tokens_auto": max_new_tokens == "auto"}
-    sampling = contract_sampling(base, tokenizer)
+    sampling = contract_sampling(base_model, tokenizer)
     if spec is not None:
         report |= {"graders": spec.dump(), "pass_k": pass_k, "thinking_budgets": list(thinking_budgets),
                    "answer_tokens": answer_tokens, "sampling": sampling if pass_k > 1 else None}
@@ -159,13 +159,11 @@ def _evaluate_split(*, base_model: str, candidate: Path | None, folder: Path, sp
                     tokens=folder / f"{split}.tokens.safetensors", **options)
 
 
-def contract_sampling(model, tokenizer) -> dict:
-    """The recommended sampling of the model's reasoning contract: DeepSeek's 0.6 / 0.95 for R1, else what the
-    model's generation config says (1.0 where it says nothing)."""
-    if is_r1_tokenizer(tokenizer):
-        return dict(R1_SAMPLING)
-    config = model.generation_config
-    return {"temperature": config.temperature or 1.0, "top_p": config.top_p or 1.0}
+def contract_sampling(base_model: str, tokenizer) -> dict:
+    """The recommended sampling of the base's reasoning contract (llmft.registry.contract; a fine-tune keeps its
+    base's): DeepSeek's 0.6 / 0.95 for R1, else the base's generation config, 1.0 where it says nothing."""
+    contract = base_contract(base_model, tokenizer=tokenizer)
+    return {"temperature": contract["temperature"] or 1.0, "top_p": contract["top_p"] or 1.0}
 
 
 def mean_reasoning_tokens(tokenizer, texts: list[str]) -> float:

@@ -89,7 +89,7 @@ def test_a_thinking_budget_closes_the_block_and_the_answer_follows(tiny_model_di
 
 def test_contract_sampling_is_r1_s_for_tiny_r1(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    assert contract_sampling(None, tokenizer) == {"temperature": 0.6, "top_p": 0.95}
+    assert contract_sampling("tiny-r1", tokenizer) == {"temperature": 0.6, "top_p": 0.95}
 
 
 @pytest.mark.parametrize("options, words", [
