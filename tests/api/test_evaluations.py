@@ -5,6 +5,7 @@ a number is kept, and a wrong value is a 422 naming its field; a grader spec rea
 from pathlib import Path
 
 import pytest
+import requests
 
 from llmft.api.app import create_app
 from llmft.auth.keys import authenticate, create_key
@@ -12,6 +13,7 @@ from llmft.data.service import upload_dataset
 from llmft.db.session import session_scope
 from llmft.db.tables import Job
 from llmft.settings import load_settings
+from tests.api.conftest import follow
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 
@@ -102,3 +104,28 @@ def test_grading_options_out_of_range_are_422_naming_the_field(api, field, value
     response = post(**{field: value})
     assert response.status_code == 422
     assert response.json["error"]["code"] == "invalid" and field in str(response.json["error"]["details"])
+
+
+BUSINESS = Path(__file__).resolve().parents[2] / "data" / "sample" / "business_math.jsonl"
+
+
+@pytest.mark.slow
+def test_an_evaluation_job_with_graders_reports_them_on_a_live_server(server, keys):
+    """The whole path: the spec through HTTP, the job's config, the worker's child, the report as the job's result."""
+    headers = {"Authorization": f"Bearer {keys['alice']}"}
+    small = "".join(BUSINESS.read_text(encoding="utf-8").splitlines(keepends=True)[:30]).encode()
+    dataset = requests.post(f"{server}/api/v1/datasets", headers=headers, files={"file": ("bm.jsonl", small)},
+                            timeout=120).json()["id"]
+    graders = [{"name": "total", "type": "numeric", "reference_field": "metadata.answer"},
+               {"name": "closed", "type": "think_format", "require_reasoning": False, "require_eos": False}]
+    created = requests.post(f"{server}/api/v1/evaluations", headers=headers, timeout=30, json={
+        "model": "tiny-r1", "dataset_id": dataset, "max_samples": 2, "max_new_tokens": 4, "graders": graders,
+        "pass_k": 2, "thinking_budgets": [3], "answer_tokens": 2})
+    assert created.status_code == 202, created.json()
+    report = follow(server, keys["alice"], created.json())["result"]
+    base = report["base"]
+    assert report["graders"] == graders and report["pass_k"] == 2 and report["thinking_budgets"] == [3]
+    assert base["grader.total"] == 0.0 and base["grader.closed"] == 0.0  # tiny-r1 writes newlines, never closes
+    assert base["grader.closed.budget_3"] == 1.0  # the budget closed the think block
+    assert 0.0 <= base["grader.total.pass@2"] <= 1.0 and base["eos_rate"] == 0.0
+    assert [set(s["base"]["grades"]) for s in report["samples"]] == [{"total", "closed"}] * 2
