@@ -135,3 +135,13 @@ def test_a_wrong_thinking_budget_is_refused_naming_it_before_anything_is_queued(
                  chats=[[{"role": "user", "content": "hi"}]], **ask)
     assert refused.value.details["param"] == param and param in refused.value.message
     assert engine.stats["requests"] == before
+
+
+def test_a_looping_answer_ends_with_finish_reason_repetition_at_the_settings_window(database_url, alice, engine,
+                                                                                     tmp_path):
+    settings = Settings(llmft_home=tmp_path, database_url=database_url, inference_repetition_window=30)
+    with session_scope(database_url) as session:
+        [reply] = generate(session, principal=alice, settings=settings, engine=engine, model="tiny-r1",
+                           chats=[[{"role": "user", "content": "hi"}]], max_tokens=200, temperature=0)
+    [result] = reply.generation.results()  # greedy, tiny-r1 writes "\n" forever
+    assert (result.finish_reason, result.completion_tokens, result.reasoning_tokens) == ("repetition", 30, 30)
