@@ -1,10 +1,14 @@
-"""One job attempt end to end on a real database: claim, child trainer, events, cancel, redelivery."""
+"""One job attempt end to end on a real database: claim, child trainer, events, cancel, pause and resume,
+redelivery."""
 
+import json
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from sqlalchemy import select
 
 from llmft.auth.keys import authenticate, create_key
@@ -13,9 +17,14 @@ from llmft.db.session import session_scope
 from llmft.db.tables import Job, JobEvent
 from llmft.errors import Invalid
 from llmft.jobs.runner import run_job
-from llmft.jobs.service import cancel_job, create_job, list_events
+from llmft.jobs.service import cancel_job, create_job, list_events, pause_job, resume_job
 from llmft.registry.service import resolve, verified_folder
 from llmft.settings import load_settings
+from llmft.train import checkpoints
+from llmft.train.config import TrainConfig
+from llmft.train.run import train
+from tests.jobs.test_chaos import events_of, wait
+from tests.train.test_run import read_metrics
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "brokerage_support.jsonl"
 
@@ -88,6 +97,64 @@ def test_cancel_stops_a_running_job_and_a_redelivery_starts_nothing(setup):
     assert outcome == ["cancelled"]
     with session_scope(settings.sqlalchemy_url) as session:
         assert session.get(Job, job_id).status == "cancelled"
+
+
+def job_summary(output: Path) -> dict:
+    return json.loads((output / "summary.json").read_text())
+
+
+def act(settings, principal, action, job_id) -> None:
+    with session_scope(settings.sqlalchemy_url) as session:
+        action(session, principal=principal, job_id=job_id)
+
+
+@pytest.mark.slow
+def test_a_paused_job_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_run(setup, tmp_path):
+    settings, principal, dataset_id = setup
+    job_id = new_job(settings, principal, dataset_id, max_steps=40, eval_per_epoch=False)
+    act(settings, principal, pause_job, job_id)  # queued: paused at once
+    assert run_job(settings, job_id) == "skipped"  # its message, delivered now, starts nothing
+    act(settings, principal, resume_job, job_id)
+
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.append(run_job(settings, job_id)))
+    runner.start()
+    wait(lambda: any(data["step"] >= 2 for _, data in events_of(settings, job_id, "metrics")), 180, "two steps")
+    act(settings, principal, pause_job, job_id)
+    runner.join(timeout=120)
+    assert outcome == ["paused"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id)
+        paused = (job.status, job.attempts, job.lease_owner, job.pause_requested)
+        config = TrainConfig.model_validate(job.config)
+    assert paused == ("paused", 0, None, True)  # pausing used none of the job's attempts
+    step = events_of(settings, job_id, "paused")[-1][1]["step"]
+    assert 2 <= step < 40 and checkpoints.latest(config.output.output_dir).name == f"checkpoint-{step}"
+
+    act(settings, principal, resume_job, job_id)
+    assert run_job(settings, job_id) == "succeeded"
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id)
+        assert (job.attempts, job.progress["step"], job.pause_requested) == (1, 40, False)
+        types = [e.type for e in list_events(session, principal=principal, job_id=job_id, limit=1000)]
+    assert [t for t in types if t in ("queued", "paused", "resumed", "running", "pausing", "succeeded")] == [
+        "queued", "paused", "resumed", "running", "pausing", "paused", "resumed", "running", "succeeded"]
+    resumed = events_of(settings, job_id, "started")[-1][1]
+    assert resumed["step"] == step and resumed["resumed_from"].endswith(f"checkpoint-{step}")
+
+    # the same job's config trained without a pause: the same losses and the same final adapter
+    elsewhere = config.output.model_copy(update={"output_dir": str(tmp_path / "straight")})
+    reference = train(config.model_copy(update={"output": elsewhere}), progress=False)
+    output = Path(config.output.output_dir)
+    logged = lambda folder: {(r["step"], key): r[key] for r in read_metrics(folder)  # noqa: E731
+                             for key in ("loss", "eval_loss") if key in r}
+    assert logged(output) == pytest.approx(logged(tmp_path / "straight"), rel=1e-4)
+    assert reference.summary.final_train_loss == pytest.approx(job_summary(output)["final_train_loss"], rel=1e-4)
+    weights, expected = load_file(output / "final" / "adapter_model.safetensors"), \
+        load_file(reference.final_dir / "adapter_model.safetensors")
+    assert weights.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-4, atol=1e-6)
 
 
 def test_unknown_hyperparameters_and_datasets_are_rejected_by_name(setup):
