@@ -24,7 +24,7 @@ from pathlib import Path
 
 from llmft.bases.resolve import load_tokenizer, resolve_model
 from llmft.data.normalize import Message
-from llmft.data.render import is_r1_tokenizer, serving_format
+from llmft.data.render import is_r1_tokenizer, resolve_format, serving_format
 from llmft.data.tokenize import prompt_ids
 
 KEYS = ("renderer_version", "reasoning_format", "think_mode", "generation_prompt_sha256", "temperature", "top_p",
@@ -73,6 +73,19 @@ def trained_contract(base_model: str, *, renderer_version: str, reasoning_format
             "reasoning_format": reasoning_format, "think_mode": think_mode,
             "generation_prompt_sha256": prompt_sha256(tokenizer, reasoning_format=reasoning_format, think_mode=think_mode),
             "eos_rate": measured.get("eos_rate"), "closed_think_rate": measured.get("closed_think_rate")}
+
+
+def run_reasoning(tokenizer, *, data: dict, has_reasoning: bool) -> dict:
+    """What a run's data options fix of its contract before it registers (serving its checkpoints by name):
+    the format prepare resolves for `data` (its job config's data group) on data with or without reasoning."""
+    requested, think_mode = data.get("reasoning_format", "auto"), data.get("think_mode", "mask")
+    try:
+        reasoning_format = resolve_format(tokenizer, requested=requested, renderer=data.get("renderer", "auto"),
+                                          has_reasoning=has_reasoning)
+    except ValueError:  # prepare refused these options: the run wrote no checkpoint under them
+        return {}
+    return {"reasoning_format": reasoning_format, "think_mode": think_mode,
+            "generation_prompt_sha256": prompt_sha256(tokenizer, reasoning_format=reasoning_format, think_mode=think_mode)}
 
 
 def version_contract(base: dict, reasoning: dict | None) -> dict:

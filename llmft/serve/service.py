@@ -31,11 +31,11 @@ from llmft.bases.resolve import ModelNotFoundError
 from llmft.config import ConfigError
 from llmft.data.normalize import Message, characters
 from llmft.data.tokenize import max_token_chars, prompt_ids
-from llmft.db.tables import Job, ModelAlias, ModelVersion, RegisteredModel, is_id
+from llmft.db.tables import Dataset, Job, ModelAlias, ModelVersion, RegisteredModel, is_id
 from llmft.errors import Conflict, Invalid, NotFound, ServiceError
 from llmft.registry import service as registry
 from llmft.registry.artifacts import IntegrityError, artifacts_dir
-from llmft.registry.contract import base_contract, version_contract
+from llmft.registry.contract import base_contract, run_reasoning, version_contract
 from llmft.serve.backend import Generation, InferenceBackend, ModelUnavailable, Target
 from llmft.serve.budgets import EFFORT_BUDGETS, effort_budget
 from llmft.serve.sampling import Sampling
@@ -179,7 +179,7 @@ def _checkpoint_target(session: Session, *, principal: Principal, model: str, se
     except FileNotFoundError:  # rotated away just now
         raise _unknown(model, settings) from None
     return Target(key=f"checkpoint:{job.id}:{folder.name}:{written}", label=model, base_model=job.base_model,
-                  kind=kind, folder=folder, contract=target_contract(job.base_model))
+                  kind=kind, folder=folder, contract=target_contract(job.base_model, run=_run_data(session, job)))
 
 
 def _checkpoint(session: Session, *, principal: Principal, model: str, settings: Settings) -> tuple[Job, Path]:
@@ -368,13 +368,24 @@ def chat_prompt(tokenizer, messages: list[Message], contract: dict | None = None
     return ids, prompt.endswith(THINK_OPEN + "\n")
 
 
-def target_contract(base_model: str, reasoning: dict | None = None) -> dict:
+def target_contract(base_model: str, reasoning: dict | None = None, *, run: tuple[dict, bool] | None = None) -> dict:
     """The reasoning contract a target is served under: a version's recorded one (`reasoning`, from its lineage)
-    over its base's (registry/contract.py)."""
+    or what a run's (data options, data has reasoning) fix of it (`run`, a checkpoint), over its base's
+    (registry/contract.py)."""
     try:
-        return version_contract(base_contract(base_model, tokenizer=tokenizer_for(base_model)), reasoning)
+        tokenizer = tokenizer_for(base_model)
+        if run is not None:
+            reasoning = run_reasoning(tokenizer, data=run[0], has_reasoning=run[1])
+        return version_contract(base_contract(base_model, tokenizer=tokenizer), reasoning)
     except (ModelNotFoundError, ConfigError) as error:  # a built-in base that cannot be built here (offline)
         raise ModelUnavailable(str(error), details={"model": base_model}) from None
+
+
+def _run_data(session: Session, job: Job) -> tuple[dict, bool]:
+    """A job's data options, and whether its dataset has reasoning (its upload report says; unknown: yes)."""
+    dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    has_reasoning = dataset is None or bool((dataset.report or {}).get("with_reasoning", 1))
+    return (job.config or {}).get("data", {}), has_reasoning
 
 
 def check_characters(tokenizer, characters: int, *, settings: Settings, param: str) -> None:

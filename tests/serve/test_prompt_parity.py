@@ -158,3 +158,34 @@ def test_a_request_on_tiny_r1_reports_the_training_prompt_length(database_url, a
     reply.generation.results()
     opener = len(load_tokenizer(str(resolve_model("tiny-r1")))("<think>\n", add_special_tokens=False)["input_ids"])
     assert reply.prompt_tokens == start + opener and reply.reasoning_open
+
+
+@pytest.mark.parametrize("with_reasoning, expected_format", [(0.4, "think_tags"), (0.0, "template")])
+def test_a_checkpoint_served_by_name_is_prompted_as_its_run_renders(database_url, alice, bases, tmp_path,
+                                                                     with_reasoning, expected_format):
+    """Before it registers, a run's checkpoint (JOB_ID:checkpoint-N) gets the format its data options resolve to
+    on its dataset (with reasoning or not, as the upload's report says)."""
+    settings = Settings(llmft_home=tmp_path, database_url=database_url)
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    save_file({"lora_A": torch.zeros(2, 2)}, checkpoint / "adapter_model.safetensors")
+    (checkpoint / "adapter_config.json").write_text(json.dumps({"r": 2, "peft_type": "LORA"}))
+    (checkpoint / "COMMITTED").write_text("{}\n")
+    with session_scope(database_url) as session:
+        dataset = Dataset(tenant_id=alice.tenant_id, filename="d.jsonl", stored_name="d.jsonl", bytes=1,
+                          sha256="ef" * 32, examples=1, report={"with_reasoning": with_reasoning})
+        session.add(dataset)
+        session.flush()
+        job = Job(tenant_id=alice.tenant_id, status="running", base_model=bases["chatml"], dataset_id=dataset.id,
+                  method="lora", hyperparameters={}, seed=1, metadata_={},
+                  config={"data": {"think_mode": "mask", "reasoning_format": "auto"},
+                          "output": {"output_dir": str(tmp_path / "run")}})
+        session.add(job)
+        session.flush()
+        target = target_for(session, principal=alice, model=f"{job.id}:checkpoint-1", settings=settings)
+    assert (target.contract["reasoning_format"], target.contract["think_mode"]) == (expected_format, "mask")
+    if expected_format == "think_tags":
+        tokens, _ = trained(tmp_path, bases["chatml"], "mask")
+        ids, reasoning_open = chat_prompt(tokenizer_for(bases["chatml"]), chat_messages(CONVERSATION[:4]),
+                                          target.contract)
+        assert ids == tokens.input_ids[:len(ids)] and reasoning_open
