@@ -1,4 +1,5 @@
-"""Jobs over HTTP with the embedded worker: create, follow to succeeded, events, cancel, tenants."""
+"""Jobs over HTTP with the embedded worker: create, follow to succeeded, events, cancel, pause and resume,
+tenants."""
 
 import json
 import time
@@ -110,6 +111,61 @@ def test_cancel_a_job(server, keys, dataset_id):
                         timeout=10).json()["data"][0]["step"] == job["progress"]["step"]
     again = requests.post(f"{server}/api/v1/jobs/{job_id}/cancel", headers=auth(keys["alice"]), timeout=10)
     assert again.status_code == 409
+
+
+def test_pause_and_resume_a_queued_job_with_their_refusals(server, keys, dataset_id):
+    # the embedded worker has one slot: a job of two processes stays queued, so no trainer is involved
+    job = requests.post(f"{server}/api/v1/jobs", json={"dataset_id": dataset_id, "resources": {"processes": 2}},
+                        headers=auth(keys["alice"]), timeout=30).json()
+    act = lambda verb, key="alice": requests.post(f"{server}/api/v1/jobs/{job['id']}/{verb}",  # noqa: E731
+                                                  headers=auth(keys[key]), timeout=10)
+    for verb in ("pause", "resume"):
+        assert act(verb, "bob").status_code == 404  # another tenant's job
+        assert act(verb, "alice_viewer").status_code == 403
+    refused = act("resume")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "invalid_state"
+    assert refused.json()["error"]["details"] == {"status": "queued"}
+    paused = act("pause")
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    assert act("pause").status_code == 409
+    listed = requests.get(f"{server}/api/v1/jobs", params={"status": "paused", "limit": 100},
+                          headers=auth(keys["alice"]), timeout=10).json()["data"]
+    assert job["id"] in {j["id"] for j in listed}
+    resumed = act("resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
+    assert act("pause").json()["status"] == "paused"
+    assert act("cancel").json()["status"] == "cancelled"  # a paused job cancels at once
+    for verb in ("pause", "resume"):
+        assert act(verb).status_code == 409
+    events = requests.get(f"{server}/api/v1/jobs/{job['id']}/events", headers=auth(keys["alice"]), timeout=10).json()
+    assert [e["type"] for e in events["data"] if e["type"] != "warning"] == [
+        "validating", "queued", "paused", "resumed", "paused", "cancelled"]
+
+
+@pytest.mark.slow
+def test_pause_a_running_job_then_resume_it_to_succeeded(server, keys, dataset_id):
+    body = {"dataset_id": dataset_id, "hyperparameters": {"max_steps": 30, "batch_size": 1, "logging_steps": 1}}
+    job_id = requests.post(f"{server}/api/v1/jobs", json=body, headers=auth(keys["alice"]), timeout=30).json()["id"]
+    events = lambda: requests.get(f"{server}/api/v1/jobs/{job_id}/events", params={"limit": 1000},  # noqa: E731
+                                  headers=auth(keys["alice"]), timeout=10).json()["data"]
+    deadline = time.time() + 240
+    while not any(e["type"] == "metrics" for e in events()):
+        assert time.time() < deadline, events()
+        time.sleep(0.5)
+    pausing = requests.post(f"{server}/api/v1/jobs/{job_id}/pause", headers=auth(keys["alice"]), timeout=10)
+    assert pausing.status_code == 200 and pausing.json()["status"] == "running"  # until the trainer has stopped
+    early = requests.post(f"{server}/api/v1/jobs/{job_id}/resume", headers=auth(keys["alice"]), timeout=10)
+    assert early.status_code == 409 and "still pausing" in early.json()["error"]["message"]
+    job = wait_for(server, keys["alice"], job_id, {"paused", "succeeded", "failed"})
+    assert job["status"] == "paused" and job["attempts"] == 0, job
+    step = [e for e in events() if e["type"] == "paused"][-1]["data"]["step"]
+    saved = requests.get(f"{server}/api/v1/jobs/{job_id}/checkpoints", headers=auth(keys["alice"]), timeout=10).json()
+    assert 0 < step < 30 and saved["data"][0]["step"] == step
+    assert requests.post(f"{server}/api/v1/jobs/{job_id}/resume", headers=auth(keys["alice"]), timeout=10).ok
+    job = wait_for(server, keys["alice"], job_id, {"succeeded", "failed", "cancelled"})
+    assert job["status"] == "succeeded" and job["attempts"] == 1 and job["progress"]["step"] == 30, job
+    started = [e["data"] for e in events() if e["type"] == "started"]
+    assert started[-1]["step"] == step and started[-1]["resumed_from"].endswith(f"checkpoint-{step}")
 
 
 def test_bad_job_requests_are_422_naming_the_parameter(server, keys, dataset_id):
