@@ -288,7 +288,7 @@ def resume(job_id):
     400: "a parameter is wrong", 404: "no such fine-tuning job"})
 def events(job_id, query):
     after = query["after"]
-    if after is not None and not (after.isdigit() and len(after) < 19):
+    if after is not None and not (after.isascii() and after.isdigit() and len(after) < 19):
         raise Invalid(f"after: {after!r} is not an event id of this job", details={"param": "after"})
     with db() as session:
         _fine_tune(session, job_id)
