@@ -1,4 +1,4 @@
-// One job: status and progress, live charts of its metrics, its events, and a cancel button.
+// One job: status and progress, live charts of its metrics, its events, and pause/resume and cancel buttons.
 // While the job runs, the page polls the job, its metrics and its new events every 1.5 s.
 import { api } from "./api.js";
 import { lineChart } from "./chart.js";
@@ -51,11 +51,15 @@ export function jobView(root, id) {
   function showSummary(job) {
     const progress = job.progress || {};
     const running = !FINAL.includes(job.status);
-    const cancel = h("button", { class: "danger", id: "cancel-job", disabled: !running, onclick: () => cancelJob(cancel) },
+    const cancel = h("button", { class: "danger", id: "cancel-job", disabled: !running, onclick: () => act(cancel, "cancel") },
       t("cancel_job"));
+    // a fine-tune pauses (a running one once its trainer has saved a checkpoint) and resumes from there
+    const verb = job.status === "paused" ? "resume" : "pause";
+    const pause = h("button", { id: "pause-job", disabled: !running || job.kind !== "fine_tune",
+      onclick: () => act(pause, verb) }, t(`${verb}_job`));
     fill(summary,
       h("div", { class: "title-row" }, h("h1", {}, job.id),
-        badge(t(`status_${job.status}`), job.status), cancel),
+        badge(t(`status_${job.status}`), job.status), pause, cancel),
       h("div", { class: "progress", title: `${progress.percent ?? 0}%` },
         h("div", { class: "bar" })),
       h("dl", { class: "facts" }, [
@@ -80,10 +84,10 @@ export function jobView(root, id) {
     summary.querySelector(".bar").style.width = `${Math.min(100, progress.percent ?? 0)}%`;
   }
 
-  async function cancelJob(button) {
+  async function act(button, verb) {
     button.disabled = true;
     try {
-      await api("POST", `${path}/cancel`);
+      await api("POST", `${path}/${verb}`);
       clearTimeout(timer);
       poll();
     } catch (error) {
