@@ -204,9 +204,12 @@ def test_bad_requests_are_bad_request_errors_naming_the_parameter(alice, files):
     with pytest.raises(openai.BadRequestError) as caught:
         alice.fine_tuning.jobs.create(**good, method={"type": "dpo"})
     assert "preference and RL fine-tuning" in caught.value.message
-    with pytest.raises(openai.BadRequestError) as caught:
-        alice.fine_tuning.jobs.list(extra_query={"status": "running"})
-    assert caught.value.param == "status"
+    for call, param in ((lambda: alice.fine_tuning.jobs.list(extra_query={"status": "running"}), "status"),
+                        (lambda: alice.fine_tuning.jobs.list(extra_query={"metadata[a": "b"}), "metadata[a"),
+                        (lambda: alice.fine_tuning.jobs.list_events("job-0000000000000000", after="\u00b2"), "after")):
+        with pytest.raises(openai.BadRequestError) as caught:
+            call()
+        assert caught.value.param == param
 
 
 @pytest.mark.slow
