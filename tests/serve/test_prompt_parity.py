@@ -19,8 +19,10 @@ from llmft.data.tokenize import IGNORE
 from llmft.data.validate import check_file
 from llmft.db.session import session_scope
 from llmft.db.tables import Dataset, Job
+from llmft.registry import contract
 from llmft.registry import service as registry
 from llmft.registry.contract import PROBE, R1_SAMPLING
+from llmft.serve import text
 from llmft.serve.engine import Engine
 from llmft.serve.service import chat_messages, chat_prompt, generate, target_for
 from llmft.serve.text import tokenizer_for
@@ -46,6 +48,18 @@ SUMMARY = RunSummary(
     tokens_per_second=10.0, processes=1, wall_time_s=1.0, peak_rss_gb=1.0, final_dir="final",
     tokenizer_sha256="ab" * 32, renderer_version="3", config={}, llmft_version="0.1.0", torch_version="2.13.0",
     data=DataSummary(sha256="cd" * 32, sources=[], folder="prepared", train_examples=1, validation_examples=0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def forget_loaded_bases():
+    """The process-wide tokenizer and contract caches are left as found: a later test's fresh $LLMFT_HOME without
+    smollm2-135m must see it missing (tests/serve/test_generate.py's offline 503)."""
+    tokenizers, contracts = dict(text._tokenizers), dict(contract._bases)
+    yield
+    text._tokenizers.clear()
+    text._tokenizers.update(tokenizers)
+    contract._bases.clear()
+    contract._bases.update(contracts)
 
 
 @pytest.fixture(scope="module")
