@@ -133,7 +133,7 @@ class Choice(_Grader):
 class Facts(_Grader):
     type: Literal["facts"]
     facts: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = Field(
-        None, max_length=100, description="The facts the answer must hold.")
+        None, min_length=1, max_length=100, description="The facts the answer must hold.")
     facts_field: str | None = Field(None, description="A record field with the facts (a list of strings, or one).")
     partial: bool = Field(False, description="Score the share of facts found, not 1 for all and 0 otherwise.")
 

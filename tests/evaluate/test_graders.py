@@ -134,6 +134,7 @@ def test_a_reference_field_missing_from_the_record_is_an_error_naming_it():
     ([{"name": "a", "type": "string_check", "reference": "x", "operation": "contains"}], "graders[0].operation",
      "'eq'"),
     ([{"name": "a", "type": "facts", "facts": ["x"], "facts_field": "f"}], "graders[0]", "not both"),
+    ([{"name": "a", "type": "facts", "facts": []}], "graders[0].facts", "at least 1"),
     ([], "graders", "non-empty list"),
     ({"graders": [{"name": "a", "type": "match"}], "extra": 1}, "extra", "unknown key"),
 ])
