@@ -12,7 +12,7 @@ or fails them when no attempts are left.
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from llmft.db.events import record_event
@@ -64,6 +64,8 @@ def finish(session: Session, *, job_id: str, token: int, status: str, error: dic
     if status not in (*FINAL_STATUSES, "queued"):
         raise ValueError(f"cannot finish a job as {status!r}")
     values = {"status": status, "lease_owner": None, "lease_expires_at": None, "error": error}
+    if requeue:  # a pause asked for since the runner looked: the job waits for its resume, not in the queue
+        values["status"] = case((Job.pause_requested, "paused"), else_=status)
     if status in FINAL_STATUSES:
         values["pause_requested"] = False  # it ended before the pause stopped it
     if not requeue:
@@ -72,8 +74,8 @@ def finish(session: Session, *, job_id: str, token: int, status: str, error: dic
                              .values(**values).execution_options(synchronize_session=False))
     if result.rowcount == 1:
         job = session.get(Job, job_id, populate_existing=True)
-        message = (error or {}).get("message") or {"queued": "requeued"}.get(status, status)
-        record_event(session, job, status, message, {"error": error} if error else {})
+        message = (error or {}).get("message") or {"queued": "requeued"}.get(job.status, job.status)
+        record_event(session, job, job.status, message, {"error": error} if error else {})
     return result.rowcount == 1
 
 

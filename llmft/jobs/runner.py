@@ -39,7 +39,7 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
         return "skipped"  # another runner holds it, or it is paused, cancelled or out of attempts
     if stopping():  # this worker began to shut down since the message came: start no trainer, requeue
         with session_scope(url) as session:
-            finish(session, job_id=job_id, token=token, status="queued", requeue=True)
+            finish(session, job_id=job_id, token=token, status="queued", requeue=True)  # (paused if pausing)
         return "queued"
     env = {**os.environ, "LLMFT_HOME": str(settings.llmft_home), "DATABASE_URL": url}
     child = subprocess.Popen([sys.executable, "-m", "llmft.jobs.child", job_id, str(token)], env=env,

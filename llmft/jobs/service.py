@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
@@ -244,26 +244,27 @@ def pause_job(session: Session, *, principal: Principal, job_id: str) -> Job:
     """Pause a fine-tune: it stops with a checkpoint and waits, holding no worker, until `resume_job`.
 
     queued: paused at once (a message still in the queue for it finds nothing to claim). running:
-    `pause_requested` is set (it stays set while the job is paused) and the job stays running while its runner signals the trainer as for a
-    cancel (SIGTERM: it saves a checkpoint and exits); the runner then ends the attempt as "paused",
-    with the checkpoint's step in the "paused" event, and that attempt does not count against
-    max_attempts. Asking again while it pauses changes nothing. Conflict (409, invalid_state) when the
-    job is paused already, final, being cancelled, or not a fine-tune (exports and evaluations have no
-    checkpoint to continue from)."""
+    `pause_requested` is set (it stays set while the job is paused) and the job stays running while
+    its runner signals the trainer as for a cancel (SIGTERM: it saves a checkpoint and exits); the
+    runner then ends the attempt as "paused", with the checkpoint's step in the "paused" event, and
+    that attempt does not count against max_attempts. Asking again while it pauses changes nothing.
+    Conflict (409, invalid_state) when the job is paused already, final, being cancelled, or not a
+    fine-tune (exports and evaluations have no checkpoint to continue from)."""
     job = get_job(session, principal=principal, job_id=job_id)
     if job.kind != "fine_tune":
         raise Conflict(f"job {job_id} is an {job.kind} job; only fine-tuning jobs can be paused",
                        details={"kind": job.kind}, code="invalid_state")
-    if job.status not in ("queued", "running") or job.cancel_requested:
+    if job.status == "queued" and _move(session, job, "queued", status="paused", pause_requested=True):
+        record_event(session, job, "paused", "paused before it started", {"step": None})
+        return job
+    # running (or claimed by a worker since it was read: `_move` read it again)
+    if job.status == "running" and job.pause_requested and not job.cancel_requested:
+        return job  # asked again while it pauses
+    if job.status != "running" or job.cancel_requested or not _move(session, job, "running", pause_requested=True):
         state = "being cancelled" if job.status == "running" else job.status
         raise Conflict(f"job {job_id} is {state}; only a queued or running job can be paused",
                        details={"status": job.status}, code="invalid_state")
-    if job.status == "queued":
-        job.status, job.pause_requested = "paused", True
-        record_event(session, job, "paused", "paused before it started", {"step": None})
-    elif not job.pause_requested:
-        job.pause_requested = True
-        record_event(session, job, "pausing", "pause requested; the trainer saves a checkpoint and stops")
+    record_event(session, job, "pausing", "pause requested; the trainer saves a checkpoint and stops")
     return job
 
 
@@ -273,14 +274,22 @@ def resume_job(session: Session, *, principal: Principal, job_id: str) -> Job:
     the newest committed checkpoint in its output_dir, exactly where the pause stopped it. Conflict (409,
     invalid_state) unless the job is paused (a job still pausing is running: resume once it is paused)."""
     job = get_job(session, principal=principal, job_id=job_id)
-    if job.status != "paused":
+    if job.status != "paused" or not _move(session, job, "paused", status="queued", pause_requested=False):
         state = "still pausing" if job.pause_requested and job.status == "running" else job.status
         raise Conflict(f"job {job_id} is {state}; only a paused job can be resumed",
                        details={"status": job.status}, code="invalid_state")
-    job.status, job.pause_requested = "queued", False
     record_event(session, job, "resumed", "resumed; waiting for a worker" +
                  (f" with {job.processes} free slots" if job.processes > 1 else ""), {"processes": job.processes})
     return job
+
+
+def _move(session: Session, job: Job, was: str, **values) -> bool:
+    """Change the job only while its status is still `was` (a worker's claim, or another request, may have
+    changed it since it was read); the job is read again either way."""
+    moved = session.execute(update(Job).where(Job.id == job.id, Job.status == was).values(**values)
+                            .execution_options(synchronize_session=False)).rowcount == 1
+    session.refresh(job)
+    return moved
 
 
 def list_events(session: Session, *, principal: Principal, job_id: str, after: int = 0, limit: int = 100) -> list[JobEvent]:

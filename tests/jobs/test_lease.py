@@ -178,3 +178,18 @@ def test_a_job_that_ends_while_pausing_forgets_the_pause(database_url):
         assert finish(session, job_id=job_id, token=token, status="succeeded") is True
     with session_scope(database_url) as session:
         assert (session.get(Job, job_id).status, session.get(Job, job_id).pause_requested) == ("succeeded", False)
+
+
+def test_a_requeue_of_a_pausing_job_pauses_it(database_url):
+    """A worker shutting down requeues its job; a pause asked for meanwhile keeps it out of the queue."""
+    job_id = new_job(database_url)
+    with session_scope(database_url) as session:
+        token = claim(session, job_id=job_id, owner="a", lease_seconds=60)
+        session.get(Job, job_id).pause_requested = True
+    with session_scope(database_url) as session:
+        assert finish(session, job_id=job_id, token=token, status="queued", requeue=True) is True
+    with session_scope(database_url) as session:
+        assert session.get(Job, job_id).status == "paused"
+        assert [e.type for e in session.query(JobEvent).filter_by(job_id=job_id).order_by(JobEvent.id)] == [
+            "running", "paused"]
+        assert claim(session, job_id=job_id, owner="b", lease_seconds=60) is None
