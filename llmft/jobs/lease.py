@@ -1,9 +1,9 @@
 """Leases on job rows: one runner at a time, however often a message is delivered.
 
 A runner claims a job with one conditional UPDATE (queued, or running with an expired lease,
-attempts left, not cancelled, not pausing). The claim bumps `fencing_token`; every later write by that
-runner (heartbeat, finish) is conditioned on the token, so a runner that lost its lease can
-never overwrite the work of the one that took over. An attempt counts when its trainer
+attempts left, not cancelled, not pausing). The claim bumps `fencing_token`; every later write
+by that runner (heartbeat, finish, pause) is conditioned on the token, so a runner that lost its
+lease can never overwrite the work of the one that took over. An attempt counts when its trainer
 starts (`start_attempt`, called by the trainer child), not at the claim: a claim whose trainer
 never started (its worker shut down or died first) uses none of the job's attempts, nor does
 an attempt stopped by a pause (`pause`). `reap` puts jobs whose lease expired back in the queue,
@@ -25,7 +25,8 @@ def claim(session: Session, *, job_id: str, owner: str, lease_seconds: int, at: 
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False),
-               Job.pause_requested.is_(False), or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < at)))
+               Job.pause_requested.is_(False),
+               or_(Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < at)))
         .values(status="running", lease_owner=owner, lease_expires_at=at + timedelta(seconds=lease_seconds),
                 heartbeat_at=at, fencing_token=Job.fencing_token + 1,
                 started_at=func.coalesce(Job.started_at, at))

@@ -6,8 +6,8 @@ The attempt counts when the child starts its trainer (llmft/jobs/lease.py, `star
 The trainer runs in its own process group (llmft.jobs.child), so cancel and pause are a signal
 and a crash in training cannot take the worker down. A paused attempt ends "paused" and gives
 its attempt back (lease.pause); resume_job queues the job again and its trainer continues from
-the checkpoint. The lease decides: if it is held by another
-runner this returns "skipped" and starts nothing.
+the checkpoint. The lease decides: if it is held by another runner (or the job is paused) this
+returns "skipped" and starts nothing.
 """
 
 import os
