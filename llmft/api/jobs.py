@@ -236,7 +236,7 @@ def stream(job_id, query):
     after = query["after"]
     if after is None:
         header = request.headers.get("Last-Event-ID", "")
-        after = int(header) if header.isdigit() and len(header) < 19 else 0
+        after = int(header) if header.isascii() and header.isdigit() and len(header) < 19 else 0
     with streams.admit(principal()) as slot:
         follower = observe.follow(settings().sqlalchemy_url, principal=principal(), job_id=job_id, after=after,
                                   alive=slot.key_active)

@@ -190,6 +190,20 @@ def test_yaml_broken_hyperparameter_strings_are_422_naming_the_field(hostile, da
     assert error["details"]["param"] == f"hyperparameters.{name}" and "valid" in error["message"]
 
 
+def test_a_last_event_id_of_non_ascii_digits_is_ignored_not_a_500(hostile, dataset_id):
+    """'²' passes str.isdigit() but not int(): the header is ignored (the stream starts from the first event)."""
+    base, key, _ = hostile
+    job = requests.post(f"{base}/api/v1/jobs", headers=auth(key), timeout=30,
+                        json={"base_model": "tiny-r1", "dataset_id": dataset_id})
+    assert job.status_code == 201, job.text
+    with requests.get(f"{base}/api/v1/jobs/{job.json()['id']}/stream", timeout=30, stream=True,
+                      headers={**auth(key), "Last-Event-ID": "\u00b2"}) as response:
+        assert response.status_code == 200
+        first = next(response.iter_lines(decode_unicode=True))
+    assert first.startswith("id: "), first  # the job's first event, not an error
+    requests.post(f"{base}/api/v1/jobs/{job.json()['id']}/cancel", headers=auth(key), timeout=30)
+
+
 def test_nesting_is_counted_on_the_bytes_outside_strings():
     from llmft.api.body_limits import nested_deeper
 
