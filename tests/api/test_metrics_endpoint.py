@@ -13,7 +13,7 @@ from test_registry import auth
 from llmft.api.app import create_app
 from llmft.auth.keys import authenticate, create_key
 from llmft.db.session import session_scope
-from llmft.db.tables import Job
+from llmft.db.tables import JOB_STATUSES, Job
 from llmft.jobs.lease import worker_beat
 from llmft.settings import load_settings
 
@@ -105,7 +105,7 @@ def test_metrics_names_and_labels(server, keys):
     assert any(s.labels.get("route") == "/v1/chat/completions" for s in samples(latency, "_count"))
 
     jobs = {s.labels["status"]: s.value for s in samples(families["llmft_jobs"])}
-    assert set(jobs) == {"queued", "running", "succeeded", "failed", "cancelled"}
+    assert set(jobs) == set(JOB_STATUSES)  # paused included
     assert jobs["running"] >= 1
     assert samples(families["llmft_queue_depth"])[0].value == jobs["queued"]
     assert samples(families["llmft_workers_live"])[0].value >= 1
