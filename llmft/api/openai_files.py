@@ -15,6 +15,7 @@ from flask import send_file
 
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import db, settings
+from llmft.api.pages import openai_list_schema, openai_page
 from llmft.api.text import Text
 from llmft.data import service
 from llmft.db.tables import Dataset, as_utc
@@ -51,12 +52,7 @@ class FileListQuery(Schema):
     purpose = Text(load_default=None, metadata={"description": "only files of this purpose (all are fine-tune)"})
 
 
-class FileListOut(Schema):
-    object = fields.String()
-    data = fields.List(fields.Nested(FileOut))
-    has_more = fields.Boolean()
-    first_id = fields.String(allow_none=True)
-    last_id = fields.String(allow_none=True)
+FileListOut = openai_list_schema("FileListOut", FileOut, cursors=True)
 
 
 class FileDeletedOut(Schema):
@@ -95,8 +91,7 @@ def index(query):
                                          after=query["after"], order=query["order"])
             rows = [_file(dataset) for dataset in rows]
     data = rows[:query["limit"]]
-    return {"object": "list", "data": data, "has_more": len(rows) > len(data),
-            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+    return openai_page(data, len(rows) > len(data), cursors=True)
 
 
 @bp.get("/files/<file_id>")

@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from llmft.api.auth import auth, principal, require_write
 from llmft.api.context import celery, db, settings
+from llmft.api.pages import openai_list_schema, openai_page
 from llmft.api.text import Text
 from llmft.db.pages import newest_first
 from llmft.db.tables import JOB_STATUSES, Job, JobEvent, as_utc
@@ -142,10 +143,7 @@ class FineTuningJobOut(Schema):
     user_provided_suffix = fields.String(allow_none=True)
 
 
-class FineTuningJobListOut(Schema):
-    object = fields.String()
-    data = fields.List(fields.Nested(FineTuningJobOut))
-    has_more = fields.Boolean()
+FineTuningJobListOut = openai_list_schema("FineTuningJobListOut", FineTuningJobOut)
 
 
 class FineTuningPageIn(Schema):
@@ -169,10 +167,7 @@ class FineTuningJobEventOut(Schema):
                                                 "metrics, checkpoint, ...)"})
 
 
-class FineTuningJobEventListOut(Schema):
-    object = fields.String()
-    data = fields.List(fields.Nested(FineTuningJobEventOut))
-    has_more = fields.Boolean()
+FineTuningJobEventListOut = openai_list_schema("FineTuningJobEventListOut", FineTuningJobEventOut)
 
 
 class FineTuningCheckpointOut(Schema):
@@ -185,12 +180,8 @@ class FineTuningCheckpointOut(Schema):
     step_number = fields.Integer()
 
 
-class FineTuningCheckpointListOut(Schema):
-    object = fields.String()
-    data = fields.List(fields.Nested(FineTuningCheckpointOut))
-    has_more = fields.Boolean()
-    first_id = fields.String(allow_none=True)
-    last_id = fields.String(allow_none=True)
+FineTuningCheckpointListOut = openai_list_schema("FineTuningCheckpointListOut", FineTuningCheckpointOut,
+                                                 cursors=True)
 
 
 @bp.post("/fine_tuning/jobs")
@@ -229,7 +220,7 @@ def index(query):
     with db() as session:
         rows = newest_first(session, Job, tenant_id=principal().tenant_id, after=query["after"],
                             limit=query["limit"] + 1, prefix="job", where=[Job.kind == "fine_tune", *wanted])
-        return _page([_job(session, job) for job in rows[:query["limit"]]], len(rows) > query["limit"])
+        return openai_page([_job(session, job) for job in rows[:query["limit"]]], len(rows) > query["limit"])
 
 
 @bp.get("/fine_tuning/jobs/<job_id>")
@@ -295,7 +286,7 @@ def events(job_id, query):
         where = [JobEvent.job_id == job_id] + ([JobEvent.id < int(after)] if after else [])
         rows = list(session.scalars(select(JobEvent).where(*where).order_by(JobEvent.id.desc())
                                     .limit(query["limit"] + 1)))
-        return _page([_event(row) for row in rows[:query["limit"]]], len(rows) > query["limit"])
+        return openai_page([_event(row) for row in rows[:query["limit"]]], len(rows) > query["limit"])
 
 
 @bp.get("/fine_tuning/jobs/<job_id>/checkpoints")
@@ -316,8 +307,7 @@ def checkpoints(job_id, query):
             raise NotFound(f"after: no checkpoint {query['after']!r} of job {job_id}", details={"param": "after"})
         start = ids.index(query["after"]) + 1
     shown = [_checkpoint(checkpoint, series) for checkpoint in found[start:start + query["limit"]]]
-    return {**_page(shown, start + query["limit"] < len(found)),
-            "first_id": shown[0]["id"] if shown else None, "last_id": shown[-1]["id"] if shown else None}
+    return openai_page(shown, start + query["limit"] < len(found), cursors=True)
 
 
 @bp.before_request
@@ -460,10 +450,6 @@ def _checkpoint(checkpoint: dict, series: dict) -> dict:
                         "train_mean_token_accuracy": accuracy, "valid_loss": valid, "full_valid_loss": valid,
                         "valid_mean_token_accuracy": evaluated[0].get("eval_token_accuracy") if evaluated else None,
                         "epoch": checkpoint["epoch"]}}
-
-
-def _page(data: list, has_more: bool) -> dict:
-    return {"object": "list", "data": data, "has_more": has_more}
 
 
 def _unix(moment: datetime) -> int:

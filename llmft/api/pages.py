@@ -31,6 +31,23 @@ class EventOut(Schema):
     data = fields.Dict()
 
 
+def openai_list_schema(name: str, item: type[Schema], *, cursors: bool = False) -> type[Schema]:
+    """OpenAI's list `{"object": "list", "data": [item, ...], "has_more"}` named `name`; cursors=True adds the
+    `first_id`/`last_id` of cursor pages (files, checkpoints)."""
+    shape = {"object": fields.String(), "data": fields.List(fields.Nested(item)), "has_more": fields.Boolean()}
+    if cursors:
+        shape |= {"first_id": fields.String(allow_none=True), "last_id": fields.String(allow_none=True)}
+    return Schema.from_dict(shape, name=name)
+
+
+def openai_page(data: list, has_more: bool, *, cursors: bool = False) -> dict:
+    """The body of an `openai_list_schema` list."""
+    body = {"object": "list", "data": data, "has_more": has_more}
+    if cursors:
+        body |= {"first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+    return body
+
+
 def page(rows: list, limit: int) -> dict:
     """`rows` was fetched with limit + 1: the extra one only says that there is more."""
     return {"data": rows[:limit], "has_more": len(rows) > limit}
