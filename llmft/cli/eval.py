@@ -27,7 +27,7 @@ from llmft import exit_codes
 
 def run(args) -> int:
     from llmft.evaluate.graders import GraderSpecError, check_grading, read_spec
-    from llmft.evaluate.run import NothingToEvaluate, evaluate_file
+    from llmft.evaluate.run import NothingToEvaluate, evaluate_file, run_reasoning_of
 
     grading = {}
     if args.graders or args.pass_k > 1 or args.thinking_budgets:
@@ -39,19 +39,22 @@ def run(args) -> int:
             return exit_codes.USAGE
         grading = {"graders": spec, "pass_k": args.pass_k, "thinking_budgets": args.thinking_budgets,
                    "answer_tokens": args.answer_tokens}
-    model, base, dataset = args.model, args.base, Path(args.dataset)
+    model, base, dataset, reasoning = args.model, args.base, Path(args.dataset), None
     if _is_ref(model) or args.dataset.startswith("ds-"):
         if not args.tenant:
             print("llmft: a registry model (NAME:V, NAME@ALIAS) or a dataset id needs --tenant", file=sys.stderr)
             return exit_codes.ERRORS
-        model, registry_base, dataset = _from_registry(args)
+        model, registry_base, dataset, reasoning = _from_registry(args)
         base = base or registry_base
     candidate = Path(model) if Path(model).is_dir() and base else None
+    if candidate is not None and reasoning is None:
+        reasoning = run_reasoning_of(candidate)  # a run's folder: prompted as it was trained (its summary.json)
     try:
         report = evaluate_file(base_model=base or model, candidate=candidate, data_file=dataset,
                                max_length=args.max_length, validation_ratio=args.validation_ratio,
                                whole_file=args.whole_file,
-                               max_samples=args.max_samples, max_new_tokens=args.max_new_tokens, **grading)
+                               max_samples=args.max_samples, max_new_tokens=args.max_new_tokens,
+                               reasoning=reasoning, **grading)
     except NothingToEvaluate as error:
         print(f"llmft: {error}", file=sys.stderr)
         return exit_codes.ERRORS
@@ -108,7 +111,8 @@ def _is_ref(model: str) -> bool:
     return bool(REF.fullmatch(model))
 
 
-def _from_registry(args) -> tuple[str, str | None, Path]:
+def _from_registry(args) -> tuple[str, str | None, Path, dict | None]:
+    """The version's folder, its base, the dataset's file and the version's reasoning contract (its lineage)."""
     from llmft.cli.models import tenant_principal
     from llmft.data.service import dataset_path, get_dataset
     from llmft.db.session import session_scope
@@ -118,15 +122,16 @@ def _from_registry(args) -> tuple[str, str | None, Path]:
     settings = load_settings()
     with session_scope(settings.sqlalchemy_url) as session:
         principal = tenant_principal(session, args.tenant)
-        model, base = args.model, None
+        model, base, reasoning = args.model, None, None
         if _is_ref(args.model):
             registered, version = resolve(session, principal=principal, ref=args.model)
             model, base = str(verified_folder(settings.llmft_home, version)), registered.base_model
+            reasoning = (version.lineage or {}).get("reasoning")
         dataset = Path(args.dataset)
         if args.dataset.startswith("ds-"):
             dataset = dataset_path(get_dataset(session, principal=principal, dataset_id=args.dataset),
                                    settings.uploads_dir)
-    return model, base, dataset
+    return model, base, dataset, reasoning
 
 
 def _budgets(value: str) -> list[int]:

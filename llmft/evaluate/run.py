@@ -13,7 +13,10 @@ tokens), at least 16 and at most MAX_NEW_TOKENS_CAP. Prompts are batched shortes
 with its scores, each text cut to ANSWER_CHARS (the report is stored in the database). A LoRA
 candidate shares the base weights in memory: the base side runs with the adapter disabled.
 Every side also reports `eos_rate`, `closed_think_rate` (the names a version's reasoning contract
-records) and `mean_reasoning_tokens`.
+records) and `mean_reasoning_tokens`. Each side is prompted as it is served: the base as shipped, the
+candidate in its reasoning contract's format and think mode (`reasoning`: from its prepared data, its
+run's summary.json or its version's lineage; see `run_reasoning_of`), so a think_tags fine-tune is asked
+with the `<think>` opener its trained turns began with, as /v1/chat/completions asks it.
 
 With `graders` (a spec, llmft.evaluate.graders; docs/graders.md) each side reports, per grader NAME:
     grader.NAME                 mean score of the greedy answers (accuracy, 0 to 1)
@@ -43,7 +46,7 @@ from llmft.bases.resolve import weights_source
 from llmft.data.config import DataConfig
 from llmft.data.normalize import Message
 from llmft.data.prepare import prepare
-from llmft.data.render import generation_prompt
+from llmft.data.render import generation_prompt, prompt_text
 from llmft.data.store import read_tokens
 from llmft.data.tokenize import IGNORE
 from llmft.evaluate.graders import ANSWER_TOKENS, GraderSpec, check_grading, check_records, grade, load_spec
@@ -61,7 +64,7 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
              max_new_tokens: int | Literal["auto"] = "auto", batch_size: int = 8,
              max_eval_tokens: int = 200_000, graders: GraderSpec | list | dict | None = None, pass_k: int = 1,
              thinking_budgets: tuple[int, ...] | list[int] = (), answer_tokens: int = ANSWER_TOKENS,
-             seed: int = 0) -> dict:
+             seed: int = 0, reasoning: dict | None = None) -> dict:
     if max_new_tokens != "auto" and not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
         raise ValueError(f"max_new_tokens: \"auto\" or a positive integer, got {max_new_tokens!r}")
     spec = load_spec(graders) if graders is not None else None
@@ -88,13 +91,15 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
         models["base"], models["candidate"] = (base, contextlib.nullcontext), (tuned, contextlib.nullcontext)
 
     scored = read_tokens(tokens)
-    prompts = [generation_prompt(tokenizer, messages) for messages, _, _ in conversations]
+    prompts = {side: _prompts(tokenizer, conversations, reasoning if side == "candidate" else None)
+               for side in models}
     references = [turn.content for _, turn, _ in conversations]
     budget = max_new_tokens
     if max_new_tokens == "auto":
         budget = auto_max_new_tokens([len(tokenizer(_reference_turn(prompt, turn), add_special_tokens=False)
-                                          ["input_ids"]) + 1 for prompt, (_, turn, _) in zip(prompts, conversations)])
-    report = {"examples": len(scored), "generated": len(prompts), "max_new_tokens": budget,
+                                          ["input_ids"]) + 1 for side_prompts in prompts.values()
+                                      for prompt, (_, turn, _) in zip(side_prompts, conversations)])
+    report = {"examples": len(scored), "generated": len(conversations), "max_new_tokens": budget,
               "max_new_tokens_auto": max_new_tokens == "auto"}
     sampling = contract_sampling(base_model, tokenizer)
     if spec is not None:
@@ -105,7 +110,7 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
         model.eval()
         with context(), torch.inference_mode():
             loss = _mean_loss(model, scored, device, max_eval_tokens)
-            texts, finished = _generate(model, tokenizer, prompts, device, budget, batch_size)
+            texts, finished = _generate(model, tokenizer, prompts[side], device, budget, batch_size)
             outputs[side] = texts, finished
             stats = reasoning_stats(texts, finished)
             report[side] = {"eval_loss": loss, "perplexity": perplexity(loss),
@@ -116,7 +121,7 @@ def evaluate(*, base_model: str, candidate: Path | None, examples: Path, tokens:
             if spec is not None:
                 torch.manual_seed(seed)
                 grades[side] = _grade_all(spec, texts, finished, conversations)
-                report[side] |= _graded(model, tokenizer, spec, conversations, prompts, grades[side], device=device,
+                report[side] |= _graded(model, tokenizer, spec, conversations, prompts[side], grades[side], device=device,
                                         budget=budget, batch_size=batch_size, pass_k=pass_k, sampling=sampling,
                                         thinking_budgets=thinking_budgets, answer_tokens=answer_tokens)
     report["samples"] = _samples(conversations, outputs, grades)
@@ -149,8 +154,38 @@ def evaluate_file(*, base_model: str, candidate: Path | None, data_file: Path, m
 def evaluate_fine_tune(*, base_model: str, final_dir: Path, data_dir: Path, **options) -> dict:
     """A training run's final model next to its base on the validation split its data was prepared with:
     what a fine-tuning job runs before it registers the version (and bench/quality.py measures)."""
+    options.setdefault("reasoning", prepared_reasoning(Path(data_dir)))
     return _evaluate_split(base_model=base_model, candidate=Path(final_dir), folder=Path(data_dir),
                            split="validation", **options)
+
+
+def prepared_reasoning(data_dir: Path) -> dict:
+    """The reasoning format and think mode a prepared data folder was rendered with (its manifest.json)."""
+    manifest = json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8"))
+    return {"reasoning_format": manifest.get("reasoning_format"),
+            "think_mode": (manifest.get("config") or {}).get("think_mode")}
+
+
+def run_reasoning_of(final_dir: Path) -> dict | None:
+    """The reasoning format and think mode a training run's model was trained with: from the summary.json
+    of the run folder it sits in (`RUN/final`, or a checkpoint's `RUN/checkpoint-N`); None when there is none
+    (a folder from elsewhere: evaluated as its base is served)."""
+    for folder in (Path(final_dir), Path(final_dir).parent):
+        path = folder / "summary.json"
+        if path.is_file():
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            return {"reasoning_format": summary.get("reasoning_format"),
+                    "think_mode": ((summary.get("config") or {}).get("data") or {}).get("think_mode")}
+    return None
+
+
+def _prompts(tokenizer, conversations, reasoning: dict | None) -> list[str]:
+    """Each conversation's generation prompt as serving builds it for a model trained under `reasoning`
+    (its contract's reasoning_format and think_mode; None: the base as shipped)."""
+    if not reasoning or not reasoning.get("reasoning_format"):
+        return [generation_prompt(tokenizer, messages) for messages, _, _ in conversations]
+    return [prompt_text(tokenizer, messages, reasoning_format=reasoning["reasoning_format"],
+                        think_mode=reasoning.get("think_mode")) for messages, _, _ in conversations]
 
 
 def _evaluate_split(*, base_model: str, candidate: Path | None, folder: Path, split: str, **options) -> dict:

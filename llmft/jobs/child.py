@@ -186,15 +186,18 @@ def _export(url: str, job_id: str, token: int, config: dict) -> int:
 
 def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
     """Evaluate a version next to its base (or a base alone) on a dataset's validation split."""
-    candidate = None
+    candidate, reasoning = None, None
     if config["version_id"]:
         with session_scope(url) as session:
-            candidate = verified_folder(load_settings().llmft_home, session.get(ModelVersion, config["version_id"]))
+            version = session.get(ModelVersion, config["version_id"])
+            candidate = verified_folder(load_settings().llmft_home, version)
+            reasoning = (version.lineage or {}).get("reasoning")  # prompted as it is served
     with session_scope(url) as session:
         record_event(session, session.get(Job, job_id), "evaluating", f"evaluating {config['model']}")
     report = evaluate_file(base_model=config["base_model"], candidate=candidate, data_file=Path(config["data_file"]),
                            max_length=config["max_length"], max_samples=config["max_samples"],
-                           max_new_tokens=config["max_new_tokens"], **config.get("grading", {}))
+                           max_new_tokens=config["max_new_tokens"], reasoning=reasoning,
+                           **config.get("grading", {}))
     report["model"] = config["model"]
     with _fenced(url, job_id, token) as (session, job):
         job.result = report

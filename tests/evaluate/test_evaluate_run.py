@@ -107,3 +107,24 @@ def test_a_budget_neither_auto_nor_a_positive_integer_is_refused_before_loading(
     with pytest.raises(ValueError, match="max_new_tokens: \"auto\" or a positive integer"):
         evaluate(base_model="tiny-r1", candidate=None, examples=tmp_path / "none.jsonl", tokens=tmp_path / "none",
                  max_new_tokens=budget)
+
+
+def test_a_think_tags_fine_tune_is_prompted_as_it_is_served_and_its_base_as_shipped(smollm2_dir, tmp_path):
+    from llmft.evaluate.run import _prompts, run_reasoning_of
+    from llmft.serve.service import chat_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    conversations = [([Message("user", "What is 2 + 3?")], Message("assistant", "5", "2 + 3 = 5."), {})]
+    contract = {"reasoning_format": "think_tags", "think_mode": "mask"}
+    (candidate,), (base,) = _prompts(tokenizer, conversations, contract), _prompts(tokenizer, conversations, None)
+    served, opened = chat_prompt(tokenizer, conversations[0][0], contract)
+    assert tokenizer(candidate, add_special_tokens=False)["input_ids"] == served and opened
+    assert candidate == base + "<think>\n"
+    assert tokenizer(base, add_special_tokens=False)["input_ids"] == chat_prompt(tokenizer, conversations[0][0])[0]
+
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    assert run_reasoning_of(run / "final") is None
+    (run / "summary.json").write_text(json.dumps({"reasoning_format": "think_tags",
+                                                  "config": {"data": {"think_mode": "mask"}}}))
+    assert run_reasoning_of(run / "final") == contract
