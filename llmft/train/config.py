@@ -2,10 +2,10 @@
 
     llmft train --config config/demo.yaml --set training.learning_rate=1e-4
 
-Groups: model, data, method (with lora), training, distributed, output. Unknown keys are errors that name
-the closest valid key. training.num_epochs, batch_size, learning_rate, logging_steps and data.row_length
-default to "auto": chosen from the prepared data by train/auto.py; a number given always wins.
-The v0 API's flat `model:` section (max_length,
+Groups: model, data, method (with lora, and dpo/orpo/simpo/grpo: docs/preference.md), training, distributed,
+output. Unknown keys are errors that name the closest valid key. training.num_epochs, batch_size,
+learning_rate, logging_steps and data.row_length default to "auto": chosen from the prepared data by
+train/auto.py; a number given always wins. The v0 API's flat `model:` section (max_length,
 learning_rate, batch_size, num_epochs, warmup_steps, weight_decay, save_steps, logging_steps,
 output_dir all under `model`) loads as written: those keys move to their groups.
 """
@@ -19,7 +19,11 @@ from pydantic import Field, PlainValidator, TypeAdapter, ValidationError, model_
 from llmft.config import ConfigError, Strict, check
 from llmft.data.config import DataConfig
 
-METHODS = ("lora", "full", "qlora")
+METHODS = ("lora", "full", "qlora")  # supervised fine-tuning, and the weights any other method trains
+PREFERENCE_METHODS = ("dpo", "orpo", "simpo")
+METHOD_TYPES = (*METHODS, *PREFERENCE_METHODS, "grpo")
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+              "apo_zero", "apo_down", "sigmoid_norm")
 AUTO = "auto"
 
 
@@ -75,9 +79,65 @@ class LoraSettings(Strict):
         "all-linear", description="Module names to adapt, or all-linear (every linear layer but the output layer).")
 
 
+class DpoSettings(Strict):
+    beta: float = Field(0.1, gt=0, description="How far the policy may move from the reference (higher: less).")
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="TRL's DPO loss: sigmoid (the DPO paper), ipo, "
+                                                                  "hinge, robust, apo_zero, ...")
+
+
+class OrpoSettings(Strict):
+    beta: float = Field(0.1, gt=0, description="Weight of the odds-ratio term beside the chosen answer's NLL.")
+
+
+class SimpoSettings(Strict):
+    beta: float = Field(2.0, gt=0, description="Scale of the length-normalized reward.")
+    gamma: float = Field(0.5, ge=0, description="Target reward margin (gamma / beta in the SimPO paper's terms).")
+
+
+class GrpoSettings(Strict):
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (a group).")
+    max_completion_length: int = Field(256, ge=1, description="Longest completion in tokens; a longer one is clipped.")
+    beta: float = Field(0.0, ge=0, description="KL penalty toward the reference; 0: none (no reference model kept).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
+    graders: str | list[dict] | dict | None = Field(
+        None, description="The rewards: a grader spec file (YAML or JSON) or the spec inline (docs/graders.md).")
+
+
 class MethodConfig(Strict):
-    type: Literal[METHODS] = Field("lora", description="lora, full fine-tuning, or qlora (4-bit, CUDA).")
+    type: Literal[METHOD_TYPES] = Field(
+        "lora", description="Supervised: lora, full or qlora (4-bit, CUDA); preference: dpo, orpo, simpo; RL: grpo.")
+    weights: Literal[METHODS] = Field(
+        "lora", description="The weights a dpo, orpo, simpo or grpo run trains: lora, full or qlora.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (lora and qlora).")
+    dpo: DpoSettings = Field(default_factory=DpoSettings, description="DPO settings (method.type dpo).")
+    orpo: OrpoSettings = Field(default_factory=OrpoSettings, description="ORPO settings (method.type orpo).")
+    simpo: SimpoSettings = Field(default_factory=SimpoSettings, description="SimPO settings (method.type simpo).")
+    grpo: GrpoSettings = Field(default_factory=GrpoSettings, description="GRPO settings (method.type grpo).")
+
+    @property
+    def tuning(self) -> str:
+        """The weights this run trains: lora, full or qlora, whatever the method."""
+        return self.type if self.type in METHODS else self.weights
+
+    @property
+    def settings(self) -> DpoSettings | OrpoSettings | SimpoSettings | GrpoSettings | None:
+        """The section of this method (method.dpo for dpo, ...); None for supervised fine-tuning."""
+        return None if self.type in METHODS else getattr(self, self.type)
+
+    @model_validator(mode="after")
+    def _sections_match_type(self):
+        problems = []
+        if self.type in METHODS and "weights" in self.model_fields_set and self.weights != self.type:
+            problems.append(f"method.weights {self.weights} disagrees with method.type {self.type} (supervised "
+                            f"fine-tuning trains the weights its type names; weights is for dpo, orpo, simpo, grpo)")
+        for section in ("dpo", "orpo", "simpo", "grpo"):
+            if section in self.model_fields_set and section != self.type:
+                problems.append(f"method.{section} is given but method.type is {self.type}")
+        if self.type == "grpo" and self.grpo.graders is None:
+            problems.append("method.grpo.graders is required for grpo: a grader spec file or the spec inline")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class TrainingConfig(Strict):

@@ -96,7 +96,7 @@ def test_build_config_takes_values_as_they_are():
     assert config.data.train_file == "/srv/uploads #1/train.jsonl"  # no YAML: ' #' is no comment
     assert config.training.max_grad_norm is None and config.training.learning_rate == 1e-4
     with pytest.raises(ConfigError, match=r"^the job has 2 problems:\n  method.type: .*\n  training.max_grad_norm: "):
-        build_config({"training": {"max_grad_norm": 0}, "method": {"type": "dpo"}}, where="the job")
+        build_config({"training": {"max_grad_norm": 0}, "method": {"type": "ppo"}}, where="the job")
 
 
 def test_set_null_turns_a_setting_off():
