@@ -27,6 +27,10 @@ would look like 48 steps an epoch; counting rows, it is two, and three epochs of
   between 1e-5 and 1e-4. Smaller models take larger rates; measured on SmolLM2-135M and the FAQ
   sample, 51 steps: 1.8e-5 (the 1.5B rate) took validation loss from 3.37 to 2.27, 5.9e-5 (scaled
   by the square root) to 1.15 with a fact hit rate of 0.099, 1e-4 (this rule) to 0.72 and 0.214.
+- learning_rate of preference and RL methods (dpo, orpo, simpo, grpo): the rule above divided by
+  PREFERENCE_DIVISOR (5), kept within 5e-5..2e-4 for LoRA and 1e-6..1e-5 for full weights, the
+  ranges their papers and TRL's examples train in (a preference loss pushes on a margin, not on every
+  token, and a large rate moves the policy far from its reference). Not yet measured here.
 - logging_steps: every step up to LOG_EVERY_STEP_UP_TO steps, else about LOG_POINTS points; the last
   step is always logged (train/callbacks.py LastStepLog), so a chart is never empty.
 """
@@ -45,6 +49,8 @@ MAX_EPOCHS = 25
 MAX_ROWS_SEEN = 25_000
 LORA_RATE, LORA_RATE_FLOOR, LORA_RANK = 1e-3, 1e-4, 16
 FULL_RATE, FULL_RATE_FLOOR, FULL_RATE_CEILING, FULL_RATE_SIZE = 2e-5, 1e-5, 1e-4, 1.5e9
+PREFERENCE_DIVISOR = 5
+PREFERENCE_LORA_RANGE, PREFERENCE_FULL_RANGE = (5e-5, 2e-4), (1e-6, 1e-5)
 LOG_EVERY_STEP_UP_TO, LOG_POINTS = 100, 50
 FIELDS = ("num_epochs", "batch_size", "learning_rate", "logging_steps")
 
@@ -111,11 +117,17 @@ def _epochs(rows: int, per_epoch: int) -> float:
 
 def _learning_rate(config: TrainConfig, steps: int, parameters: int | None) -> float:
     fewer = math.sqrt(MIN_STEPS / max(steps, MIN_STEPS))  # 1 up to MIN_STEPS steps, then 1/sqrt(steps)
-    if config.method.type == "full":
+    full = config.method.tuning == "full"
+    if full:
         size = FULL_RATE_SIZE / (parameters or FULL_RATE_SIZE)
-        return _round(max(FULL_RATE_FLOOR, min(FULL_RATE_CEILING, FULL_RATE * size * fewer)))
-    rank = math.sqrt(LORA_RANK / max(config.method.lora.r, LORA_RANK))
-    return _round(max(LORA_RATE_FLOOR, LORA_RATE * fewer * rank))
+        rate = max(FULL_RATE_FLOOR, min(FULL_RATE_CEILING, FULL_RATE * size * fewer))
+    else:
+        rank = math.sqrt(LORA_RANK / max(config.method.lora.r, LORA_RANK))
+        rate = max(LORA_RATE_FLOOR, LORA_RATE * fewer * rank)
+    if config.method.settings is not None:  # dpo, orpo, simpo, grpo
+        low, high = PREFERENCE_FULL_RANGE if full else PREFERENCE_LORA_RANGE
+        rate = max(low, min(high, rate / PREFERENCE_DIVISOR))
+    return _round(rate)
 
 
 def _round(rate: float) -> float:
