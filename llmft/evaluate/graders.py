@@ -83,6 +83,7 @@ class _Grader(BaseModel):
 
     name: str = Field(description="The metric's name: grader.NAME (lowercase letters, digits, _ and -).")
     reference_field: str | None = Field(None, description="A record field (dotted path) holding the reference.")
+    weight: float = Field(1.0, ge=0, le=1000, description="Its reward's weight in RL (GRPO); evaluation ignores it.")
 
     @field_validator("name")
     @classmethod
