@@ -94,6 +94,19 @@ class SimpoSettings(Strict):
     gamma: float = Field(0.5, ge=0, description="Target reward margin (gamma / beta in the SimPO paper's terms).")
 
 
+class GrpoRewardTerms(Strict):
+    """The optional reward terms beside the graders (train/rewards.py); each 0 is left out."""
+    format: float = Field(0.0, ge=0, description="Weight of format_bonus: 1 when the think block closed and EOS came.")
+    length_target: int | None = Field(None, ge=1, description="Completion tokens that cost nothing (length_penalty).")
+    length_penalty: float = Field(0.0, ge=0, description="Reward lost per completion token beyond length_target.")
+
+    @model_validator(mode="after")
+    def _target_with_penalty(self):
+        if self.length_penalty and self.length_target is None:
+            raise ValueError("method.grpo.reward.length_penalty needs length_target (the tokens that cost nothing)")
+        return self
+
+
 class GrpoSettings(Strict):
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (a group).")
     max_completion_length: int = Field(256, ge=1, description="Longest completion in tokens; a longer one is clipped.")
@@ -101,6 +114,8 @@ class GrpoSettings(Strict):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
     graders: str | list[dict] | dict | None = Field(
         None, description="The rewards: a grader spec file (YAML or JSON) or the spec inline (docs/graders.md).")
+    reward: GrpoRewardTerms = Field(default_factory=GrpoRewardTerms,
+                                    description="Optional format and length terms added to the graders' rewards.")
 
 
 class MethodConfig(Strict):

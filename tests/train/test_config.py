@@ -122,3 +122,14 @@ def test_qlora_on_cpu_is_refused_before_anything_loads():
     config = load_config(None, ["method.type=qlora", "model.base_model=/nonexistent"])
     with pytest.raises(ConfigError, match="qlora needs a CUDA GPU"):
         check_method(config)
+
+
+def test_grpo_reward_terms_are_checked():
+    grpo = {"type": "grpo", "grpo": {"graders": "g.yaml", "reward": {"format": 0.5, "length_target": 200,
+                                                                       "length_penalty": 0.01}}}
+    assert build_config({"method": grpo}).method.grpo.reward.length_target == 200
+    assert build_config({"method": {"type": "grpo", "grpo": {"graders": "g.yaml"}}}).method.grpo.reward.format == 0.0
+    with pytest.raises(ConfigError, match="length_penalty needs length_target"):
+        build_config({"method": {"type": "grpo", "grpo": {"graders": "g.yaml", "reward": {"length_penalty": 0.1}}}})
+    with pytest.raises(ConfigError, match="did you mean 'format'"):
+        build_config({"method": {"type": "grpo", "grpo": {"graders": "g.yaml", "reward": {"formt": 1}}}})
