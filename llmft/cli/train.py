@@ -59,6 +59,9 @@ def _report(result) -> None:
         print(f"llmft: the loss or gradient became NaN or infinite at step {summary.nan_step}; stopped. "
               f"Last good checkpoint: {summary.last_good_checkpoint} (lower training.learning_rate, "
               f"check the data, then --resume)", file=sys.stderr)
+    elif result.status == "reward_failed":
+        print(f"llmft: {summary.reward_error}; stopped at step {summary.steps}. Last checkpoint: "
+              f"{summary.last_good_checkpoint} (fix the graders or the data, then --resume)", file=sys.stderr)
     elif result.status == "stopped":
         print(f"stopped at step {summary.steps}; checkpoint saved in {result.output_dir / 'checkpoints'}; "
               f"continue with --resume")

@@ -44,7 +44,7 @@ from llmft.train.launch import launch
 from llmft.train.run import RunResult, train
 
 RECORDED = {"data_ready", "started", "checkpoint", "eval", "metrics", "early_stopping", "stopping", "trained",
-            "evaluating", "evaluated", "nan_loss"}
+            "evaluating", "evaluated", "nan_loss", "reward_failed"}
 
 
 def main(job_id: str, token: int, *, rank: bool = False) -> int:
@@ -153,7 +153,7 @@ def _hooks(url: str, job_id: str, token: int):
                 job.hyperparameters = resolved_hyperparameters(job.hyperparameters, event["hyperparameters"])
             data = {k: v for k, v in event.items() if k not in ("type", "summary")}
             record_event(session, job, event["type"], _message(event), data,
-                         level="error" if event["type"] == "nan_loss" else "info")
+                         level="error" if event["type"] in ("nan_loss", "reward_failed") else "info")
         watch(event)
 
     def should_stop() -> bool:
@@ -267,6 +267,8 @@ def _message(event: dict) -> str:
     if kind == "nan_loss":
         return (f"the loss or gradient became NaN or infinite at step {event['step']}; stopped, last good checkpoint: "
                 f"{event.get('last_good_checkpoint') or 'none'}")
+    if kind == "reward_failed":
+        return f"{event['error']} (step {event['step']}); stopped, last checkpoint: {event['last_good_checkpoint'] or 'none'}"
     return kind.replace("_", " ")
 
 

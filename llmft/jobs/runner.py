@@ -79,6 +79,11 @@ def run_job(settings: Settings, job_id: str, *, owner: str | None = None, stoppi
             error = {"code": "nan_loss", "param": None,
                      "message": "the loss or gradient became NaN or infinite; training stopped and the last good "
                                 "checkpoint is kept (lower the learning rate or check the data, then run again)"}
+        elif code == exit_codes.REWARD_FAILED:
+            status = "failed"
+            error = {"code": "reward_failed", "param": "method.grpo.graders",
+                     "message": "a reward function failed (the job's reward_failed event names the grader and the "
+                                "record's line); training stopped and the last checkpoint is kept"}
         else:
             status = "failed"
             error = {"code": "training_failed", "param": None,

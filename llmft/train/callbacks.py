@@ -39,6 +39,8 @@ Event = dict[str, Any]
   train_end       Trainer's whole-run averages: step, epoch, time, train_runtime, train_loss, ...
   early_stopping  step, best_eval_loss
   nan_loss        step, last_good_checkpoint (a checkpoint folder's name or None)
+  reward_failed   step, error (train/rewards.py RewardError: the reward, the record's line, why), reward,
+                  last_good_checkpoint (GRPO)
   stopping        step (a stop was requested; a checkpoint follows)
   checkpoint      step, path, eval_loss
   stopped         step

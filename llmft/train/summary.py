@@ -34,7 +34,7 @@ class DataSummary(BaseModel):
 class RunSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["succeeded", "stopped", "nan_loss"]
+    status: Literal["succeeded", "stopped", "nan_loss", "reward_failed"]
     steps: int
     epochs: float | None
     first_train_loss: float | None
@@ -42,7 +42,7 @@ class RunSummary(BaseModel):
     final_eval_loss: float | None
     best_eval_loss: float | None
     best_checkpoint: str | None  # a checkpoint folder's name
-    stopped_by: str | None  # what ended the run early: stop_requested, early_stopping, nan_loss
+    stopped_by: str | None  # what ended the run early: stop_requested, early_stopping, nan_loss, reward_failed
     tokens_seen: int
     train_runtime_s: float
     tokens_per_second: float
@@ -52,7 +52,8 @@ class RunSummary(BaseModel):
     gpu_peak_memory_gb: float | None = None  # on CUDA only
     gpu_memory_fraction: float | None = None  # on CUDA only
     nan_step: int | None = None  # status nan_loss only: the step whose loss or gradient was not finite
-    last_good_checkpoint: str | None = None  # status nan_loss only
+    last_good_checkpoint: str | None = None  # status nan_loss and reward_failed only
+    reward_error: str | None = None  # status reward_failed only: which reward failed, on which record, why
     final_dir: str | None  # the final model (status succeeded)
     tokenizer_sha256: str
     renderer_version: str
@@ -72,7 +73,8 @@ class RunSummary(BaseModel):
         """Atomically (a reader sees the old file or the new one). The fields that only some runs
         have (GPU memory, the NaN step) are left out when empty, as the file always had them."""
         path = Path(output_dir) / FILE
-        optional = {"gpu_peak_memory_gb", "gpu_memory_fraction", "nan_step", "last_good_checkpoint", "reasoning_format"}
+        optional = {"gpu_peak_memory_gb", "gpu_memory_fraction", "nan_step", "last_good_checkpoint", "reasoning_format",
+                    "reward_error"}
         value = self.model_dump(exclude={name for name in optional if getattr(self, name) is None})
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False, default=str) + "\n")

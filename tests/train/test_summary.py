@@ -65,3 +65,11 @@ def test_an_unknown_key_or_status_is_refused():
         RunSummary.model_validate({**summary().model_dump(), "surprise": 1})
     with pytest.raises(ValidationError, match="status"):
         summary(status="exploded")
+
+
+def test_a_failed_reward_keeps_its_error_and_last_checkpoint(tmp_path):
+    error = "reward 'total' failed on the record at line 12: KeyError: \"the record has no field 'metadata.answer'\""
+    summary(status="reward_failed", final_dir=None, reward_error=error, last_good_checkpoint="checkpoint-4").write(tmp_path)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert set(on_disk) == KEYS | {"reward_error", "last_good_checkpoint"} and on_disk["reward_error"] == error
+    assert RunSummary.read(tmp_path).exit_code == exit_codes.REWARD_FAILED == 5
