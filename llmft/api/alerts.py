@@ -16,7 +16,8 @@ class AlertOut(Schema):
     id = fields.String()
     object = fields.String(dump_default="alert")
     rule = fields.String(metadata={"description": "nan_loss, loss_spike, stalled, job_failed, eval_rising, "
-                                                  "gpu_memory or disk_full"})
+                                                  "gpu_memory, disk_full, or for GRPO rl_clipped, rl_zero_variance, "
+                                                  "rl_length_collapse, rl_reward_flat"})
     severity = fields.String(metadata={"description": "warning or critical"})
     message = fields.String()
     job_id = fields.String(allow_none=True)
@@ -42,6 +43,12 @@ class RulesIn(Schema):
     eval_rising_evaluations = fields.Integer(validate=validators.Range(1, 1000))
     gpu_memory_fraction = fields.Float(validate=validators.Range(0, 1, min_inclusive=False))
     job_failed = fields.Boolean()
+    rl_clipped_share = fields.Float(validate=validators.Range(0, 1, min_inclusive=False))
+    rl_zero_variance_share = fields.Float(validate=validators.Range(0, 1, min_inclusive=False))
+    rl_length_collapse_fraction = fields.Float(validate=validators.Range(0, 1, min_inclusive=False, max_inclusive=False))
+    rl_length_early_steps = fields.Integer(validate=validators.Range(1, 1000))
+    rl_reward_flat_steps = fields.Integer(validate=validators.Range(2, 10000))
+    rl_reward_flat_tolerance = fields.Float(validate=validators.Range(0, 1e6))
 
 
 class SettingsIn(Schema):

@@ -28,7 +28,8 @@ from llmft.db.tables import Alert, AlertSettings, Job, now
 from llmft.monitor.outbound import REFUSED, masked, post_json, refused_literal
 from llmft.settings import Settings
 
-RULES = ("nan_loss", "loss_spike", "stalled", "job_failed", "eval_rising", "gpu_memory", "disk_full")
+RULES = ("nan_loss", "loss_spike", "stalled", "job_failed", "eval_rising", "gpu_memory", "disk_full",
+         "rl_clipped", "rl_zero_variance", "rl_length_collapse", "rl_reward_flat")
 ATTEMPTS, FIRST_BACKOFF, TIMEOUT = 4, 0.5, 5.0
 log = logging.getLogger("llmft.alerts")
 
@@ -42,6 +43,17 @@ class AlertRules(Strict):
     eval_rising_evaluations: int = Field(3, ge=1, description="Alert when validation loss rises this many evaluations in a row.")
     gpu_memory_fraction: float = Field(0.95, gt=0, le=1, description="Alert when a job's peak GPU memory passes this share.")
     job_failed: bool = Field(True, description="Alert when a job fails.")
+    rl_clipped_share: float = Field(0.5, gt=0, le=1, description=(
+        "GRPO: alert when more than this share of completions is clipped at max_completion_length."))
+    rl_zero_variance_share: float = Field(0.9, gt=0, le=1, description=(
+        "GRPO: alert when more than this share of groups has rewards that do not vary (no signal)."))
+    rl_length_collapse_fraction: float = Field(0.25, gt=0, lt=1, description=(
+        "GRPO: alert when mean completion length falls below this fraction of its early value."))
+    rl_length_early_steps: int = Field(5, ge=1, le=1000, description=(
+        "GRPO: logged steps whose mean completion length is the early value."))
+    rl_reward_flat_steps: int = Field(20, ge=2, le=10000, description=(
+        "GRPO: alert when the mean reward stays within rl_reward_flat_tolerance for this many logged steps."))
+    rl_reward_flat_tolerance: float = Field(1e-3, ge=0, description="GRPO: how far a flat mean reward may move.")
 
 
 def rules_for(session: Session, tenant_id: str | None) -> AlertRules:

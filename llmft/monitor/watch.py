@@ -6,7 +6,12 @@
 Training rules: nan_loss (the trainer stopped on a NaN or infinite loss or gradient), loss_spike
 (a loss above loss_spike_factor times the mean of the previous loss_spike_window), eval_rising
 (validation loss up eval_rising_evaluations times in a row), gpu_memory (peak above
-gpu_memory_fraction of the device). Service rules: stalled (a running job silent for
+gpu_memory_fraction of the device); for GRPO, on the health numbers of llmft/train/rl_health.py:
+rl_clipped (clipped_share above rl_clipped_share), rl_zero_variance (zero_variance_share above
+rl_zero_variance_share), rl_length_collapse (completion_length below rl_length_collapse_fraction of its
+mean over the first rl_length_early_steps logs) and rl_reward_flat (reward_mean within
+rl_reward_flat_tolerance for rl_reward_flat_steps logs); each fires when its condition begins, and again
+only after it has cleared. Service rules: stalled (a running job silent for
 stalled_minutes), job_failed, disk_full (free share of LLMFT_HOME's disk below
 ALERT_DISK_FREE_FRACTION, at most once an hour).
 """
@@ -34,6 +39,9 @@ class TrainingWatch:
         self.losses: deque[float] = deque(maxlen=rules.loss_spike_window)
         self.evals: list[float] = []
         self.gpu_fired = False
+        self.early_lengths: list[float] = []  # the first rl_length_early_steps completion lengths
+        self.rewards: deque[float] = deque(maxlen=rules.rl_reward_flat_steps)
+        self.alarmed: set[str] = set()  # the RL rules whose condition holds now (fired when it began)
 
     def __call__(self, event: dict) -> None:
         kind = event["type"]
@@ -46,6 +54,7 @@ class TrainingWatch:
         elif kind == "metrics":
             self._loss(event)
             self._gpu(event)
+            self._rl(event)
         elif kind == "eval" and isinstance(event.get("eval_loss"), float) and math.isfinite(event["eval_loss"]):
             self._eval(event)
 
@@ -71,6 +80,50 @@ class TrainingWatch:
                   f"peak GPU memory at {fraction:.0%} of the device (threshold {self.rules.gpu_memory_fraction:.0%})",
                   f"gpu_memory:{self.job_id}", {"step": event["step"], "gpu_memory_fraction": fraction})
 
+    def _rl(self, event: dict) -> None:
+        rules, step = self.rules, event["step"]
+        clipped, flat = _finite(event.get("clipped_share")), _finite(event.get("zero_variance_share"))
+        self._holds("rl_clipped", step, None if clipped is None else clipped > rules.rl_clipped_share,
+                    lambda: (f"{clipped:.0%} of completions were clipped at max_completion_length at step {step} "
+                             f"(threshold {rules.rl_clipped_share:.0%}): their answers are cut off and score 0; raise "
+                             f"method.grpo.max_completion_length or add a length penalty", {"clipped_share": clipped}))
+        self._holds("rl_zero_variance", step, None if flat is None else flat > rules.rl_zero_variance_share,
+                    lambda: (f"{flat:.0%} of groups had rewards that did not vary at step {step} (threshold "
+                             f"{rules.rl_zero_variance_share:.0%}): they give no signal; the prompts are too easy or "
+                             f"too hard for the model, or the graders too coarse", {"zero_variance_share": flat}))
+        length = _finite(event.get("completion_length"))
+        if length is not None and len(self.early_lengths) < rules.rl_length_early_steps:
+            self.early_lengths.append(length)
+        elif length is not None:
+            early = sum(self.early_lengths) / len(self.early_lengths)
+            self._holds("rl_length_collapse", step, length < rules.rl_length_collapse_fraction * early,
+                        lambda: (f"mean completion length fell to {length:.0f} tokens at step {step}, below "
+                                 f"{rules.rl_length_collapse_fraction:.0%} of its early {early:.0f}",
+                                 {"completion_length": length, "early_length": early}))
+        reward = _finite(event.get("reward_mean"))
+        if reward is not None:
+            self.rewards.append(reward)
+            window = list(self.rewards)
+            self._holds("rl_reward_flat", step, len(window) == rules.rl_reward_flat_steps
+                        and max(window) - min(window) <= rules.rl_reward_flat_tolerance,
+                        lambda: (f"the mean reward stayed at {reward:.4g} (within {rules.rl_reward_flat_tolerance:g}) "
+                                 f"for {len(window)} logged steps, to step {step}: the policy is not learning",
+                                 {"reward_mean": reward, "steps": len(window)}))
+
+    def _holds(self, rule: str, step: int, condition: bool | None, describe: Callable[[], tuple[str, dict]]) -> None:
+        """Fire `rule` when its condition begins to hold (not again while it holds; again once it cleared). None:
+        not known at this step (TRL logged no value), which changes nothing."""
+        if condition is None:
+            return
+        if not condition:
+            self.alarmed.discard(rule)
+            return
+        if rule in self.alarmed:
+            return
+        self.alarmed.add(rule)
+        message, data = describe()
+        self.fire(rule, "warning", message, f"{rule}:{self.job_id}:{step}", {"step": step, **data})
+
     def _eval(self, event: dict) -> None:
         self.evals.append(event["eval_loss"])
         k = self.rules.eval_rising_evaluations
@@ -79,6 +132,10 @@ class TrainingWatch:
             self.fire("eval_rising", "warning",
                       f"validation loss rose {k} evaluations in a row, to {recent[-1]:.4g} at step {event['step']}",
                       f"eval_rising:{self.job_id}:{event['step']}", {"step": event["step"], "eval_losses": recent})
+
+
+def _finite(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def check_service(session: Session, settings: Settings) -> None:

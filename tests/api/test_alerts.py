@@ -12,8 +12,12 @@ def test_alert_settings_round_trip_and_are_checked(server, keys):
                          json={"webhooks": ["https://hooks.example.com/a"], "rules": {"stalled_minutes": 5}})
     assert saved.status_code == 200, saved.text
     assert saved.json()["webhooks"] == ["https://hooks.example.com/a"] and saved.json()["rules"]["stalled_minutes"] == 5
+    rl = requests.put(url, headers=auth(keys["alice"]), json={"rules": {"rl_clipped_share": 0.3}}, timeout=10)
+    assert rl.status_code == 200 and rl.json()["rules"]["rl_clipped_share"] == 0.3  # a GRPO threshold, per tenant
+    assert rl.json()["rules"]["stalled_minutes"] == 5 and rl.json()["rules"]["rl_reward_flat_steps"] == 20
     for body, where in [({"webhooks": ["ftp://x"]}, "webhooks[0]"), ({"rules": {"stalled_minutes": -1}}, "stalled_minutes"),
-                        ({"rules": {"nan_loss": False}}, "nan_loss"), ({"webhook": []}, "webhook")]:
+                        ({"rules": {"nan_loss": False}}, "nan_loss"), ({"webhook": []}, "webhook"),
+                        ({"rules": {"rl_clipped_share": 1.5}}, "rl_clipped_share")]:
         response = requests.put(url, headers=auth(keys["alice"]), json=body, timeout=10)
         assert response.status_code == 422 and where in response.text, (body, response.text)
     assert requests.put(url, headers=auth(keys["alice_viewer"]), json={}, timeout=10).status_code == 403

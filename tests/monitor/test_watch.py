@@ -54,6 +54,59 @@ def test_nan_loss_is_critical_and_names_the_last_good_checkpoint():
     assert fired[0][0:2] == ("nan_loss", "critical") and "checkpoint-6" in fired[0][2]
 
 
+def grpo_log(step, *, reward=None, clipped=0.0, flat=0.1, length=100.0):
+    """A GRPO training log as the trainer's events carry it (llmft/train/rl_health.py names)."""
+    reward = 0.1 + 0.02 * step if reward is None else reward
+    return {"type": "metrics", "step": step, "loss": 0.01, "reward_mean": reward, "reward_std": 0.3,
+            "zero_variance_share": flat, "clipped_share": clipped, "completion_length": length, "kl": 0.001}
+
+
+def test_rl_rules_stay_quiet_on_a_healthy_grpo_run_and_a_supervised_one():
+    w, fired = watch(rl_reward_flat_steps=3, rl_length_early_steps=2)
+    for step in range(1, 30):  # reward rising, lengths steady, little clipped, most groups varying
+        w(grpo_log(step, clipped=0.1, flat=0.3, length=100.0 + (step % 3)))
+    for step in range(30, 40):
+        w({"type": "metrics", "step": step, "loss": 0.01})
+    assert fired == []
+
+
+def test_clipped_share_fires_when_it_passes_its_threshold_and_again_after_it_cleared():
+    w, fired = watch(rl_clipped_share=0.5)
+    for step, clipped in enumerate([0.2, 0.6, 0.9, 0.7, 0.3, 0.8], start=1):
+        w(grpo_log(step, clipped=clipped))
+    assert [(f[0], f[4]["step"]) for f in fired] == [("rl_clipped", 2), ("rl_clipped", 6)]
+    assert fired[0][1] == "warning" and "60% of completions were clipped" in fired[0][2]
+    assert fired[0][3] == "rl_clipped:job-1:2" and fired[0][4]["clipped_share"] == 0.6
+
+
+def test_zero_variance_share_above_its_threshold():
+    w, fired = watch(rl_zero_variance_share=0.75)
+    for step, flat in enumerate([0.5, 0.75, 1.0, None, 1.0], start=1):
+        w(grpo_log(step, flat=flat))
+    assert [(f[0], f[4]["step"]) for f in fired] == [("rl_zero_variance", 3)]  # 0.75 is not above 0.75
+    assert "did not vary" in fired[0][2]
+
+
+def test_completion_length_collapsing_below_a_fraction_of_its_early_value():
+    w, fired = watch(rl_length_early_steps=3, rl_length_collapse_fraction=0.5)
+    for step, length in enumerate([120.0, 100.0, 80.0, 70.0, 55.0, 49.0, 30.0], start=1):
+        w(grpo_log(step, length=length))
+    assert [(f[0], f[4]["step"]) for f in fired] == [("rl_length_collapse", 6)]  # below half of 100
+    assert fired[0][4]["early_length"] == 100.0 and "fell to 49 tokens" in fired[0][2]
+
+
+def test_reward_flat_for_n_logged_steps():
+    w, fired = watch(rl_reward_flat_steps=4, rl_reward_flat_tolerance=0.01)
+    for step, reward in enumerate([0.1, 0.2, 0.3, 0.3, 0.305, 0.3, 0.3, 0.5], start=1):
+        w(grpo_log(step, reward=reward))
+    assert [(f[0], f[4]["step"]) for f in fired] == [("rl_reward_flat", 6)]
+    assert "stayed at 0.3" in fired[0][2] and fired[0][4]["steps"] == 4
+    w2, fired2 = watch(rl_reward_flat_steps=3)
+    for step in range(1, 4):  # every reward 0: the clipped-at-max-length failure
+        w2(grpo_log(step, reward=0.0))
+    assert [f[0] for f in fired2] == ["rl_reward_flat"]
+
+
 @pytest.fixture
 def tenant_job(database_url, tmp_path):
     settings = load_settings(llmft_home=tmp_path, database_url=database_url, webhook_allow_private=True)  # receivers
@@ -137,3 +190,10 @@ def test_alert_settings_are_checked(tenant_job):
         again = update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"stalled_minutes": 2},
                                       allow_private=False)
         assert again["rules"]["loss_spike_factor"] == 5 and again["rules"]["stalled_minutes"] == 2
+        with pytest.raises(Invalid, match="rl_clipped_share"):
+            update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, rules={"rl_clipped_share": 1.5},
+                                  allow_private=False)
+        rl = update_alert_settings(session, tenant_id=principal.tenant_id, webhooks=None, allow_private=False,
+                                   rules={"rl_clipped_share": 0.3, "rl_reward_flat_steps": 10})
+        assert rl["rules"]["rl_clipped_share"] == 0.3 and rl["rules"]["rl_zero_variance_share"] == 0.9
+        assert alerts.rules_for(session, principal.tenant_id).rl_reward_flat_steps == 10
