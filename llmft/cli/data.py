@@ -1,10 +1,13 @@
 """`llmft data ...`: check, prepare and look at a data file before training on it.
 
-    llmft data validate FILE [--model tiny-r1] [--max-length N] [--json]
+    llmft data validate FILE [--model tiny-r1] [--max-length N] [--json] [--kind auto] [--graders G.yaml]
     llmft data prepare FILE --out DIR [--model tiny-r1] [--validation-file F]
     llmft data preview FILE [--model tiny-r1] [-n 3]
 
-Exit code 1 when the data has errors (the report names the line, field and problem of each).
+--kind says what the file holds: sft conversations, preference pairs (DPO, ORPO, SimPO) or prompts (GRPO);
+auto (the default) tells it from the first record (data/kinds.py). --graders checks that prompts carry the fields
+and the reference answer the spec's graders read. Exit code 1 when the data has errors (the report names the
+line, field and problem of each).
 """
 
 import argparse
@@ -50,6 +53,10 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reasoning-format", choices=["auto", "template", "think_tags", "drop"],
                         help="where reasoning goes in the render (default auto; drop only when asked)")
     parser.add_argument("--train-on-inputs", action="store_true", default=None, help="also train on prompts")
+    parser.add_argument("--kind", choices=["auto", "sft", "preference", "prompts"], default="auto",
+                        help="sft conversations, preference pairs or RL prompts (default auto: from the first record)")
+    parser.add_argument("--graders", type=Path, help="prompts: a grader spec (YAML or JSON) whose record fields and "
+                                                     "reference each prompt must carry")
 
 
 DATA_OPTIONS = ("max_length", "think_mode", "reasoning_format", "train_on_inputs", "validation_file", "validation_ratio", "seed",
@@ -64,14 +71,28 @@ def _data_config(args):
     return check(DataConfig, values, where="options")
 
 
+def _grader_spec(args):
+    """The --graders spec, or None; a spec that cannot be read is a usage error naming the file and the field."""
+    from llmft.config import ConfigError
+    from llmft.evaluate.graders import GraderSpecError, read_spec
+
+    if args.graders is None:
+        return None
+    try:
+        return read_spec(args.graders)
+    except GraderSpecError as error:
+        raise ConfigError(f"{args.graders}: {error}") from None
+
+
 def _validate(args) -> int:
     from llmft.bases.resolve import load_tokenizer
-    from llmft.data.report import build_report, format_report
-    from llmft.data.validate import check_file
+    from llmft.data.kinds import check_kind, kind_report
+    from llmft.data.report import format_report
 
     config = _data_config(args)
-    checked = check_file(args.file, tokenizer=load_tokenizer(args.model), config=config)
-    report = build_report(checked, source=str(args.file), model=args.model, max_length=config.max_length)
+    kind, checked = check_kind(args.file, args.kind, tokenizer=load_tokenizer(args.model), config=config,
+                               spec=_grader_spec(args))
+    report = kind_report(kind, checked, source=str(args.file), model=args.model, max_length=config.max_length)
     print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
     return exit_codes.ERRORS if report["errors"] else exit_codes.OK
 
@@ -96,13 +117,18 @@ def _prepare(args) -> int:
 
 def _preview(args) -> int:
     from llmft.bases.resolve import load_tokenizer
-    from llmft.data.preview import format_example, reasoning_note
-    from llmft.data.validate import check_file
+    from llmft.data.kinds import check_kind
+    from llmft.data.preview import format_example, format_rows, reasoning_note
 
     config = _data_config(args)
     tokenizer = load_tokenizer(args.model)
-    checked = check_file(args.file, tokenizer=tokenizer, config=config)
+    kind, checked = check_kind(args.file, args.kind, tokenizer=tokenizer, config=config, spec=_grader_spec(args))
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    if kind != "sft":
+        print(format_rows(kind, checked, tokenizer, think_mode=config.think_mode, start=args.start, n=args.n))
+        if checked.errors:
+            print(f"({checked.errors} records with errors not shown; run `llmft data validate`)", file=sys.stderr)
+        return exit_codes.OK
     shown = 0
     for example, tokens in zip(checked.examples, checked.tokenized, strict=True):
         if example.record < args.start or shown >= args.n:

@@ -31,6 +31,13 @@ CODES: dict[str, tuple[str, str]] = {
     "empty": ("error", "the example or a turn's content is empty"),
     "no_trained_tokens": ("error", "every assistant turn has weight 0: nothing to learn"),
     "too_long": ("error", "the rendered example is longer than max_length tokens"),
+    "missing_chosen": ("error", "a preference record has no chosen answer (chosen, or preferred_output)"),
+    "missing_rejected": ("error", "a preference record has no rejected answer (rejected, or non_preferred_output)"),
+    "chosen_equals_rejected": ("error", "the chosen and rejected answers are the same: nothing to prefer"),
+    "no_prompt": ("error", "no prompt: give prompt, or messages (input.messages) ending with a user turn"),
+    "missing_grader_field": ("error", "the record lacks a field a grader reads (reference_field, facts_field, "
+                             "{{item.FIELD}})"),
+    "missing_reference": ("error", "a grader compares with the reference answer and the record has none"),
     "duplicate": ("warning", "the example repeats an earlier one"),
     "unknown_field": ("warning", "a field that no format uses; it is not trained on"),
     "empty_reasoning": ("warning", "an assistant turn has an empty <think></think> block"),

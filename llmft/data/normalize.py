@@ -64,9 +64,9 @@ class Example:
 def to_example(value: object, loc: Location) -> tuple[Example | None, list[Issue]]:
     """Detect the record's format, check it, and return the Example (None when it has errors)."""
     if not isinstance(value, dict):
-        return None, [loc.issue("not_an_object", f"expected a JSON object, got {_kind(value)}")]
+        return None, [loc.issue("not_an_object", f"expected a JSON object, got {kind_of(value)}")]
     value = {key: item for key, item in value.items() if item is not None}  # Parquet/CSV nulls mean absent
-    if not _is_valid_unicode(value):
+    if not is_valid_unicode(value):
         return None, [loc.issue("undecodable_bytes", "the record holds a lone surrogate (\\ud800-\\udfff): "
                                                      "not valid Unicode text")]
     formats = [name for name, keys in _FORMAT_KEYS.items() if keys & value.keys()]
@@ -87,13 +87,13 @@ def to_example(value: object, loc: Location) -> tuple[Example | None, list[Issue
     if fmt == "text":
         text = value["text"]
         if not isinstance(text, str):
-            issues.append(loc.issue("content_not_string", f"text must be a string, got {_kind(text)}", "text"))
+            issues.append(loc.issue("content_not_string", f"text must be a string, got {kind_of(text)}", "text"))
         elif not text.strip():
             issues.append(loc.issue("empty", "text is empty", "text"))
         else:
             example.text = text
     elif raw_messages is not None:
-        example.messages, chat_issues = _check_messages(raw_messages, loc, prefix)
+        example.messages, chat_issues = check_messages(raw_messages, loc, prefix)
         issues += chat_issues
     errors = any(issue.severity == "error" for issue in issues)
     return (None if errors else example), issues
@@ -143,7 +143,7 @@ def _alpaca(value: dict, loc: Location):
     issues = []
     for key in ("instruction", answer_key, "input", "system"):
         if key in value and not isinstance(value[key], str):
-            issues.append(loc.issue("content_not_string", f"{key} must be a string, got {_kind(value[key])}", key))
+            issues.append(loc.issue("content_not_string", f"{key} must be a string, got {kind_of(value[key])}", key))
     if "instruction" not in value:
         issues.append(loc.issue("missing_content", "alpaca records need an instruction", "instruction"))
     if answer_key not in value:
@@ -166,7 +166,7 @@ def _prompt_completion(value: dict, loc: Location):
         if key not in value:
             issues.append(loc.issue("missing_content", f"prompt/completion records need {key}", key))
         elif not isinstance(value[key], str):
-            issues.append(loc.issue("content_not_string", f"{key} must be a string, got {_kind(value[key])}", key))
+            issues.append(loc.issue("content_not_string", f"{key} must be a string, got {kind_of(value[key])}", key))
     if issues:
         return None, None, issues
     return [{"role": "user", "content": value["prompt"]}, {"role": "assistant", "content": value["completion"]}], ["prompt", "completion"], []
@@ -182,7 +182,11 @@ _FORMAT_TO_MESSAGES = {
 
 
 def _field_name(prefix, index: int, key: str) -> str:
-    """Where message `index`'s `key` lives in the user's record, in the user's own field names."""
+    """Where message `index`'s `key` lives in the user's record, in the user's own field names (`prefix`: the
+    messages' field, a list of one field per message, a (field, offset) pair for ShareGPT, or a function of
+    index and key for records whose turns come from several fields, as a preference pair's)."""
+    if callable(prefix):
+        return prefix(index, key)
     if isinstance(prefix, list):
         return prefix[index]
     if isinstance(prefix, tuple):
@@ -194,12 +198,12 @@ def _field_name(prefix, index: int, key: str) -> str:
     return f"{prefix}[{index}].{key}"
 
 
-def _check_messages(raw: list[dict], loc: Location, prefix) -> tuple[list[Message], list[Issue]]:
+def check_messages(raw: list[dict], loc: Location, prefix) -> tuple[list[Message], list[Issue]]:
     issues: list[Issue] = []
     messages: list[Message] = []
     for index, item in enumerate(raw):
         where = lambda key, index=index: _field_name(prefix, index, key)  # noqa: E731
-        if isinstance(prefix, str):
+        if isinstance(prefix, str) or callable(prefix):
             issues += [loc.issue("unknown_field", f"field {k!r} is not part of a message; it is ignored", where(k))
                        for k in sorted(set(item) - MESSAGE_FIELDS, key=str)]
         role, content = item.get("role"), item.get("content")
@@ -211,7 +215,7 @@ def _check_messages(raw: list[dict], loc: Location, prefix) -> tuple[list[Messag
             issues.append(loc.issue("missing_content", f"the {role} message has no content", where("content")))
             continue
         if content is not None and not isinstance(content, str):
-            issues.append(loc.issue("content_not_string", f"content must be a string, got {_kind(content)}", where("content")))
+            issues.append(loc.issue("content_not_string", f"content must be a string, got {kind_of(content)}", where("content")))
             continue
         content = content or ""
         if not content.strip() and not tool_calls:
@@ -236,7 +240,7 @@ def _split_reasoning(message: Message, reasoning_content, loc: Location, where) 
     content = message.content
     opens, closes = content.count(THINK_OPEN), content.count(THINK_CLOSE)
     if reasoning_content is not None and not isinstance(reasoning_content, str):
-        return [loc.issue("content_not_string", f"reasoning_content must be a string, got {_kind(reasoning_content)}",
+        return [loc.issue("content_not_string", f"reasoning_content must be a string, got {kind_of(reasoning_content)}",
                           where("reasoning_content"))]
     if opens or closes:
         match = _INLINE_THINK.match(content)
@@ -288,7 +292,7 @@ def _check_order(messages: list[Message], loc: Location, where) -> list[Issue]:
     return []
 
 
-def _is_valid_unicode(value: dict) -> bool:
+def is_valid_unicode(value: dict) -> bool:
     """No lone surrogate in any string of the record (walked without recursion or a copy: records can be huge)."""
     stack: list = [value]
     while stack:
@@ -305,6 +309,6 @@ def _is_valid_unicode(value: dict) -> bool:
     return True
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
             float: "a number"}.get(type(value), type(value).__name__)

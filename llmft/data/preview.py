@@ -3,7 +3,8 @@
     llmft data preview FILE --model tiny-r1 [-n 3]
 
 The marks come from the labels of the real token ids (decoded run by run), so the preview is
-exactly the training signal, not a re-rendering of it.
+exactly the training signal, not a re-rendering of it. Preference pairs and RL prompts show the
+rows their trainers get instead: the prompt as served, then chosen and rejected, or the reference.
 """
 
 from llmft.data.normalize import Example
@@ -45,3 +46,21 @@ def runs(tokens: Tokenized):
         state = trained
     if run:
         yield state, run
+
+
+def format_rows(kind: str, checked, tokenizer, *, think_mode: str, start: int = 1, n: int = 3) -> str:
+    """Preference pairs (prompt / chosen / rejected) or RL prompts (prompt / reference) as their trainers get them,
+    from record `start` on, at most `n`."""
+    from llmft.data.preference import preference_rows
+    from llmft.data.rl_prompts import prompt_rows
+
+    examples = [e for e in checked.examples if (e.number if kind == "prompts" else e.record) >= start][:n]
+    make = prompt_rows if kind == "prompts" else preference_rows
+    rows = make(tokenizer, examples, reasoning_format=checked.reasoning_format, think_mode=think_mode)
+    parts = []
+    for example, row in zip(examples, rows):
+        where = f"line {example.line}" if example.line else f"record {example.number if kind == 'prompts' else example.record}"
+        parts.append(f"── {where} ({checked.reasoning_format}) ──")
+        keys = ("prompt", "reference") if kind == "prompts" else ("prompt", "chosen", "rejected")
+        parts += [f"{key}:\n{row[key] if row[key] is not None else '(none)'}" for key in keys]
+    return "\n".join(parts)

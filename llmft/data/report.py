@@ -76,6 +76,13 @@ def format_report(report: dict, *, max_issues: int = 50) -> str:
         f"per epoch    {epoch['tokens']:,} tokens, {epoch['trained_tokens']:,} trained, "
         f"{epoch['packed_rows']} packed rows (packing efficiency {epoch['packing_efficiency']:.1%})",
     ]
+    if "preference" in report:
+        pairs = report["preference"]
+        lines.append(f"preference   {pairs['pairs']} pairs, {pairs['chosen_tokens']:,} chosen and "
+                     f"{pairs['rejected_tokens']:,} rejected tokens, chosen the shorter in {pairs['chosen_shorter']:.1%}")
+    if "prompts" in report:
+        lines.append(f"prompts      {report['prompts']['prompts']} prompts, "
+                     f"{report['prompts']['with_reference']:.1%} with a reference answer")
     if "split" in report:
         split = report["split"]
         lines.append(f"split        {split['train']} train / {split['validation']} validation ({split['how']})")
