@@ -23,7 +23,8 @@ from llmft.train import checkpoints
 SERIES_KEYS = ("step", "epoch", "time", "loss", "learning_rate", "grad_norm", "tokens_per_second", "token_accuracy",
                "cpu_percent", "ram_gb", "ram_percent", "gpu_utilization", "gpu_memory_gb", "gpu_memory_fraction",
                "peak_rss_gb", "gpu_peak_memory_gb",
-               "eval_loss", "eval_token_accuracy", "eval_perplexity", "eval_tokens")
+               "eval_loss", "eval_token_accuracy", "eval_perplexity", "eval_tokens",
+               "reward_mean", "reward_std", "zero_variance_share", "clipped_share", "completion_length", "kl")  # GRPO
 
 
 def job_metrics(session: Session, *, principal: Principal, job_id: str) -> dict:

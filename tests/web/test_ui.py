@@ -211,6 +211,43 @@ def test_the_whole_loop_in_the_browser(page, ui_server, admin_key, screenshots, 
     assert page.script_errors == []
 
 
+def test_a_grpo_jobs_page_charts_reward_and_completion_length(page, ui_server, ui_server_env, admin_key):
+    """A GRPO job's metrics (reward_mean, completion_length: llmft/train/rl_health.py) get their charts beside
+    the loss; a supervised job's page has none. The jobs are written to the server's database as a GRPO
+    trainer's events would be."""
+    from llmft.auth.keys import authenticate
+    from llmft.db.session import session_scope
+    from llmft.db.tables import Job, JobEvent, now
+
+    with session_scope(f"sqlite:///{Path(ui_server_env['LLMFT_HOME']) / 'llmft.db'}") as session:
+        tenant = authenticate(session, admin_key).tenant_id
+        ids = {}
+        for method in ("grpo", "full"):
+            job = Job(tenant_id=tenant, status="succeeded", base_model="tiny-r1", method=method, hyperparameters={},
+                      seed=1, metadata_={}, config={}, progress={}, finished_at=now())
+            session.add(job)
+            session.flush()
+            ids[method] = job.id
+            for step in range(1, 6):
+                health = {"reward_mean": 0.1 * step, "reward_std": 0.3, "zero_variance_share": 0.25,
+                          "clipped_share": 0.1, "completion_length": 120.0 - 5 * step} if method == "grpo" else {}
+                session.add(JobEvent(job_id=job.id, tenant_id=tenant, type="metrics", message=f"step {step}",
+                                     data={"step": step, "loss": 0.05, "learning_rate": 1e-5, **health}))
+    page.goto(f"{ui_server}/ui")
+    page.fill("#api-key", admin_key)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_url(re.compile(r"#/jobs$"))
+    page.goto(f"{ui_server}/ui#/jobs/{ids['grpo']}")
+    page.locator("figure[data-chart=completion_length] circle.point").nth(4).wait_for()
+    assert points(page, "reward_mean") == 5 and points(page, "completion_length") == 5 and points(page, "loss") == 5
+    charts = page.inner_text("#charts")
+    assert "Mean reward" in charts and "Completion length (tokens)" in charts and "0.5" in charts  # the latest reward
+    page.goto(f"{ui_server}/ui#/jobs/{ids['full']}")
+    page.locator("figure[data-chart=loss] circle.point").nth(4).wait_for()
+    assert page.locator("figure[data-chart=reward_mean]").count() == 0
+    assert page.script_errors == []
+
+
 def start_job(server: str, key: str, *, max_steps: int) -> str:
     headers = {"Authorization": f"Bearer {key}"}
     dataset = requests.get(f"{server}/api/v1/datasets", headers=headers, timeout=30).json()["data"][0]["id"]

@@ -101,6 +101,8 @@ const LABELS = {
   loss: ["Training loss", "训练损失"],
   eval_loss: ["Validation loss", "验证损失"],
   tokens_per_second: ["Tokens per second", "每秒 token 数"],
+  reward_mean: ["Mean reward", "平均奖励"],
+  completion_length: ["Completion length (tokens)", "生成长度（token）"],
   attempts: ["Attempts", "尝试次数"],
   hyperparameters: ["Hyperparameters", "超参数"],
   events: ["Events", "事件"],

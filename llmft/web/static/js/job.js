@@ -13,6 +13,11 @@ const CHARTS = [
   ["learning_rate", "train", "learning_rate", "#059669"],
   ["tokens_per_second", "train", "tokens_per_second", "#7c3aed"],
 ];
+// A GRPO job's health (llmft/train/rl_health.py), charted when its metrics have them.
+const RL_CHARTS = [
+  ["reward_mean", "train", "reward_mean", "#d97706"],
+  ["completion_length", "train", "completion_length", "#0891b2"],
+];
 
 export function jobView(root, id) {
   const path = `/api/v1/jobs/${encodeURIComponent(id)}`;
@@ -97,7 +102,8 @@ export function jobView(root, id) {
   }
 
   function showCharts(metrics) {
-    fill(charts, ...CHARTS.map(([id, series, key, color]) => lineChart({
+    const rl = metrics.train.some((p) => typeof p.reward_mean === "number") ? RL_CHARTS : [];
+    fill(charts, ...[...CHARTS, ...rl].map(([id, series, key, color]) => lineChart({
       id, title: t(id), color,
       points: metrics[series].filter((p) => typeof p[key] === "number").map((p) => [p.step, p[key]]),
     })));
