@@ -9,7 +9,9 @@ One function per grader, named after it, so TRL logs each as `rewards/NAME/mean`
 `weight` (default 1). Each scores a completion exactly as evaluation does (llmft/evaluate/run.py): the
 generated ids up to the first EOS decoded as they are, the `<think>` the prompt opened put back in front,
 the reasoning split off (split_reasoning) and the answer graded by `grade` against the row's `reference`
-and `record`; `finished` is "ended with EOS", i.e. not clipped at max_completion_length. The optional terms:
+and `record` (the data record as JSON text: a dataset column keeps it exactly, where Arrow would fill a
+field one record lacks with null); `finished` is "ended with EOS", i.e. not clipped at
+max_completion_length. The optional terms:
 
   format_bonus    1 when the think block is closed and the completion ended with EOS (weight: `format`)
   length_penalty  minus the tokens beyond `length_target` (weight: `length_penalty`; 0 at or under the target)
@@ -19,6 +21,7 @@ reward and the record's line (the row's `line` column); the GRPO run stops on it
 and exit code 5, keeping its last checkpoint (llmft/exit_codes.py).
 """
 
+import json
 from collections.abc import Callable, Iterable
 
 from llmft.bases.r1_tokenizer import THINK_OPEN
@@ -81,7 +84,7 @@ def _grader_reward(spec: GraderSpec, tokenizer, eos: frozenset[int]) -> RewardFu
                 reasoning, answer, closed = split_reasoning(text)
                 expected = split_reasoning(reference[i])[1] if reference[i] is not None else ""
                 scores.append(grade(spec, answer=answer, reasoning=reasoning, finished=finished, closed=closed,
-                                    reference=expected, record=record[i])[name])
+                                    reference=expected, record=json.loads(record[i]))[name])
             except Exception as error:  # noqa: BLE001 - every failure becomes one error naming the reward and record
                 raise RewardError(name, _where(line, i), error) from error
         return scores

@@ -1,6 +1,8 @@
 """GRPO rewards on crafted completions of the tiny-r1 tokenizer: the graders' scores as evaluation gives them,
 the format and length terms, and a failing reward named with its record's line."""
 
+import json
+
 import pytest
 
 from llmft.bases.resolve import load_tokenizer
@@ -42,7 +44,7 @@ COMPLETIONS = {
 def scores(tokenizer, prompt, functions, names):
     completion_ids = [ids(tokenizer, COMPLETIONS[name][0], eos=COMPLETIONS[name][1]) for name in names]
     texts = [tokenizer.decode(i, skip_special_tokens=True) for i in completion_ids]
-    columns = {"reference": [REFERENCE] * len(names), "record": [RECORD] * len(names),
+    columns = {"reference": [REFERENCE] * len(names), "record": [json.dumps(RECORD)] * len(names),
                "line": list(range(1, len(names) + 1))}
     return {fn.__name__: fn([prompt] * len(names), texts, completion_ids=completion_ids, **columns) for fn in functions}
 
@@ -103,7 +105,7 @@ def test_a_failing_reward_names_itself_and_the_records_line(tokenizer, prompt):
     completion_ids = [ids(tokenizer, COMPLETIONS["right"][0])] * 2
     with pytest.raises(RewardError) as raised:
         by_name["total-field"]([prompt] * 2, ["", ""], completion_ids=completion_ids, reference=[REFERENCE] * 2,
-                               record=[RECORD, {"metadata": {}}], line=[7, 12])
+                               record=[json.dumps(RECORD), '{"metadata": {}}'], line=[7, 12])
     assert raised.value.reward == "total-field" and raised.value.where == "the record at line 12"
     assert "reward 'total-field' failed on the record at line 12" in str(raised.value)
     assert "metadata.answer" in str(raised.value)
