@@ -17,6 +17,9 @@ class UploadIn(Schema):
                           metadata={"description": "base model whose tokenizer counts the tokens: a built-in "
                                           "name or a hub id, as a job's base_model (never a server path)"})
     max_length = fields.Integer(load_default=4096, validate=validators.Range(16, 1_048_576))
+    kind = Text(load_default="auto", validate=validators.OneOf(["auto", "sft", "preference", "prompts"]),
+                metadata={"description": "what the file holds: sft conversations, preference pairs (DPO, ORPO, "
+                                         "SimPO) or RL prompts; auto tells it from the first record"})
 
 
 class DatasetOut(Schema):
@@ -56,7 +59,7 @@ def create(form):
     with db() as session:
         dataset, _ = service.upload_dataset(session, principal=caller, uploads_dir=settings().uploads_dir,
                                             filename=upload.filename or "", stream=upload.stream,
-                                            model=form["model"], max_length=form["max_length"])
+                                            model=form["model"], max_length=form["max_length"], kind=form["kind"])
     return dataset
 
 

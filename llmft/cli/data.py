@@ -1,7 +1,7 @@
 """`llmft data ...`: check, prepare and look at a data file before training on it.
 
     llmft data validate FILE [--model tiny-r1] [--max-length N] [--json] [--kind auto] [--graders G.yaml]
-    llmft data prepare FILE --out DIR [--model tiny-r1] [--validation-file F]
+    llmft data prepare FILE --out DIR [--model tiny-r1] [--validation-file F] [--kind auto]
     llmft data preview FILE [--model tiny-r1] [-n 3]
 
 --kind says what the file holds: sft conversations, preference pairs (DPO, ORPO, SimPO) or prompts (GRPO);
@@ -98,12 +98,19 @@ def _validate(args) -> int:
 
 
 def _prepare(args) -> int:
+    from llmft.data.kinds import detect_file_kind
     from llmft.data.prepare import DataError, prepare
+    from llmft.data.prepare_rows import prepare_rows
     from llmft.data.report import format_report
 
     config = _data_config(args)
+    kind = detect_file_kind(args.file) if args.kind == "auto" else args.kind
     try:
-        prepared = prepare(args.file, model=args.model, config=config, out=args.out, use_cache=not args.no_cache)
+        if kind == "sft":
+            prepared = prepare(args.file, model=args.model, config=config, out=args.out, use_cache=not args.no_cache)
+        else:
+            prepared = prepare_rows(args.file, kind=kind, model=args.model, config=config, out=args.out,
+                                    spec=_grader_spec(args))
     except DataError as error:
         print(json.dumps(error.report, ensure_ascii=False, indent=1) if args.json else format_report(error.report))
         print("llmft: nothing written; fix the errors above or pass --on-invalid drop", file=sys.stderr)

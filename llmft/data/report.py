@@ -73,9 +73,10 @@ def format_report(report: dict, *, max_issues: int = 50) -> str:
         f"cleaning     {cleaning['normalized']} normalized, {cleaning['duplicates_exact']} exact and "
         f"{cleaning['duplicates_normalized']} normalized duplicates removed, {cleaning['too_long']} over "
         f"max_length ({cleaning['dropped_overlength']} left out, {cleaning['truncated']} truncated)",
-        f"per epoch    {epoch['tokens']:,} tokens, {epoch['trained_tokens']:,} trained, "
-        f"{epoch['packed_rows']} packed rows (packing efficiency {epoch['packing_efficiency']:.1%})",
     ]
+    if report.get("kind", "sft") == "sft":  # pairs and prompts are not packed
+        lines.append(f"per epoch    {epoch['tokens']:,} tokens, {epoch['trained_tokens']:,} trained, "
+                     f"{epoch['packed_rows']} packed rows (packing efficiency {epoch['packing_efficiency']:.1%})")
     if "preference" in report:
         pairs = report["preference"]
         lines.append(f"preference   {pairs['pairs']} pairs, {pairs['chosen_tokens']:,} chosen and "

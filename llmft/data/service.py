@@ -1,8 +1,9 @@
 """Dataset service functions (the HTTP layer in api/datasets.py is a thin wrapper).
 
 An upload is written to a temporary file under `uploads/<tenant>/`, validated with the data
-pipeline, and kept only when it has no errors; its stored name comes from the dataset id and
-an allowed extension, never from the client's filename.
+pipeline as its kind (SFT conversations, preference pairs or RL prompts; data/kinds.py), and kept
+only when it has no errors; its report records the kind. Its stored name comes from the dataset
+id and an allowed extension, never from the client's filename.
 """
 
 import os
@@ -19,9 +20,8 @@ from llmft.auth.keys import Principal
 from llmft.bases.resolve import ALIASES, BUILT_IN, ModelNotFoundError, load_tokenizer, requestable
 from llmft.data import cache
 from llmft.data.config import DataConfig
+from llmft.data.kinds import KINDS, check_kind, kind_report
 from llmft.data.preview import runs
-from llmft.data.report import build_report
-from llmft.data.validate import check_file
 from llmft.db.pages import newest_first
 from llmft.db.tables import Dataset, Job, is_id, new_id, now
 from llmft.errors import Conflict, Invalid, NotFound
@@ -34,8 +34,11 @@ def tokenizer_for(model: str):
     return load_tokenizer(model)
 
 def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path, filename: str, stream: BinaryIO,
-                   model: str = "tiny-r1", max_length: int = 4096) -> tuple[Dataset, dict]:
-    """Validate and store an upload; Invalid (422, with the report) and nothing stored on errors."""
+                   model: str = "tiny-r1", max_length: int = 4096, kind: str = "auto") -> tuple[Dataset, dict]:
+    """Validate and store an upload as `kind` (auto: told from its first record); Invalid (422, with the report)
+    and nothing stored on errors."""
+    if kind != "auto" and kind not in KINDS:
+        raise Invalid(f"kind {kind!r}: one of auto, {', '.join(KINDS)}", details={"field": "kind"}, code="invalid_kind")
     _check_model(model)
     extension = Path(filename or "").suffix.lower()
     if extension not in EXTENSIONS:
@@ -47,8 +50,9 @@ def upload_dataset(session: Session, *, principal: Principal, uploads_dir: Path,
     try:
         with os.fdopen(handle, "wb") as out:
             shutil.copyfileobj(stream, out, 1024 * 1024)
-        checked = check_file(Path(temporary), tokenizer=tokenizer_for(model), config=DataConfig(max_length=max_length))
-        report = build_report(checked, source=Path(filename).name, model=model, max_length=max_length)
+        kind, checked = check_kind(Path(temporary), kind, tokenizer=tokenizer_for(model),
+                                   config=DataConfig(max_length=max_length))
+        report = kind_report(kind, checked, source=Path(filename).name, model=model, max_length=max_length)
         if report["errors"] or not report["examples"]:
             first = min((issue for issue in checked.issues if issue.severity == "error"),
                         key=lambda issue: (issue.record or 0, issue.line or 0), default=None)
@@ -123,12 +127,16 @@ def delete_dataset(session: Session, *, principal: Principal, dataset_id: str, u
 
 def preview_dataset(session: Session, *, principal: Principal, dataset_id: str, uploads_dir: Path,
                     limit: int = 3) -> list[dict]:
-    """Rendered examples as runs of text, each marked trained or not (what the model will learn)."""
+    """Rendered examples as runs of text, each marked trained or not (what the model will learn); preference pairs
+    as prompt, chosen and rejected, RL prompts as prompt and reference (the rows their trainers get)."""
     dataset = get_dataset(session, principal=principal, dataset_id=dataset_id)
     model = dataset.report.get("model", "tiny-r1")
     tokenizer = tokenizer_for(model)
-    checked = check_file(dataset_path(dataset, uploads_dir), tokenizer=tokenizer,
-                         config=DataConfig(max_length=dataset.report.get("max_length", 4096)))
+    config = DataConfig(max_length=dataset.report.get("max_length", 4096))
+    kind, checked = check_kind(dataset_path(dataset, uploads_dir), dataset.report.get("kind", "sft"),
+                               tokenizer=tokenizer, config=config)
+    if kind != "sft":
+        return _row_previews(kind, checked, tokenizer, config, limit)
     previews = []
     for example, tokens in list(zip(checked.examples, checked.tokenized))[:limit]:
         spans = [{"text": tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False),
@@ -136,3 +144,14 @@ def preview_dataset(session: Session, *, principal: Principal, dataset_id: str, 
         previews.append({"record": example.record, "line": example.line, "tokens": len(tokens),
                          "trained_tokens": tokens.trained_tokens, "spans": spans})
     return previews
+
+
+def _row_previews(kind: str, checked, tokenizer, config: DataConfig, limit: int) -> list[dict]:
+    from llmft.data.preference import preference_rows
+    from llmft.data.rl_prompts import prompt_rows
+
+    examples = checked.examples[:limit]
+    make = preference_rows if kind == "preference" else prompt_rows
+    rows = make(tokenizer, examples, reasoning_format=checked.reasoning_format, think_mode=config.think_mode)
+    return [{"record": example.number if kind == "prompts" else example.record, "line": example.line, "kind": kind,
+             **{key: value for key, value in row.items() if key != "record"}} for example, row in zip(examples, rows)]

@@ -109,3 +109,47 @@ def test_openapi_docs_and_error_shape(server, keys):
         time.sleep(0.5)
     assert ready.json()["checks"] == {"database": "ok", "workers": "ok", "broker": "ok"}
     assert ready.json()["workers"][0].startswith("embedded@")
+
+
+PAIRS = (b'{"prompt": "Fee on $400 at 5%?", "chosen": "$20.00", "rejected": "Fees vary a lot, it depends."}\n'
+         b'{"messages": [{"role": "user", "content": "Refund window?"}], "chosen": {"content": "30 days."}, '
+         b'"rejected": [{"role": "assistant", "content": "90 days."}]}\n')
+
+
+def test_preference_pairs_are_validated_as_pairs_and_their_kind_recorded(server, keys):
+    response = upload(server, keys["alice"], "pairs.jsonl", PAIRS)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["report"]["kind"] == "preference" and body["examples"] == 2
+    assert body["report"]["preference"]["pairs"] == 2
+    preview = requests.get(f"{server}/api/v1/datasets/{body['id']}/preview?n=1", headers=auth(keys["alice"]),
+                           timeout=60).json()["data"]
+    assert preview == [{"record": 1, "line": 1, "kind": "preference",
+                        "prompt": "<｜begin▁of▁sentence｜><｜User｜>Fee on $400 at 5%?<｜Assistant｜><think>\n",
+                        "chosen": "\n</think>\n\n$20.00<｜end▁of▁sentence｜>",
+                        "rejected": "\n</think>\n\nFees vary a lot, it depends.<｜end▁of▁sentence｜>"}]
+
+
+def test_a_pair_without_rejected_is_422_naming_the_line_and_an_unknown_kind_names_it(server, keys):
+    bad = PAIRS + b'{"prompt": "Late fee?", "chosen": "$10.00"}\n{"prompt": "x", "chosen": "same", "rejected": "same"}\n'
+    response = upload(server, keys["alice"], "pairs.jsonl", bad)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_dataset" and "missing_rejected at line 3, rejected" in error["message"]
+    issues = error["details"]["report"]["issues"]
+    assert [(i["code"], i["line"], i["field"]) for i in issues] == [
+        ("missing_rejected", 3, "rejected"), ("chosen_equals_rejected", 4, "rejected")]
+    response = requests.post(f"{server}/api/v1/datasets", headers=auth(keys["alice"]), data={"kind": "dpo"},
+                             files={"file": ("pairs.jsonl", PAIRS)}, timeout=60)
+    assert response.status_code == 422 and "kind" in response.text
+
+
+def test_prompts_are_told_from_their_first_record_or_named_by_kind(server, keys):
+    prompts = b'{"messages": [{"role": "user", "content": "2+2?"}], "reference_answer": "4"}\n'
+    body = upload(server, keys["alice"], "prompts.jsonl", prompts).json()
+    assert body["report"]["kind"] == "prompts" and body["report"]["prompts"]["with_reference"] == 1.0
+    sft = SAMPLE.read_bytes()[:2000].rsplit(b"\n", 1)[0] + b"\n"
+    response = requests.post(f"{server}/api/v1/datasets", headers=auth(keys["alice"]), data={"kind": "prompts"},
+                             files={"file": ("sft-as-prompts.jsonl", sft)}, timeout=60)
+    assert response.status_code == 201 and response.json()["report"]["kind"] == "prompts"
+    assert upload(server, keys["alice"], "sft.jsonl", sft).json()["report"]["kind"] == "sft"
