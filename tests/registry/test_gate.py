@@ -2,11 +2,8 @@
 PROMOTION_GATE names them (`grader.total:max`), and a version that computes worse cannot take production.
 Names that no evaluation reports are refused when the settings load."""
 
-import json
 
 import pytest
-import torch
-from safetensors.torch import save_file
 
 from llmft.auth.keys import authenticate, create_key
 from llmft.config import ConfigError
@@ -15,25 +12,7 @@ from llmft.db.tables import Dataset, Job
 from llmft.errors import Conflict
 from llmft.registry import service
 from llmft.settings import load_settings
-from llmft.train.summary import DataSummary, RunSummary
-
-SUMMARY = RunSummary(
-    status="succeeded", steps=10, epochs=1.0, first_train_loss=2.6, final_train_loss=2.0, final_eval_loss=2.5,
-    best_eval_loss=2.4, best_checkpoint=None, stopped_by=None, tokens_seen=1000, train_runtime_s=20.0,
-    tokens_per_second=50.0, processes=1, wall_time_s=21.0, peak_rss_gb=1.0, final_dir="final",
-    tokenizer_sha256="ab" * 32, renderer_version="2", config={}, llmft_version="0.1.0", torch_version="2.13.0",
-    data=DataSummary(sha256="cd" * 32, sources=[{"name": "d.jsonl", "sha256": "ef" * 32}], folder="prepared",
-                     train_examples=9, validation_examples=1))
-
-
-def final_dir(tmp_path, name: str):
-    """A LoRA adapter folder, enough for the registry to store and hash."""
-    folder = tmp_path / name
-    folder.mkdir()
-    save_file({"lora_A": torch.ones((2, 2))}, folder / "adapter_model.safetensors")
-    (folder / "adapter_config.json").write_text(json.dumps({"r": 2, "peft_type": "LORA"}))
-    (folder / "tokenizer.json").write_text("{}")
-    return folder
+from tests.registry.test_service import SUMMARY, final_dir
 
 
 def register(url, principal, tmp_path, name: str, candidate: dict) -> int:
