@@ -132,7 +132,8 @@ def _preview(args) -> int:
     kind, checked = check_kind(args.file, args.kind, tokenizer=tokenizer, config=config, spec=_grader_spec(args))
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     if kind != "sft":
-        print(format_rows(kind, checked, tokenizer, think_mode=config.think_mode, start=args.start, n=args.n))
+        print(format_rows(kind, checked, tokenizer, think_mode=config.think_mode, start=args.start, n=args.n,
+                          color=color))
         if checked.errors:
             print(f"({checked.errors} records with errors not shown; run `llmft data validate`)", file=sys.stderr)
         return exit_codes.OK

@@ -231,7 +231,7 @@ def _prompt_messages(messages, name: str, loc: Location):
     roles = [m.get("role") for m in messages]
     if "user" not in roles:
         return [], None, [loc.issue("no_prompt", f"{name} has no user turn", name)]
-    if roles[-1] == "assistant":
+    if roles[-1] != "user":
         return [], None, [loc.issue("roles_not_alternating", f"{name} must end with a user turn: the answers go in "
                                                              "chosen and rejected", f"{name}[{len(roles) - 1}].role")]
     return messages, lambda index, key: f"{name}[{index}].{key}", []
@@ -242,20 +242,23 @@ def _side(value: dict, name: str, side: str, loc: Location):
     missing = f"missing_{side}"
     if name not in value:
         return None, [loc.issue(missing, f"no {name}", name)]
-    given = value[name]
+    given, field = value[name], name
+    if isinstance(given, str):
+        return ({"role": "assistant", "content": given}, lambda key: name), []
     if isinstance(given, list):
         if not given:
             return None, [loc.issue(missing, f"{name} is an empty list", name)]
         if len(given) > 1 or not isinstance(given[0], dict):
             return None, [loc.issue("invalid_messages", f"{name} must hold one assistant message, got "
                                                         f"{len(given)} items", name)]
-        return ({"role": "assistant", **given[0]}, lambda key: f"{name}[0].{key}"), []
-    if isinstance(given, dict):
-        return ({"role": "assistant", **given}, lambda key: f"{name}.{key}"), []
-    if isinstance(given, str):
-        return ({"role": "assistant", "content": given}, lambda key: name), []
-    return None, [loc.issue("invalid_messages", f"{name} must be a string, an assistant message or a list of one, "
-                                                f"got {kind_of(given)}", name)]
+        given, field = given[0], f"{name}[0]"
+    if not isinstance(given, dict):
+        return None, [loc.issue("invalid_messages", f"{name} must be a string, an assistant message or a list of "
+                                                    f"one, got {kind_of(given)}", name)]
+    if given.get("tool_calls"):
+        return None, [loc.issue("invalid_messages", f"{name} calls tools: a side of a pair is a text answer",
+                                f"{field}.tool_calls")]
+    return ({"role": "assistant", **given}, lambda key: f"{field}.{key}"), []
 
 
 def _joined(count: int, prompt_where, side_where):

@@ -48,19 +48,26 @@ def runs(tokens: Tokenized):
         yield state, run
 
 
-def format_rows(kind: str, checked, tokenizer, *, think_mode: str, start: int = 1, n: int = 3) -> str:
-    """Preference pairs (prompt / chosen / rejected) or RL prompts (prompt / reference) as their trainers get them,
-    from record `start` on, at most `n`."""
+def format_rows(kind: str, checked, tokenizer, *, think_mode: str, start: int = 1, n: int = 3,
+                color: bool = False) -> str:
+    """Preference pairs (the prompt, then chosen and rejected, each trained: green or between ⟦ and ⟧) or RL prompts
+    (the prompt, then the reference answer) as their trainers get them, from record `start` on, at most `n`."""
     from llmft.data.preference import preference_rows
     from llmft.data.rl_prompts import prompt_rows
 
-    examples = [e for e in checked.examples if (e.number if kind == "prompts" else e.record) >= start][:n]
+    number = (lambda e: e.number) if kind == "prompts" else (lambda e: e.record)  # noqa: E731
+    examples = [e for e in checked.examples if number(e) >= start][:n]
     make = prompt_rows if kind == "prompts" else preference_rows
     rows = make(tokenizer, examples, reasoning_format=checked.reasoning_format, think_mode=think_mode)
+    trained = (lambda text: f"{GREEN}{text}{RESET}") if color else (lambda text: f"{OPEN}{text}{CLOSE}")  # noqa: E731
     parts = []
     for example, row in zip(examples, rows):
-        where = f"line {example.line}" if example.line else f"record {example.number if kind == 'prompts' else example.record}"
-        parts.append(f"── {where} ({checked.reasoning_format}) ──")
-        keys = ("prompt", "reference") if kind == "prompts" else ("prompt", "chosen", "rejected")
-        parts += [f"{key}:\n{row[key] if row[key] is not None else '(none)'}" for key in keys]
+        where = f"line {example.line}" if example.line else f"record {number(example)}"
+        if kind == "prompts":
+            parts.append(f"── {where} (format {checked.reasoning_format}) ──")
+            parts += [f"prompt:\n{row['prompt']}", f"reference: {row['reference'] if row['reference'] is not None else '(none)'}"]
+        else:
+            parts.append(f"── {where} (format {checked.reasoning_format}; {'green' if color else '⟦…⟧'} = trained) ──")
+            parts += [f"prompt:\n{row['prompt']}", f"chosen:\n{trained(row['chosen'])}",
+                      f"rejected:\n{trained(row['rejected'])}"]
     return "\n".join(parts)

@@ -118,6 +118,9 @@ def to_prompt(value: object, loc: Location) -> tuple[PromptExample | None, list[
     if not any(m.get("role") == "user" for m in raw):
         return None, [loc.issue("no_prompt", "the messages have no user turn", "messages")]
     closed = raw[-1].get("role") == "assistant"  # an SFT record: its last turn is the reference
+    if not closed and raw[-1].get("role") != "user":
+        return None, [loc.issue("roles_not_alternating", "the messages must end with a user turn (or the reference "
+                                                         "assistant turn)", f"messages[{len(raw) - 1}].role")]
     messages, issues = check_messages(raw if closed else [*raw, _PLACEHOLDER], loc, where)
     if any(issue.severity == "error" for issue in issues):
         return None, issues

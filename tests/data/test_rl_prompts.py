@@ -62,6 +62,8 @@ ERROR_CASES = [  # (code, record, field)
     ("invalid_messages", {"messages": "2+2?"}, "messages"),
     ("unknown_role", {"messages": [{"role": "robot", "content": "x"}, USER]}, "messages[0].role"),
     ("roles_not_alternating", {"messages": [USER, USER]}, "messages[1].role"),
+    ("roles_not_alternating", {"messages": [USER, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "f"}}]}, {"role": "tool", "content": "42"}]}, "messages[2].role"),
     ("empty", {"messages": [USER, {"role": "assistant", "content": ""}]}, "messages[1].content"),
     ("ambiguous_format", {"prompt": "q", "messages": [USER]}, "messages"),
     ("not_an_object", "2+2?", None),
