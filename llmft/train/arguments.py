@@ -2,6 +2,7 @@
 
     arguments = training_arguments(config, output_dir, has_validation=True)
     Trainer(args=arguments, optimizer_cls_and_kwargs=optimizer_class_and_kwargs(config), ...)
+    DPOConfig(**argument_values(config, output_dir, has_validation=True), beta=0.1)   # TRL's, the same base
 
 Checkpoints go to the staging folder (train/checkpoints.py publishes them); the run's callbacks
 (train/callbacks.py) write the metrics, so Trainer's own reporters stay off unless MLflow is set.
@@ -23,6 +24,11 @@ from llmft.train.optim import Lamb
 
 
 def training_arguments(config: TrainConfig, output_dir: Path, *, has_validation: bool) -> TrainingArguments:
+    return TrainingArguments(**argument_values(config, output_dir, has_validation=has_validation))
+
+
+def argument_values(config: TrainConfig, output_dir: Path, *, has_validation: bool) -> dict:
+    """TrainingArguments' fields from our config, for Trainer's class or a TRL config class built on it."""
     t = config.training
     unresolved = [name for name in ("num_epochs", "batch_size", "learning_rate", "logging_steps")
                   if getattr(t, name) == AUTO]
@@ -32,7 +38,7 @@ def training_arguments(config: TrainConfig, output_dir: Path, *, has_validation:
     cuda = torch.cuda.is_available()
     eval_strategy = "steps" if (t.eval_steps and has_validation) else "no"
     optim = {"adamw": "adamw_torch_fused" if cuda else "adamw_torch", "adafactor": "adafactor", "lamb": "adamw_torch"}
-    return TrainingArguments(
+    return dict(
         output_dir=str(checkpoints.staging_dir(output_dir)),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,

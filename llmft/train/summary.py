@@ -35,6 +35,8 @@ class RunSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["succeeded", "stopped", "nan_loss", "reward_failed"]
+    method: str | None = None  # method.type: lora, full, qlora, dpo, orpo, simpo (None: a run before methods)
+    beta: float | None = None  # dpo, orpo, simpo: the method's beta
     steps: int
     epochs: float | None
     first_train_loss: float | None
@@ -74,7 +76,7 @@ class RunSummary(BaseModel):
         have (GPU memory, the NaN step) are left out when empty, as the file always had them."""
         path = Path(output_dir) / FILE
         optional = {"gpu_peak_memory_gb", "gpu_memory_fraction", "nan_step", "last_good_checkpoint", "reasoning_format",
-                    "reward_error"}
+                    "reward_error", "method", "beta"}
         value = self.model_dump(exclude={name for name in optional if getattr(self, name) is None})
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False, default=str) + "\n")

@@ -5,8 +5,10 @@
                 cross-entropy from their hidden states (train/loss.py), never all logits;
   evaluate      token-weighted validation loss, perplexity and token accuracy;
   log           adds useful tokens/s, token accuracy and memory to every training log.
-It also drops the update of a step whose loss or gradient is NaN or infinite and marks the step in
-the run's `RunRecord`, where the NaN stop (train/callbacks.py) finds it.
+What every run adds to its trainer, ours or TRL's (train/preference.py), is in `RunTrainerMixin`: it
+drops the update of a step whose loss or gradient is NaN or infinite and marks the step in the run's
+`RunRecord`, where the NaN stop (train/callbacks.py) finds it; it adds tokens/s, memory and system
+readings to every training log; and it sends no telemetry.
 """
 
 import math
@@ -41,17 +43,28 @@ class _HiddenCapture:
         return (args[0][..., :0, :],)
 
 
-class LlmftTrainer(Trainer):
+class RunTrainerMixin:
+    """Put before a Trainer class (`class X(RunTrainerMixin, DPOTrainer)`): the NaN guard, the log's
+    tokens/s, tokens seen, memory and system readings, and no telemetry. The subclass calls
+    `count_tokens` with the tokens each micro-batch runs through the model."""
+
     def __init__(self, *args, record: RunRecord, **kwargs):
         super().__init__(*args, **kwargs)
         self.record = record  # the NaN step goes there
-        self.model_accepts_loss_kwargs = True  # compute_loss divides by the tokens of the whole accumulated step
-        base = self.accelerator.unwrap_model(self.model)
-        base = base.get_base_model() if isinstance(base, PeftModel) else base
-        self._capture = _HiddenCapture(base.get_output_embeddings())
-        self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": time.perf_counter()}
         self.tokens_seen = 0
+        self._window = {"tokens": 0, "started": time.perf_counter()}
         self._losses_finite: torch.Tensor | None = None
+
+    def count_tokens(self, tokens: int) -> None:
+        self.tokens_seen += tokens
+        self._window["tokens"] += tokens
+
+    def total_tokens_seen(self) -> int:
+        """Tokens trained on by all ranks (a collective: every rank calls it)."""
+        return int(distributed.all_sum([self.tokens_seen])[0])
+
+    def _send_telemetry(self):
+        """TRL's trainers ping the Hub when they start; a self-hosted run tells no one."""
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -73,6 +86,27 @@ class LlmftTrainer(Trainer):
         if self.record.nan_step is not None:
             model.zero_grad(set_to_none=True)
         return grad_norm
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # every rank logs a training step (Trainer gathers the loss), so they sum here
+            now = time.perf_counter()
+            tokens, seen = distributed.all_sum([self._window["tokens"], self.tokens_seen])
+            logs["tokens_per_second"] = round(tokens / max(now - self._window["started"], 1e-9), 2)
+            logs["tokens_seen"] = int(seen)
+            logs.update(memory_stats())
+            logs.update(system.readings())
+            self._window = {"tokens": 0, "started": now}
+        super().log(logs, start_time)
+
+
+class LlmftTrainer(RunTrainerMixin, Trainer):
+    def __init__(self, *args, record: RunRecord, **kwargs):
+        super().__init__(*args, record=record, **kwargs)
+        self.model_accepts_loss_kwargs = True  # compute_loss divides by the tokens of the whole accumulated step
+        base = self.accelerator.unwrap_model(self.model)
+        base = base.get_base_model() if isinstance(base, PeftModel) else base
+        self._capture = _HiddenCapture(base.get_output_embeddings())
+        self._accuracy = {"trained": 0, "correct": 0}  # since the last training log
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
@@ -97,10 +131,9 @@ class LlmftTrainer(Trainer):
             # scale back so the step equals one process taking the whole global batch
             loss = loss * self.accelerator.num_processes
         if model.training:
-            self._window["tokens"] += inputs["input_ids"].numel()
-            self._window["trained"] += len(targets)
-            self._window["correct"] += int(correct)
-            self.tokens_seen += inputs["input_ids"].numel()
+            self.count_tokens(inputs["input_ids"].numel())
+            self._accuracy["trained"] += len(targets)
+            self._accuracy["correct"] += int(correct)
         if return_outputs:
             return loss, {"loss_sum": loss_sum.detach(), "count": len(targets), "correct": correct}
         return loss
@@ -154,21 +187,11 @@ class LlmftTrainer(Trainer):
         for start in range(0, len(rows), size):
             yield self.data_collator(rows[start:start + size])
 
-    def total_tokens_seen(self) -> int:
-        """Tokens trained on by all ranks (a collective: every rank calls it)."""
-        return int(distributed.all_sum([self.tokens_seen])[0])
-
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:  # every rank logs a training step (Trainer gathers the loss), so they sum here
-            window, now = self._window, time.perf_counter()
-            tokens, trained, correct, seen = distributed.all_sum(
-                [window["tokens"], window["trained"], window["correct"], self.tokens_seen])
-            logs["tokens_per_second"] = round(tokens / max(now - window["started"], 1e-9), 2)
+        if "loss" in logs:
+            trained, correct = distributed.all_sum([self._accuracy["trained"], self._accuracy["correct"]])
             logs["token_accuracy"] = round(correct / max(trained, 1), 4)
-            logs["tokens_seen"] = int(seen)
-            logs.update(memory_stats())
-            logs.update(system.readings())
-            self._window = {"tokens": 0, "trained": 0, "correct": 0, "started": now}
+            self._accuracy = {"trained": 0, "correct": 0}
         super().log(logs, start_time)
 
 
