@@ -66,10 +66,11 @@ def format_report(report: dict, *, max_issues: int = 50) -> str:
         for bucket in length["histogram"]:
             bar = "#" * math.ceil(30 * bucket["count"] / peak) if bucket["count"] else ""
             lines.append(f"  <= {bucket['le']:>7}  {bucket['count']:>6}  {bar}")
+    if report.get("kind") != "prompts":  # a prompt renders no reasoning; its reference's is counted below
+        lines.append(f"reasoning    {report['with_reasoning']:.1%} with reasoning in the data, "
+                     f"{report['with_reasoning_kept']:.1%} kept in the render (format {report['reasoning_format']}), "
+                     f"{report['with_empty_reasoning']:.1%} with an empty think block; {report['multi_turn']} multi-turn")
     lines += [
-        f"reasoning    {report['with_reasoning']:.1%} with reasoning in the data, {report['with_reasoning_kept']:.1%} "
-        f"kept in the render (format {report['reasoning_format']}), {report['with_empty_reasoning']:.1%} "
-        f"with an empty think block; {report['multi_turn']} multi-turn",
         f"cleaning     {cleaning['normalized']} normalized, {cleaning['duplicates_exact']} exact and "
         f"{cleaning['duplicates_normalized']} normalized duplicates removed, {cleaning['too_long']} over "
         f"max_length ({cleaning['dropped_overlength']} left out, {cleaning['truncated']} truncated)",
@@ -83,7 +84,8 @@ def format_report(report: dict, *, max_issues: int = 50) -> str:
                      f"{pairs['rejected_tokens']:,} rejected tokens, chosen the shorter in {pairs['chosen_shorter']:.1%}")
     if "prompts" in report:
         lines.append(f"prompts      {report['prompts']['prompts']} prompts, "
-                     f"{report['prompts']['with_reference']:.1%} with a reference answer")
+                     f"{report['prompts']['with_reference']:.1%} with a reference answer, "
+                     f"{report['with_reasoning']:.1%} with its reasoning (format {report['reasoning_format']})")
     if "split" in report:
         split = report["split"]
         lines.append(f"split        {split['train']} train / {split['validation']} validation ({split['how']})")
