@@ -243,6 +243,8 @@ def _side(value: dict, name: str, side: str, loc: Location):
     if name not in value:
         return None, [loc.issue(missing, f"no {name}", name)]
     given, field = value[name], name
+    if isinstance(given, str) and not given.strip():  # an empty CSV cell too
+        return None, [loc.issue(missing, f"{name} is empty", name)]
     if isinstance(given, str):
         return ({"role": "assistant", "content": given}, lambda key: name), []
     if isinstance(given, list):

@@ -1,6 +1,8 @@
 """Preference pairs: every form read, every problem named with its line and field, and rows whose prompt plus side
 is the SFT training render of the same conversation, token for token (tiny-r1's R1 renderer, smollm2's ChatML with
-think_tags)."""
+think_tags or as its template renders, a Qwen3-style template's own reasoning field). An earlier assistant turn of
+a multi-turn prompt is rendered as serving renders it (its reasoning kept; no empty think block when it has none),
+so the parity conversations give those turns reasoning."""
 
 import json
 
@@ -61,6 +63,7 @@ ERROR_CASES = [  # (code, record, field)
     ("missing_rejected", {"input": {"messages": [{"role": "user", "content": "q"}]},
                           "preferred_output": [{"role": "assistant", "content": "a"}]}, "non_preferred_output"),
     ("missing_chosen", {"prompt": "q", "chosen": [], "rejected": "b"}, "chosen"),
+    ("missing_chosen", {"prompt": "q", "chosen": " ", "rejected": "b"}, "chosen"),
     ("chosen_equals_rejected", {"prompt": "q", "chosen": "same", "rejected": "same  "}, "rejected"),
     ("chosen_equals_rejected", {"prompt": "q", "chosen": {"content": "4", "reasoning_content": "r"},
                                 "rejected": "<think>r</think>4"}, "rejected"),
@@ -207,3 +210,31 @@ def test_chatml_without_reasoning_renders_as_the_template(smollm2_dir, tmp_path)
     assert row["prompt"].endswith("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n")
     assert (row["chosen"], row["rejected"]) == ("4<|im_end|>", "5<|im_end|>")
     assert_parity(chatml, "template", "mask")
+
+
+@pytest.mark.slow
+def test_a_template_that_renders_reasoning_content_gives_rows_of_its_own_format(qwen3_style_dir):
+    qwen3_style = AutoTokenizer.from_pretrained(qwen3_style_dir)
+    assert resolve_format(qwen3_style, has_reasoning=True) == "template"
+    assert_parity(qwen3_style, "template", "mask")
+    row = preference_rows(qwen3_style, parity_examples()[1:2], reasoning_format="template", think_mode="mask")[0]
+    assert row["prompt"].endswith("<|im_start|>assistant\n")
+    assert row["chosen"] == "<think>\n5% of 400 is 20.\n</think>\n\nThe fee is $20.00.<|im_end|>"
+    assert row["rejected"] == "<think>\n\n</think>\n\nIt is $40.<|im_end|>"  # the empty block of think_mode mask
+
+
+def test_csv_and_parquet_pairs_are_read_as_jsonl_ones(tmp_path, tokenizer):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text('prompt,chosen,rejected\n"What is 2 + 2?",4,5\n"Late fee?",$10.00,\n', encoding="utf-8")
+    checked = check_preference_file(csv, tokenizer=tokenizer, config=DataConfig())
+    assert [(e.line, e.chosen.content) for e in checked.examples] == [(2, "4")]
+    assert [(i.code, i.line, i.field) for i in checked.issues] == [("missing_rejected", 3, "rejected")]  # empty cell
+    parquet = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pylist([{"messages": [{"role": "user", "content": "2+2?"}],
+                                          "chosen": {"role": "assistant", "content": "4"},
+                                          "rejected": {"role": "assistant", "content": "5"}}]), parquet)
+    checked = check_preference_file(parquet, tokenizer=tokenizer, config=DataConfig())
+    assert checked.issues == [] and checked.examples[0].rejected.content == "5"
