@@ -27,6 +27,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import TrainOutput
 
 from llmft import __version__
+from llmft.data.prepare import Prepared
 from llmft.train import checkpoints, distributed
 from llmft.train.auto import hyperparameters
 from llmft.train.callbacks import (
@@ -69,6 +70,18 @@ class RunData:
     tokenizer_sha256: str
     renderer_version: str
     reasoning_format: str | None
+
+    @classmethod
+    def prepared(cls, prepared: Prepared) -> "RunData":
+        """From prepared data (data/prepare.py, or prepare_rows.py for pairs and prompts): its report and manifest."""
+        return cls(
+            folder=prepared.folder,
+            summary=DataSummary(sha256=prepared.report["sha256"], sources=prepared.manifest["sources"],
+                                folder=str(prepared.folder), train_examples=prepared.report["split"]["train"],
+                                validation_examples=prepared.report["split"]["validation"]),
+            tokenizer_sha256=prepared.manifest["tokenizer_sha256"],
+            renderer_version=prepared.manifest["renderer_version"],
+            reasoning_format=prepared.manifest.get("reasoning_format"))
 
 
 class StopFlag:

@@ -2,8 +2,8 @@
 
     llmft train --config config/dpo.yaml          # method.type: dpo (or orpo, simpo); docs/preference.md
 
-data file -> checked pairs (data/preference.py) -> train/validation split -> rendered rows {prompt, chosen,
-rejected} as text, prompt as serving builds it -> "auto" hyperparameters -> TRL's trainer with our model
+data file -> checked pairs, split, rendered rows {prompt, chosen, rejected} as text, the prompt as serving
+builds it (data/prepare_rows.py, data/preference.py) -> "auto" hyperparameters -> TRL's trainer with our model
 loading (train/load.py: the base, and the LoRA adapter TRL wraps it in), our arguments (train/arguments.py)
 and our callbacks -> atomic checkpoints, metrics.jsonl, events, stop and NaN stop as in supervised runs ->
 final/ and summary.json (method, beta).
@@ -13,12 +13,11 @@ final/ and summary.json (method, beta).
   orpo   trl.experimental.orpo.ORPOTrainer: the chosen answer's NLL plus beta x the odds-ratio term; no reference.
   simpo  trl.experimental.cpo.CPOTrainer, loss_type simpo, cpo_alpha 0: length-normalized reward, margin gamma.
 
-The rendered rows are written to output_dir/data (train.jsonl, validation.jsonl, manifest.json): what the
-run trained on, exactly. Metrics are TRL's names: loss, rewards/chosen, rewards/rejected, rewards/accuracies,
+The rendered rows are written to output_dir/data (train.jsonl, validation.jsonl, report.json, manifest.json):
+what the run trained on, exactly. Metrics are TRL's names: loss, rewards/chosen, rewards/rejected, rewards/accuracies,
 rewards/margins, logps/..., and eval_ the same on the validation split.
 """
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -29,15 +28,10 @@ from transformers import Trainer, set_seed
 from transformers.utils import logging as hf_logging
 from trl import DPOConfig, DPOTrainer
 
-from llmft import __version__
-from llmft.bases.resolve import load_tokenizer, parameter_count, resolve_model, tokenizer_fingerprint
+from llmft.bases.resolve import load_tokenizer, parameter_count, resolve_model
 from llmft.data.config import DataConfig
-from llmft.data.preference import check_preference_file, preference_rows
-from llmft.data.prepare import DataError, blocking_codes
-from llmft.data.render import RENDERER_VERSION
-from llmft.data.report import build_report
-from llmft.data.split import split_indices
-from llmft.files import sha256_file
+from llmft.data.prepare import Prepared
+from llmft.data.prepare_rows import prepare_rows
 from llmft.train import distributed
 from llmft.train.arguments import argument_values, optimizer_class_and_kwargs
 from llmft.train.auto import hyperparameters, resolve_auto
@@ -45,7 +39,6 @@ from llmft.train.callbacks import EventHook, StopCheck
 from llmft.train.config import TrainConfig
 from llmft.train.lifecycle import Run, RunData, RunResult, begin, callbacks, finish, fit
 from llmft.train.load import load_base, lora_config
-from llmft.train.summary import DataSummary
 from llmft.train.trainer import RunTrainerMixin
 
 with warnings.catch_warnings():  # trl.experimental warns that its API may change: trl's version is pinned
@@ -59,7 +52,7 @@ def train_preference(config: TrainConfig, *, resume: bool = False, on_event: Eve
     """One dpo, orpo or simpo run, start to end; train/run.py's `train` calls it for those methods."""
     run = begin(config, resume=resume, on_event=on_event, should_stop=should_stop)
     tokenizer = load_tokenizer(config.model.base_model, trust_remote_code=config.model.trust_remote_code)
-    train_rows, eval_rows, data = preference_data(config, tokenizer, run.output_dir / "data")
+    train_rows, eval_rows, data = preference_data(config, run.output_dir / "data")
     config, chosen = resolve_auto(config, train_rows=len(train_rows), row_length=config.data.max_length,
                                   processes=distributed.world_size(),
                                   parameters=parameter_count(resolve_model(config.model.base_model)))
@@ -133,60 +126,16 @@ class SimpoRun(_PreferenceRun, CPOTrainer):
     masks = ("chosen_attention_mask", "rejected_attention_mask")
 
 
-def preference_data(config: TrainConfig, tokenizer, folder: Path) -> tuple[list[dict], list[dict], RunData]:
-    """Train and validation rows, rendered as TRL takes them, written to `folder` (rank 0) with a manifest."""
+def preference_data(config: TrainConfig, folder: Path) -> tuple[list[dict], list[dict], RunData]:
+    """Train and validation rows, checked, split and rendered as TRL takes them (data/prepare_rows.py), written
+    to `folder` by rank 0 and read back by every rank."""
     options = DataConfig(**config.data.model_dump(exclude={"train_file", "row_length"}))
-    train_file = Path(config.data.train_file)
-    checked = _checked(train_file, tokenizer, config.model.base_model, options)
-    sources = [train_file]
-    if options.validation_file:
-        sources.append(Path(options.validation_file))
-        validation = _checked(sources[1], tokenizer, config.model.base_model, options)
-        train_examples, eval_examples = checked.examples, validation.examples
-    else:
-        train_ids, eval_ids = split_indices([e.conversation("chosen") for e in checked.examples],
-                                            ratio=options.validation_ratio, seed=options.seed)
-        train_examples = [checked.examples[i] for i in train_ids]
-        eval_examples = [checked.examples[i] for i in eval_ids]
-    render = dict(reasoning_format=checked.reasoning_format, think_mode=options.think_mode)
-    train_rows = preference_rows(tokenizer, train_examples, **render)
-    eval_rows = preference_rows(tokenizer, eval_examples, **render)
-    files = {"train.jsonl": _jsonl(train_rows), "validation.jsonl": _jsonl(eval_rows)}
-    sha256 = hashlib.sha256("".join(files.values()).encode()).hexdigest()
-    manifest = {
-        "kind": "preference",
-        "sha256": sha256,
-        "sources": [{"name": p.name, "sha256": sha256_file(p)} for p in sources],
-        "model": config.model.base_model,
-        "tokenizer_sha256": tokenizer_fingerprint(resolve_model(config.model.base_model)),
-        "renderer_version": RENDERER_VERSION,
-        "reasoning_format": checked.reasoning_format,
-        "config": options.model_dump(),
-        "llmft_version": __version__,
-    }
-    if distributed.is_main():
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, text in {**files, "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=1) + "\n"}.items():
-            (folder / name).write_text(text, encoding="utf-8")
-    data = RunData(
-        folder=folder,
-        summary=DataSummary(sha256=sha256, sources=manifest["sources"], folder=str(folder),
-                            train_examples=len(train_rows), validation_examples=len(eval_rows)),
-        tokenizer_sha256=manifest["tokenizer_sha256"],
-        renderer_version=RENDERER_VERSION,
-        reasoning_format=checked.reasoning_format)
-    return train_rows, eval_rows, data
-
-
-def _checked(path: Path, tokenizer, model: str, options: DataConfig):
-    """check_preference_file, raising DataError (its report names each problem and line) when errors remain
-    that data.on_invalid / on_overlength do not drop, or no pair is left."""
-    checked = check_preference_file(path, tokenizer=tokenizer, config=options)
-    if blocking_codes(checked, options) or not checked.examples:
-        raise DataError(build_report(checked, source=path.name, model=model, max_length=options.max_length))
-    return checked
-
-
-def _jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
+    with distributed.main_first():
+        if distributed.is_main():
+            prepare_rows(Path(config.data.train_file), kind="preference", model=config.model.base_model,
+                         config=options, out=folder)
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    rows = {split: [json.loads(line) for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+            for split in ("train", "validation")}
+    return rows["train"], rows["validation"], RunData.prepared(Prepared(folder, report, manifest, cache_hit=False))

@@ -20,7 +20,7 @@ from transformers.utils import logging as hf_logging
 from llmft.bases.resolve import load_tokenizer, parameter_count, resolve_model
 from llmft.config import ConfigError
 from llmft.data.pack import PackedRows, collate_rows
-from llmft.data.prepare import Prepared, prepare
+from llmft.data.prepare import prepare
 from llmft.train import distributed
 from llmft.train.arguments import optimizer_class_and_kwargs, training_arguments
 from llmft.train.auto import hyperparameters, resolve_auto, row_length
@@ -28,7 +28,6 @@ from llmft.train.callbacks import EventHook, StopCheck
 from llmft.train.config import PREFERENCE_METHODS, TrainConfig
 from llmft.train.lifecycle import RunData, RunResult, begin, callbacks, finish, fit
 from llmft.train.load import load_model
-from llmft.train.summary import DataSummary
 from llmft.train.trainer import LlmftTrainer
 
 
@@ -76,19 +75,8 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
         record=run.record,
     )
     output, tokens_seen = fit(trainer, run)
-    return finish(run, trainer, output, config=config, data=_run_data(prepared), tokens_seen=tokens_seen,
+    return finish(run, trainer, output, config=config, data=RunData.prepared(prepared), tokens_seen=tokens_seen,
                   chosen=chosen)
-
-
-def _run_data(prepared: Prepared) -> RunData:
-    return RunData(
-        folder=prepared.folder,
-        summary=DataSummary(sha256=prepared.report["sha256"], sources=prepared.manifest["sources"],
-                            folder=str(prepared.folder), train_examples=prepared.report["split"]["train"],
-                            validation_examples=prepared.report["split"]["validation"]),
-        tokenizer_sha256=prepared.manifest["tokenizer_sha256"],
-        renderer_version=prepared.manifest["renderer_version"],
-        reasoning_format=prepared.manifest.get("reasoning_format"))
 
 
 def _data_options(config: TrainConfig):
