@@ -5,7 +5,8 @@ fields their graders read.
 
     checked = check_prompt_file(Path("prompts.jsonl"), tokenizer=tokenizer, config=DataConfig(), spec=spec)
     rows = prompt_rows(tokenizer, checked.examples, reasoning_format=checked.reasoning_format, think_mode="mask")
-    # [{"prompt": "<|im_start|>user\\n...<think>\\n", "reference": "The late fee is $35.00.", "record": {...}}]
+    # [{"prompt": "<|im_start|>user\\n...<think>\\n", "reference": "The late fee is $35.00.", "record": {...},
+    #   "line": 1}]
 
 Record forms (JSONL, JSON, CSV or Parquet):
   {"messages": [..., {"role": "user", ...}], "reference_answer": ..., any other fields}   (OpenAI's reinforcement form)
@@ -161,11 +162,12 @@ def needs_reference(grader) -> bool:
 
 
 def prompt_rows(tokenizer, examples: list[PromptExample], *, reasoning_format: str, think_mode: str) -> list[dict]:
-    """`{"prompt", "reference", "record"}` for each example: the prompt as serving builds it under the resolved
-    `reasoning_format` and `think_mode`."""
+    """`{"prompt", "reference", "record", "line"}` for each example: the prompt as serving builds it under the
+    resolved `reasoning_format` and `think_mode`; `line` the record's line in its file (a GRPO reward that fails
+    names it)."""
     return [{"prompt": prompt_text(tokenizer, example.messages, reasoning_format=reasoning_format,
                                    think_mode=think_mode),
-             "reference": example.reference, "record": example.record} for example in examples]
+             "reference": example.reference, "record": example.record, "line": example.line} for example in examples]
 
 
 def _as_text(value) -> str:

@@ -124,7 +124,7 @@ def test_rows_carry_the_served_prompt_the_reference_and_the_record(tmp_path, tok
     checked = check_prompt_file(jsonl(tmp_path, record), tokenizer=tokenizer, config=DataConfig())
     rows = prompt_rows(tokenizer, checked.examples, reasoning_format="r1", think_mode="mask")
     assert rows == [{"prompt": prompt_text(tokenizer, checked.examples[0].messages), "reference": "$20.00",
-                     "record": record}]
+                     "record": record, "line": 1}]
     assert rows[0]["prompt"].endswith("<｜Assistant｜><think>\n")
 
 
