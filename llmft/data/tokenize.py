@@ -118,3 +118,12 @@ def prompt_ids(tokenizer, messages: list, *, reasoning_format: str | None = None
     and `think_mode` (None: as the base is served); the messages' own text tokenized as plain text."""
     text = prompt_text(tokenizer, messages, reasoning_format=reasoning_format, think_mode=think_mode)
     return encode(tokenizer, text, typed_spans(text, messages))[0], text
+
+
+def strip_added_bos(tokenizer, text: str) -> str:
+    """`text` without its leading BOS string when `tokenizer(text)` adds BOS itself (R1's tokenizer does): for trainers
+    that tokenize rendered rows with special tokens (TRL's DPOTrainer and GRPOTrainer), so the ids hold BOS once, as
+    serving's and training's do. Unchanged for a tokenizer that adds none (ChatML's)."""
+    bos = tokenizer.bos_token
+    adds = bos is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
+    return text[len(bos):] if adds and text.startswith(bos) else text

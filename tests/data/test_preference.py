@@ -210,6 +210,9 @@ def test_chatml_without_reasoning_renders_as_the_template(smollm2_dir, tmp_path)
     assert row["prompt"].endswith("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n")
     assert (row["chosen"], row["rejected"]) == ("4<|im_end|>", "5<|im_end|>")
     assert_parity(chatml, "template", "mask")
+    from llmft.data.tokenize import strip_added_bos
+
+    assert strip_added_bos(chatml, row["prompt"]) == row["prompt"]  # ChatML's tokenizer adds no BOS
 
 
 @pytest.mark.slow
@@ -238,3 +241,16 @@ def test_csv_and_parquet_pairs_are_read_as_jsonl_ones(tmp_path, tokenizer):
                                           "rejected": {"role": "assistant", "content": "5"}}]), parquet)
     checked = check_preference_file(parquet, tokenizer=tokenizer, config=DataConfig())
     assert checked.issues == [] and checked.examples[0].rejected.content == "5"
+
+
+def test_rows_tokenized_with_special_tokens_hold_bos_once_after_strip_added_bos(tokenizer):
+    """TRL's DPOTrainer tokenizes non-conversational rows with special tokens: R1's tokenizer adds BOS to a prompt that
+    already starts with it."""
+    from llmft.data.tokenize import strip_added_bos
+
+    example = parity_examples()[0]
+    row = preference_rows(tokenizer, [example], reasoning_format="r1", think_mode="mask")[0]
+    bos = tokenizer.bos_token_id
+    assert tokenizer(row["prompt"] + row["chosen"])["input_ids"][:2] == [bos, bos]
+    prompt = strip_added_bos(tokenizer, row["prompt"])
+    assert tokenizer(prompt + row["chosen"])["input_ids"] == sft_ids(tokenizer, example, "chosen", "r1", "mask")
