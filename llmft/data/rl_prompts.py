@@ -10,7 +10,8 @@ fields their graders read.
 
 Record forms (JSONL, JSON, CSV or Parquet):
   {"messages": [..., {"role": "user", ...}], "reference_answer": ..., any other fields}   (OpenAI's reinforcement form)
-  {"prompt": "...", "reference_answer"?: ..., ...}                 (a `completion` is the reference too)
+  {"prompt": "...", "reference_answer"?: ..., ...}                 (a `completion` is the reference too; a list
+                                                                   of messages as prompt is TRL's form)
   {"messages": [..., {"role": "assistant", ...}], ...}             (an SFT record: its last assistant turn's answer,
                                                                    reasoning removed, is the reference)
 `reference_answer` wins over a trailing assistant turn. Every other field stays in the record for the graders
@@ -99,11 +100,13 @@ def to_prompt(value: object, loc: Location) -> tuple[PromptExample | None, list[
                                                      "not valid Unicode text")]
     if "prompt" in value and "messages" in value:
         return None, [loc.issue("ambiguous_format", "both prompt and messages are given; keep one", "messages")]
-    if "messages" in value:
-        raw, where = value["messages"], lambda index, key: f"messages[{index}].{key}"
+    if "messages" in value or isinstance(value.get("prompt"), list):  # a list prompt: TRL's conversational form
+        name = "messages" if "messages" in value else "prompt"
+        raw, where = value[name], lambda index, key: f"{name}[{index}].{key}"
         if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
-            return None, [loc.issue("invalid_messages", "messages must be a list of objects", "messages")]
+            return None, [loc.issue("invalid_messages", f"{name} must be a list of objects", name)]
     elif isinstance(value.get("prompt"), str):
+        name = "prompt"
         if not value["prompt"].strip():
             return None, [loc.issue("no_prompt", "the prompt is empty", "prompt")]
         raw, where = [{"role": "user", "content": value["prompt"]}], lambda index, key: "prompt"
@@ -111,17 +114,17 @@ def to_prompt(value: object, loc: Location) -> tuple[PromptExample | None, list[
             raw.append({"role": "assistant", "content": value["completion"]})
             where = lambda index, key: "prompt" if index == 0 else "completion"  # noqa: E731
     elif "prompt" in value:
-        return None, [loc.issue("content_not_string", f"prompt must be a string, got {kind_of(value['prompt'])}",
-                                "prompt")]
+        return None, [loc.issue("content_not_string", f"prompt must be a string or a list of messages, got "
+                                                      f"{kind_of(value['prompt'])}", "prompt")]
     else:
         keys = ", ".join(sorted(map(str, value))) or "none"
         return None, [loc.issue("no_prompt", f"give messages ending with a user turn, or prompt (fields: {keys})")]
     if not any(m.get("role") == "user" for m in raw):
-        return None, [loc.issue("no_prompt", "the messages have no user turn", "messages")]
+        return None, [loc.issue("no_prompt", f"{name} has no user turn", name)]
     closed = raw[-1].get("role") == "assistant"  # an SFT record: its last turn is the reference
     if not closed and raw[-1].get("role") != "user":
-        return None, [loc.issue("roles_not_alternating", "the messages must end with a user turn (or the reference "
-                                                         "assistant turn)", f"messages[{len(raw) - 1}].role")]
+        return None, [loc.issue("roles_not_alternating", f"{name} must end with a user turn (or the reference "
+                                                         "assistant turn)", where(len(raw) - 1, "role"))]
     messages, issues = check_messages(raw if closed else [*raw, _PLACEHOLDER], loc, where)
     if any(issue.severity == "error" for issue in issues):
         return None, issues

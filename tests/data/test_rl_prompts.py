@@ -42,6 +42,8 @@ def test_prompt_string_with_or_without_a_completion():
     assert example.reference is None
     example, _ = parse({"prompt": "2+2?", "completion": "<think>2 and 2</think>4"})
     assert (example.reference, example.reference_reasoning) == ("4", "2 and 2")
+    example, issues = parse({"prompt": [USER], "reference_answer": "$20.00"})  # TRL's conversational form
+    assert issues == [] and example.messages[0].content == USER["content"] and example.reference == "$20.00"
 
 
 def test_an_sft_record_gives_its_last_answer_as_the_reference():
@@ -58,7 +60,9 @@ ERROR_CASES = [  # (code, record, field)
     ("no_prompt", {"reference_answer": "4"}, None),
     ("no_prompt", {"prompt": " "}, "prompt"),
     ("no_prompt", {"messages": [{"role": "system", "content": "s"}]}, "messages"),
-    ("content_not_string", {"prompt": ["2+2?"]}, "prompt"),
+    ("content_not_string", {"prompt": 4}, "prompt"),
+    ("invalid_messages", {"prompt": ["2+2?"]}, "prompt"),
+    ("roles_not_alternating", {"prompt": [USER, {"role": "system", "content": "s"}]}, "prompt[1].role"),
     ("invalid_messages", {"messages": "2+2?"}, "messages"),
     ("unknown_role", {"messages": [{"role": "robot", "content": "x"}, USER]}, "messages[0].role"),
     ("roles_not_alternating", {"messages": [USER, USER]}, "messages[1].role"),
