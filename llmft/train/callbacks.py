@@ -58,8 +58,9 @@ class RunRecord:
     last_eval: dict | None = None  # {"step", "eval_loss"} of the latest evaluation
     bad_evals: int = 0  # evaluations since the best one
     saved_step: int | None = None  # the step of the latest checkpoint
-    stopped_by: str | None = None  # "early_stopping", "nan_loss" or "stop_requested"
+    stopped_by: str | None = None  # "early_stopping", "nan_loss", "stop_requested" or "reward_failed"
     nan_step: int | None = None  # the first step whose loss or gradient was NaN or infinite (LlmftTrainer)
+    reward_error: str | None = None  # why a GRPO reward failed (train/rewards.py RewardError), with stopped_by
 
     @classmethod
     def resumed_from(cls, checkpoint: Path | None) -> "RunRecord":

@@ -48,13 +48,14 @@ from llmft.train.callbacks import (
 )
 from llmft.train.config import TrainConfig
 from llmft.train.preflight import preflight
+from llmft.train.rewards import RewardError
 from llmft.train.summary import DataSummary, RunSummary
 from llmft.train.trainer import memory_stats
 
 
 @dataclass
 class RunResult:
-    status: str  # "succeeded", "stopped" or "nan_loss"
+    status: str  # "succeeded", "stopped", "nan_loss" or "reward_failed" (grpo)
     output_dir: Path
     final_dir: Path | None
     summary: RunSummary
@@ -158,7 +159,12 @@ def fit(trainer: Trainer, run: Run) -> tuple[TrainOutput, int]:
         output = _restore_finished(trainer, run.resume_from)  # killed after its last step, before the final model
     else:
         with run.stop.on_sigterm():
-            output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+            try:
+                output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+            except RewardError as error:
+                if distributed.world_size() > 1:
+                    raise  # the other ranks wait in a collective: this rank's exit makes torchrun stop them
+                output = _reward_failed(trainer, run, error)
     tokens_seen = trainer.total_tokens_seen()
     distributed.barrier()
     if distributed.is_main():
@@ -185,6 +191,12 @@ def finish(run: Run, trainer: Trainer, output: TrainOutput, *, config: TrainConf
         summary.nan_step, summary.last_good_checkpoint = run.record.nan_step, last.name if last else None
         _write_main(run.output_dir, summary)
         return RunResult("nan_loss", run.output_dir, None, summary, data.folder)
+    if run.record.stopped_by == "reward_failed":
+        last = checkpoints.latest(run.output_dir)
+        summary = summarize("reward_failed", None)
+        summary.reward_error, summary.last_good_checkpoint = run.record.reward_error, last.name if last else None
+        _write_main(run.output_dir, summary)
+        return RunResult("reward_failed", run.output_dir, None, summary, data.folder)
 
     best = best_checkpoint(run.output_dir)
     if config.output.final_model == "best" and best is not None \
@@ -195,6 +207,16 @@ def finish(run: Run, trainer: Trainer, output: TrainOutput, *, config: TrainConf
     _write_main(run.output_dir, summary)
     run.on_event({"type": "succeeded", "final_dir": str(final), "summary": summary.model_dump()})
     return RunResult("succeeded", run.output_dir, final, summary, data.folder)
+
+
+def _reward_failed(trainer: Trainer, run: Run, error: RewardError) -> TrainOutput:
+    """A GRPO reward raised while its step was being scored, before that step changed any weight: the run
+    stops there, as a NaN stops it, and keeps its last checkpoint (the weights in memory are saved nowhere)."""
+    last = checkpoints.latest(run.output_dir)
+    run.record.stopped_by, run.record.reward_error = "reward_failed", str(error)
+    run.on_event({"type": "reward_failed", "step": trainer.state.global_step, "reward": error.reward,
+                  "error": str(error), "last_good_checkpoint": last.name if last else None})
+    return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
 def _trained_to_the_end(checkpoint: Path) -> bool:

@@ -18,7 +18,6 @@ from transformers import set_seed
 from transformers.utils import logging as hf_logging
 
 from llmft.bases.resolve import load_tokenizer, parameter_count, resolve_model
-from llmft.config import ConfigError
 from llmft.data.pack import PackedRows, collate_rows
 from llmft.data.prepare import prepare
 from llmft.train import distributed
@@ -38,7 +37,9 @@ def train(config: TrainConfig, *, resume: bool = False, on_event: EventHook | No
 
         return train_preference(config, resume=resume, on_event=on_event, should_stop=should_stop, progress=progress)
     if config.method.type == "grpo":
-        raise ConfigError("method.type grpo: its trainer is not wired into llmft train yet (issue 16)")
+        from llmft.train.grpo import train_grpo
+
+        return train_grpo(config, resume=resume, on_event=on_event, should_stop=should_stop, progress=progress)
     run = begin(config, resume=resume, on_event=on_event, should_stop=should_stop)
     with distributed.main_first():  # rank 0 prepares; the others then find it in the cache
         prepared = prepare(Path(config.data.train_file), model=config.model.base_model, config=_data_options(config))
