@@ -39,8 +39,8 @@ from llmft.data.normalize import (
     kind_of,
 )
 from llmft.data.read import ReadLimits, read_records
-from llmft.data.render import Rendered, is_r1_tokenizer, prompt_text, render, resolve_format
-from llmft.data.tokenize import max_token_chars, tokenize_many
+from llmft.data.render import Rendered, is_r1_tokenizer, prompt_text, render, resolve_format, typed_spans
+from llmft.data.tokenize import encode, max_token_chars, tokenize_many
 from llmft.data.validate import Checked
 
 SIDES = ("chosen", "rejected")
@@ -161,6 +161,31 @@ def preference_rows(tokenizer, examples: list[PreferenceExample], *, reasoning_f
                                                                 prompt=prompt, reasoning_format=reasoning_format,
                                                                 think_mode=think_mode) for side in SIDES}})
     return rows
+
+
+def preference_ids(tokenizer, examples: list[PreferenceExample], *, reasoning_format: str,
+                   think_mode: str) -> list[dict]:
+    """The rows as ids, `{"prompt_ids", "chosen_ids", "rejected_ids"}`, tokenized as training tokenizes (prompt and
+    side as one text, so prompt plus side is the SFT render's ids up to its EOS; special-token strings a user typed
+    stay plain text; BOS once) for a trainer that takes ids instead of strings. Where the prompt's last token merges
+    with a side's first, the side starts at the merged token (the prompt ends where both sides still agree)."""
+    out = []
+    rows = preference_rows(tokenizer, examples, reasoning_format=reasoning_format, think_mode=think_mode)
+    for example, row in zip(examples, rows):
+        prompt = encode(tokenizer, row["prompt"], typed_spans(row["prompt"], example.messages))[0]
+        full = {side: encode(tokenizer, row["prompt"] + row[side],
+                             typed_spans(row["prompt"] + row[side], [*example.messages, getattr(example, side)]))[0]
+                for side in SIDES}
+        cut = min(_common_prefix(prompt, ids) for ids in full.values())
+        out.append({"prompt_ids": prompt[:cut], **{f"{side}_ids": ids[cut:] for side, ids in full.items()}})
+    return out
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def completion_text(tokenizer, messages: list[Message], turn: Message, *, prompt: str, reasoning_format: str,
