@@ -148,6 +148,10 @@ def test_prompts_are_told_from_their_first_record_or_named_by_kind(server, keys)
     prompts = b'{"messages": [{"role": "user", "content": "2+2?"}], "reference_answer": "4"}\n'
     body = upload(server, keys["alice"], "prompts.jsonl", prompts).json()
     assert body["report"]["kind"] == "prompts" and body["report"]["prompts"]["with_reference"] == 1.0
+    preview = requests.get(f"{server}/api/v1/datasets/{body['id']}/preview", headers=auth(keys["alice"]),
+                           timeout=60).json()["data"]
+    assert preview == [{"record": 1, "line": 1, "kind": "prompts", "reference": "4",
+                        "prompt": "<｜begin▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>\n"}]
     sft = SAMPLE.read_bytes()[:2000].rsplit(b"\n", 1)[0] + b"\n"
     response = requests.post(f"{server}/api/v1/datasets", headers=auth(keys["alice"]), data={"kind": "prompts"},
                              files={"file": ("sft-as-prompts.jsonl", sft)}, timeout=60)
