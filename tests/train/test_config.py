@@ -34,7 +34,7 @@ def test_original_readme_example_loads_and_means_what_it_says(tmp_path):
     assert config.output.output_dir == "./output"
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "demo_r1.yaml", "train_config.yaml", "dpo.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo_r1.yaml", "train_config.yaml", "dpo.yaml", "grpo.yaml"])
 def test_shipped_configs_load(name):
     config = load_config(ROOT / "config" / name)
     assert config.data.train_file and Path(ROOT / config.data.train_file).is_file()
