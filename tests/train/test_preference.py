@@ -90,6 +90,19 @@ def test_a_stop_request_ends_stopped_with_a_checkpoint(tmp_path, pairs, tiny_mod
     assert summary["steps"] < 50 and not (result.output_dir / "final").exists()
 
 
+@pytest.mark.slow
+def test_a_nan_stops_a_dpo_run_keeping_the_last_good_checkpoint(tmp_path, pairs, tiny_model_dir):
+    """A learning rate of 1e30 overflows the weights after the first step: the NaN guard drops that update."""
+    config = load_config(None, settings(pairs, tmp_path / "out", "dpo", "training.max_steps=4", "training.save_steps=1",
+                                        "training.learning_rate=1e30", "training.lr_scheduler=constant",
+                                        "training.eval_per_epoch=false", "data.validation_ratio=0"))
+    result = train(config, progress=False)
+    assert result.status == "nan_loss" and result.final_dir is None
+    summary = json.loads((result.output_dir / "summary.json").read_text())
+    saved = [int(p.parent.name.split("-")[1]) for p in (result.output_dir / "checkpoints").glob("*/COMMITTED")]
+    assert saved and max(saved) < summary["nan_step"] and summary["last_good_checkpoint"] == f"checkpoint-{max(saved)}"
+
+
 def run_command(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "llmft.train", *args, "--no-progress"], env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -151,3 +164,17 @@ def test_weights_say_what_a_preference_run_trains():
     assert load_config(None, ["method.type=qlora"]).method.tuning == "qlora"
     simpo = load_config(None, ["method.type=simpo"]).method.settings
     assert (simpo.beta, simpo.gamma) == (2.0, 0.5)
+
+
+def test_the_auto_learning_rate_of_a_preference_run_is_a_fifth_of_supervised_within_its_range():
+    from llmft.train.auto import resolve_auto
+
+    def rate(*overrides: str) -> float:
+        config, chosen = resolve_auto(load_config(None, list(overrides)), train_rows=64, row_length=512,
+                                      parameters=135_000_000)
+        assert "learning_rate" in chosen
+        return config.training.learning_rate
+
+    assert rate("method.type=dpo") == pytest.approx(rate() / 5, rel=0.05)
+    assert 5e-5 <= rate("method.type=simpo") <= 2e-4
+    assert 1e-6 <= rate("method.type=orpo", "method.weights=full") <= 1e-5
