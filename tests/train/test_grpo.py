@@ -86,3 +86,18 @@ def test_a_reward_that_raises_fails_the_run_and_keeps_the_last_checkpoint(tmp_pa
     failed = next(event for event in events if event["type"] == "reward_failed")
     assert failed["step"] == 1 and failed["reward"] == "total" and failed["last_good_checkpoint"] == "checkpoint-1"
     assert events[-1]["type"] == "reward_failed"
+
+
+@pytest.mark.slow
+def test_a_stopped_grpo_run_resumes_from_its_checkpoint(tmp_path, prompts, tiny_model_dir):
+    config = load_config(None, settings(prompts, tmp_path / "out", "training.max_steps=3", "training.save_steps=10"))
+    events = []
+    stopped = train(config, on_event=events.append, should_stop=lambda: any(e["type"] == "metrics" for e in events),
+                    progress=False)  # a cancel once step 1 is logged, seen at step 2's end: a checkpoint, then stop
+    out = stopped.output_dir
+    assert stopped.status == "stopped" and [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-2"]
+    resumed = train(config, resume=True, progress=False)
+    assert resumed.status == "succeeded" and resumed.summary.steps == 3 and (out / "final").is_dir()
+    steps = [line["step"] for line in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+             if "reward_mean" in line]
+    assert steps == [1, 2, 3]  # the steps after the checkpoint ran once, after the resume
