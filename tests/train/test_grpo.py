@@ -36,16 +36,17 @@ def settings(data: Path, output: Path, *extra: str) -> list[str]:
 def test_grpo_trains_on_grader_rewards_and_records_rl_health(tmp_path, prompts, tiny_model_dir):
     events = []
     config = load_config(None, settings(prompts, tmp_path / "out", "method.grpo.reward.format=0.5",
-                                        "method.grpo.reward.length_target=8", "method.grpo.reward.length_penalty=0.01"))
+                                        "method.grpo.reward.length_target=8", "method.grpo.reward.length_penalty=0.01",
+                                        "method.grpo.beta=0.04"))  # a KL term: the adapter disabled is the reference
     result = train(config, on_event=events.append, progress=False)
     out = result.output_dir
-    assert result.status == "succeeded" and result.summary.method == "grpo" and result.summary.beta == 0.0
+    assert result.status == "succeeded" and result.summary.method == "grpo" and result.summary.beta == 0.04
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {p.name for p in (out / "final").iterdir()}
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-1", "checkpoint-2"]
     steps = [line for line in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in line]
     assert [line["step"] for line in steps] == [1, 2]
     for line in steps:  # our names, and TRL's per reward: one per grader, then the two terms
-        for key in ("reward_mean", "reward_std", "zero_variance_share", "clipped_share", "completion_length"):
+        for key in ("reward_mean", "reward_std", "zero_variance_share", "clipped_share", "completion_length", "kl"):
             assert isinstance(line[key], float), key
         for name in ("total", "total-field", "format", "one-sentence", "format_bonus", "length_penalty"):
             assert f"rewards/{name}/mean" in line
