@@ -178,3 +178,26 @@ def test_the_auto_learning_rate_of_a_preference_run_is_a_fifth_of_supervised_wit
     assert rate("method.type=dpo") == pytest.approx(rate() / 5, rel=0.05)
     assert 5e-5 <= rate("method.type=simpo") <= 2e-4
     assert 1e-6 <= rate("method.type=orpo", "method.weights=full") <= 1e-5
+
+
+@pytest.mark.parametrize("weights", ["lora", "full"])
+def test_lora_dpo_takes_the_adapter_disabled_model_as_its_reference_and_full_a_frozen_copy(tmp_path, tiny_model_dir,
+                                                                                            weights):
+    from llmft.bases.resolve import load_tokenizer
+    from llmft.train.lifecycle import begin
+    from llmft.train.preference import preference_trainer
+
+    config = load_config(None, [f"data.train_file={__file__}", "data.max_length=64", "method.type=dpo",
+                                f"method.weights={weights}", "training.num_epochs=1", "training.batch_size=1",
+                                "training.learning_rate=1e-4", "training.logging_steps=1",
+                                f"output.output_dir={tmp_path}"])
+    rows = [{"prompt": "<｜begin▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜>", "chosen": "4<｜end▁of▁sentence｜>",
+             "rejected": "5<｜end▁of▁sentence｜>"}] * 2
+    run = begin(config, resume=False, on_event=None, should_stop=None)
+    trainer = preference_trainer(config, run, load_tokenizer("tiny-r1"), rows, None)
+    if weights == "lora":
+        assert trainer.ref_model is None and list(trainer.model.peft_config) == ["default"]  # no "ref" adapter
+    else:
+        assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
+        assert not trainer.ref_model.training  # TRL runs it under no_grad for the reference log-probs
+        assert all(p.requires_grad for p in trainer.model.parameters())
