@@ -91,7 +91,7 @@ class OrpoSettings(Strict):
 
 class SimpoSettings(Strict):
     beta: float = Field(2.0, gt=0, description="Scale of the length-normalized reward.")
-    gamma: float = Field(0.5, ge=0, description="Target reward margin (gamma / beta in the SimPO paper's terms).")
+    gamma: float = Field(0.5, ge=0, description="Target reward margin, the SimPO paper's gamma: loss -log sigmoid(beta x margin - gamma).")
 
 
 class GrpoRewardTerms(Strict):
