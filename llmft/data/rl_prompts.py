@@ -33,7 +33,6 @@ from llmft.data.read import ReadLimits, read_records
 from llmft.data.render import prompt_text, resolve_format
 from llmft.data.tokenize import IGNORE, Tokenized, max_token_chars, prompt_ids
 from llmft.data.validate import Checked
-from llmft.evaluate.graders import Choice, Facts, GraderSpec, Match, Numeric, field_value, record_fields
 
 REFERENCE_FIELD = "reference_answer"
 _PLACEHOLDER = {"role": "assistant", "content": "."}  # closes a prompt so the SFT turn checks apply; never kept
@@ -57,7 +56,7 @@ class PromptExample:
         return False
 
 
-def check_prompt_file(path: Path, *, tokenizer, config: DataConfig, spec: GraderSpec | None = None,
+def check_prompt_file(path: Path, *, tokenizer, config: DataConfig, spec=None,
                       limits: ReadLimits | None = None) -> Checked:
     """Every prompt of `path` that survives (Checked.examples holds PromptExamples; Checked.tokenized each prompt's
     tokens, none trained), every issue by line, and the counts of the report. With `spec`, each record is checked
@@ -136,32 +135,19 @@ def to_prompt(value: object, loc: Location) -> tuple[PromptExample | None, list[
                          reference_reasoning=reasoning), issues
 
 
-def grader_issues(spec: GraderSpec, example: PromptExample, loc: Location) -> list[Issue]:
-    """A missing_grader_field for each record field the spec reads that the record lacks, and missing_reference when
+def grader_issues(spec, example: PromptExample, loc: Location) -> list[Issue]:
+    """A missing_grader_field for each record field the spec (a llmft.evaluate.graders.GraderSpec, passed in by
+    the layers above: data does not import evaluation) reads that the record lacks, and missing_reference when
     a grader compares with the reference answer and the record gives none."""
-    issues = []
-    for path, where in record_fields(spec).items():
-        try:
-            field_value(example.record, path)
-        except KeyError:
-            issues.append(loc.issue("missing_grader_field", f"{where} reads {path!r}; the record has no such field",
-                                    path))
+    issues = [loc.issue("missing_grader_field", f"{where} reads {path!r}; the record has no such field", path)
+              for path, where in spec.missing_fields(example.record)]
     if example.reference is None:
-        needing = [grader.name for grader in spec.graders if needs_reference(grader)]
+        needing = spec.reference_graders()
         if needing:
             issues.append(loc.issue("missing_reference", f"grader {needing[0]!r} compares with the reference answer: "
                                                          f"give {REFERENCE_FIELD} or end messages with the "
                                                          "reference assistant turn", REFERENCE_FIELD))
     return issues
-
-
-def needs_reference(grader) -> bool:
-    """True for a grader that compares with the reference answer (none of its own fields stands for it)."""
-    if grader.reference_field is not None:
-        return False
-    if isinstance(grader, Facts):
-        return grader.facts is None and grader.facts_field is None
-    return isinstance(grader, (Match, Numeric, Choice))
 
 
 def prompt_rows(tokenizer, examples: list[PromptExample], *, reasoning_format: str, think_mode: str) -> list[dict]:

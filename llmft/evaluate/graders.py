@@ -184,6 +184,20 @@ class GraderSpec(BaseModel):
         """The spec as JSON data, loadable again (stored in a job's config)."""
         return [grader.model_dump(exclude_defaults=True) for grader in self.graders]
 
+    def missing_fields(self, record: dict) -> list[tuple[str, str]]:
+        """(record field, the spec field that names it) for each field the spec reads that `record` lacks."""
+        missing = []
+        for path, where in record_fields(self).items():
+            try:
+                field_value(record, path)
+            except KeyError:
+                missing.append((path, where))
+        return missing
+
+    def reference_graders(self) -> list[str]:
+        """Names of the graders that compare with the reference answer (none of their own fields stands for it)."""
+        return [grader.name for grader in self.graders if _needs_reference(grader)]
+
 
 def load_spec(data) -> GraderSpec:
     """A checked GraderSpec from a list of graders or `{"graders": [...]}` (a parsed YAML or JSON file, a
@@ -300,6 +314,14 @@ def check_records(spec: GraderSpec, records: list[dict]) -> None:
                 field_value(record, path)
             except KeyError:
                 raise GraderSpecError({where: f"example {number} has no field {path!r}"}) from None
+
+
+def _needs_reference(grader: Grader) -> bool:
+    if grader.reference_field is not None:
+        return False
+    if isinstance(grader, Facts):
+        return grader.facts is None and grader.facts_field is None
+    return isinstance(grader, (Match, Numeric, Choice))
 
 
 def compile_pattern(pattern: str, ignore_case: bool = False):

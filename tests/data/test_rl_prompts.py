@@ -9,7 +9,7 @@ import pytest
 from llmft.data.config import DataConfig
 from llmft.data.issues import Location
 from llmft.data.render import prompt_text
-from llmft.data.rl_prompts import check_prompt_file, needs_reference, prompt_rows, to_prompt
+from llmft.data.rl_prompts import check_prompt_file, prompt_rows, to_prompt
 from llmft.evaluate.graders import load_spec
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "business_math.jsonl"
@@ -111,7 +111,7 @@ def test_which_graders_need_the_reference():
                       {"name": "c", "type": "facts", "facts": ["fee"]}, {"name": "d", "type": "facts"},
                       {"name": "e", "type": "regex", "pattern": "\\$"}, {"name": "f", "type": "choice"},
                       {"name": "g", "type": "string_check", "reference": "{{item.x}}", "operation": "eq"}])
-    assert [g.name for g in spec.graders if needs_reference(g)] == ["a", "d", "f"]
+    assert spec.reference_graders() == ["a", "d", "f"]
 
 
 def test_business_math_sample_works_as_prompts_with_its_metadata_answer(tokenizer):
