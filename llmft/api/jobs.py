@@ -17,7 +17,7 @@ from llmft.db.tables import JOB_STATUSES
 from llmft.jobs import observe, service
 from llmft.jobs.queue import dispatch
 from llmft.registry.service import NAME as MODEL_NAME
-from llmft.train.config import METHODS
+from llmft.train.config import METHOD_TYPES
 
 bp = APIBlueprint("jobs", __name__, tag="jobs")
 
@@ -33,7 +33,11 @@ class JobIn(Schema):
     base_model = Text(load_default="tiny-r1", validate=validators.Length(1, 255))
     dataset_id = Text(required=True, validate=validators.Length(1, 40))
     validation_dataset_id = Text(load_default=None, validate=validators.Length(1, 40))
-    method = Text(load_default="lora", validate=validators.OneOf(METHODS))
+    method = fields.Raw(load_default="lora", metadata={
+        "description": "a method type, or the training config's method section, e.g. {\"type\": \"dpo\", "
+                       "\"weights\": \"lora\", \"dpo\": {\"beta\": 0.2}} (docs/preference.md, docs/grpo.md); "
+                       "method.grpo.graders is a grader spec inline, never a file path (the service checks)",
+        "oneOf": [{"type": "string", "enum": list(METHOD_TYPES)}, {"type": "object"}]})
     hyperparameters = fields.Dict(load_default=dict)
     suffix = Text(load_default=None, metadata={  # the service checks the pattern
         "description": "the registry model the result becomes a version of; default <base>-ft",
@@ -55,7 +59,7 @@ class JobOut(Schema):
     base_model = fields.String()
     dataset_id = fields.String(allow_none=True)
     validation_dataset_id = fields.String(allow_none=True)
-    method = fields.String()
+    method = fields.String(metadata={"description": "the method's type; its section is in the job's config"})
     hyperparameters = fields.Dict(metadata={
         "description": "as sent; \"auto\" (the default of num_epochs, batch_size, learning_rate) until the trainer "
                        "has chosen it from the data, then the number it chose"})
@@ -120,7 +124,7 @@ CheckpointListOut = list_schema("CheckpointListOut", CheckpointOut, paged=False)
 @bp.output(JobOut, status_code=201)
 @bp.doc(summary="Create a fine-tuning job", responses={
     200: "an earlier job with the same Idempotency-Key", 403: "a viewer key", 409: "Idempotency-Key reused",
-    422: "an unknown dataset or hyperparameter"})
+    422: "an unknown dataset or hyperparameter, a wrong method field, or data of a kind the method does not train on"})
 def create(body):
     caller = require_write()
     current = settings()

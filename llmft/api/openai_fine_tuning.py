@@ -18,12 +18,20 @@ A second face over the same jobs (DESIGN.md 15), not a second implementation: cr
   1e-3): 1 is that rate, 0.2 the usual 2e-4. "auto", or left out: chosen from the data when training starts,
   then shown as the numbers chosen. They may come at the top level (deprecated by OpenAI) or in
   method.supervised.hyperparameters, not in both.
-- method: supervised (trained as LoRA). dpo and reinforcement are 400 method_not_available until the issue
-  "preference and RL fine-tuning" lands. integrations: none yet, so a non-empty list is a 400, never ignored.
+- method: supervised (trained as LoRA); dpo: llmft's dpo (LoRA) with method.dpo.hyperparameters.beta (default
+  0.1), on a preference file; reinforcement: llmft's grpo (LoRA) on a prompts (or SFT) file, rewarded by
+  method.reinforcement.grader translated into a grader spec (docs/graders.md): string_check as is, multi as
+  one grader per entry (its calculate_output must be their sum, what GRPO adds up), llmft's own grader
+  types as they are; text_similarity, python, score_model, label_model and endpoint graders are 400
+  grader_not_available naming method.reinforcement.grader.type. For dpo and reinforcement,
+  learning_rate_multiplier multiplies the auto rate of a short preference/RL LoRA run (train/auto.py:
+  LORA_RATE / PREFERENCE_DIVISOR within PREFERENCE_LORA_RANGE, 2e-4), not the supervised 1e-3.
+  integrations: none yet, so a non-empty list is a 400, never ignored.
 - Errors take OpenAI's shape (openai_compat.py), so the client raises its own exception types.
 Only fine-tuning jobs appear here; exports and evaluations are in /api/v1/jobs only.
 """
 
+import re
 from datetime import datetime
 
 from apiflask import APIBlueprint, Schema, fields, validators
@@ -38,18 +46,25 @@ from llmft.api.text import Text
 from llmft.db.pages import newest_first
 from llmft.db.tables import JOB_STATUSES, Job, JobEvent, as_utc
 from llmft.errors import Invalid, NotFound
+from llmft.evaluate.graders import TYPES as GRADER_TYPES
+from llmft.evaluate.graders import load_spec
 from llmft.jobs import observe, service
 from llmft.jobs.queue import dispatch
-from llmft.train.auto import FULL_RATE, LORA_RATE
+from llmft.train.auto import FULL_RATE, LORA_RATE, PREFERENCE_DIVISOR, PREFERENCE_LORA_RANGE
 
 bp = APIBlueprint("fine_tuning", __name__, tag="OpenAI-compatible")
 
-DEFAULT_RATE = {"lora": LORA_RATE, "qlora": LORA_RATE, "full": FULL_RATE}  # what learning_rate_multiplier scales
-NOT_YET = "preference and RL fine-tuning"  # the issue that brings method dpo and reinforcement
+PREFERENCE_RATE = min(PREFERENCE_LORA_RANGE[1], max(PREFERENCE_LORA_RANGE[0], LORA_RATE / PREFERENCE_DIVISOR))
+DEFAULT_RATE = {"lora": LORA_RATE, "qlora": LORA_RATE, "full": FULL_RATE,  # what learning_rate_multiplier scales
+                "dpo": PREFERENCE_RATE, "grpo": PREFERENCE_RATE}
+OPENAI_METHOD = {"lora": "supervised", "dpo": "dpo", "grpo": "reinforcement"}  # llmft's type -> OpenAI's
+GRADER_NAME = re.compile(r"[^a-z0-9_-]+")
 # the service's names for a parameter -> the names an OpenAI caller sent
 PARAMS = {"dataset_id": "training_file", "validation_dataset_id": "validation_file", "base_model": "model",
           "hyperparameters.num_epochs": "hyperparameters.n_epochs",
-          "hyperparameters.learning_rate": "hyperparameters.learning_rate_multiplier"}
+          "hyperparameters.learning_rate": "hyperparameters.learning_rate_multiplier",
+          "method.dpo.beta": "method.dpo.hyperparameters.beta"}
+GRPO_GRADERS = "method.grpo.graders"
 
 
 class AutoOr(fields.Field):
@@ -86,11 +101,33 @@ class FineTuningSupervisedIn(Schema):
     hyperparameters = fields.Nested(FineTuningHyperparametersIn, load_default=None, allow_none=True)
 
 
+class FineTuningDpoHyperparametersIn(FineTuningHyperparametersIn):
+    beta = AutoOr(integer=False, load_default="auto", metadata={
+        "description": "how far the model may move from its reference (llmft's method.dpo.beta; auto: 0.1)"})
+    learning_rate_multiplier = AutoOr(integer=False, load_default="auto", metadata={
+        "description": "times llmft's preference learning rate (LoRA: 2e-4, what auto gives a short DPO run)"})
+
+
+class FineTuningDpoIn(Schema):
+    hyperparameters = fields.Nested(FineTuningDpoHyperparametersIn, load_default=None, allow_none=True)
+
+
+class FineTuningReinforcementHyperparametersIn(FineTuningHyperparametersIn):
+    learning_rate_multiplier = AutoOr(integer=False, load_default="auto", metadata={
+        "description": "times llmft's RL learning rate (LoRA: 2e-4, what auto gives a short GRPO run)"})
+
+
+class FineTuningReinforcementIn(Schema):
+    grader = fields.Dict(required=True, metadata={
+        "description": "string_check, multi (rewards summed), or an llmft grader (docs/graders.md)"})
+    hyperparameters = fields.Nested(FineTuningReinforcementHyperparametersIn, load_default=None, allow_none=True)
+
+
 class FineTuningMethodIn(Schema):
     type = Text(required=True, validate=validators.OneOf(["supervised", "dpo", "reinforcement"]))
     supervised = fields.Nested(FineTuningSupervisedIn, load_default=None, allow_none=True)
-    dpo = fields.Dict(load_default=None, allow_none=True, metadata={"description": "not available yet"})
-    reinforcement = fields.Dict(load_default=None, allow_none=True, metadata={"description": "not available yet"})
+    dpo = fields.Nested(FineTuningDpoIn, load_default=None, allow_none=True)
+    reinforcement = fields.Nested(FineTuningReinforcementIn, load_default=None, allow_none=True)
 
 
 class FineTuningJobIn(Schema):
@@ -338,38 +375,79 @@ def _metadata_filter() -> dict:
 def _job_args(body: dict) -> dict:
     """create_job's arguments from an OpenAI request; Invalid (a 400 on /v1) naming what llmft cannot do."""
     method = body["method"] or {"type": "supervised"}
-    if method["type"] != "supervised":
-        raise Invalid(f"method.type {method['type']!r} is not available yet (it comes with the issue "
-                      f"{NOT_YET!r}); use method.type 'supervised'", details={"param": "method.type"},
-                      code="method_not_available")
-    for other in ("dpo", "reinforcement"):
-        if method.get(other) is not None:
-            raise Invalid(f"method.{other}: given with method.type 'supervised'", details={"param": f"method.{other}"})
-    inner = (method.get("supervised") or {}).get("hyperparameters")
+    kind = method["type"]
+    for other in ("supervised", "dpo", "reinforcement"):
+        if other != kind and method.get(other) is not None:
+            raise Invalid(f"method.{other}: given with method.type {kind!r}", details={"param": f"method.{other}"})
+    if kind == "reinforcement" and method.get("reinforcement") is None:
+        raise Invalid("method.reinforcement: required with method.type 'reinforcement' (its grader)",
+                      details={"param": "method.reinforcement"})
+    inner = (method.get(kind) or {}).get("hyperparameters")
     if inner is not None and body["hyperparameters"] is not None:
-        raise Invalid("hyperparameters: given both at the top level and in method.supervised.hyperparameters; "
+        raise Invalid(f"hyperparameters: given both at the top level and in method.{kind}.hyperparameters; "
                       "send one", details={"param": "hyperparameters"})
     if body["integrations"]:
         raise Invalid("integrations are not supported by llmft yet; leave integrations out",
                       details={"param": "integrations"}, code="unsupported")
     given = inner or body["hyperparameters"] or {}
+    ours = {"supervised": {"type": "lora"}, "dpo": {"type": "dpo"}}.get(kind) or \
+        {"type": "grpo", "grpo": {"graders": _grader_spec(method["reinforcement"]["grader"])}}
+    if given.get("beta", "auto") != "auto":
+        ours["dpo"] = {"beta": given["beta"]}
     names = {"n_epochs": "num_epochs", "batch_size": "batch_size"}
     hyperparameters = {names[key]: value for key, value in given.items() if key in names and value != "auto"}
     if given.get("learning_rate_multiplier", "auto") != "auto":
-        hyperparameters["learning_rate"] = given["learning_rate_multiplier"] * DEFAULT_RATE["lora"]
+        hyperparameters["learning_rate"] = given["learning_rate_multiplier"] * DEFAULT_RATE[ours["type"]]
     args = {"base_model": body["model"], "dataset_id": body["training_file"],
             "validation_dataset_id": body["validation_file"], "hyperparameters": hyperparameters,
-            "suffix": body["suffix"], "metadata": body["metadata"] or {}}
+            "suffix": body["suffix"], "metadata": body["metadata"] or {}, "method": ours}
     return args if body["seed"] is None else {**args, "seed": body["seed"]}
+
+
+def _grader_spec(grader: dict, where: str = "method.reinforcement.grader") -> list[dict]:
+    """llmft's grader spec (a list of graders) from an OpenAI grader: string_check as is, multi as its graders
+    (rewards summed: calculate_output must be their sum), llmft's own types as given. Invalid naming the field
+    for a type llmft cannot run (text_similarity, python, score_model, label_model, endpoint); the spec itself is
+    checked by the service (load_spec), which names the grader field."""
+    kind = grader.get("type")
+    if kind == "multi":
+        graders = grader.get("graders")
+        if not isinstance(graders, dict) or not graders:
+            raise Invalid(f"{where}.graders: an object of named graders", details={"param": f"{where}.graders"})
+        formula = grader.get("calculate_output")
+        if formula is not None and (not isinstance(formula, str)
+                                    or sorted(part.strip() for part in formula.split("+")) != sorted(graders)):
+            raise Invalid(f"{where}.calculate_output: GRPO adds the graders' rewards up; give their sum "
+                          f"({' + '.join(graders)}), or set a grader's weight", details={"param": f"{where}.calculate_output"})
+        extra = sorted(set(grader) - {"type", "name", "graders", "calculate_output"})
+        if extra:
+            raise Invalid(f"{where}.{extra[0]}: unknown key", details={"param": f"{where}.{extra[0]}"})
+        spec = []
+        for name, inner in graders.items():
+            if not isinstance(inner, dict) or inner.get("type") == "multi":
+                raise Invalid(f"{where}.graders.{name}: a grader object (not multi)",
+                              details={"param": f"{where}.graders.{name}"})
+            spec += _grader_spec({**inner, "name": inner.get("name", name)}, f"{where}.graders.{name}")
+        return spec
+    if kind not in GRADER_TYPES:
+        raise Invalid(f"{where}.type {kind!r}: llmft runs string_check, multi and its own graders "
+                      f"({', '.join(GRADER_TYPES)}); text_similarity, python, score_model, label_model and endpoint "
+                      "graders are not available", details={"param": f"{where}.type"}, code="grader_not_available")
+    name = GRADER_NAME.sub("_", str(grader.get("name") or kind).lower()).strip("_-")[:40] or kind
+    return [{**grader, "name": name}]
 
 
 def _renamed(error: Invalid) -> Invalid:
     """The service's Invalid with its parameter under the name the OpenAI caller sent."""
     param = error.details.get("param")
-    if param not in PARAMS:
+    if param in PARAMS:
+        renamed = PARAMS[param]
+    elif isinstance(param, str) and param.startswith(GRPO_GRADERS):  # the translated spec's field
+        renamed = "method.reinforcement.grader" + param.removeprefix(GRPO_GRADERS)
+    else:
         return error
-    message = error.message.replace(param, PARAMS[param], 1).replace("no dataset", "no file", 1)
-    return Invalid(message, details={**error.details, "param": PARAMS[param]}, code=error.code)
+    message = error.message.replace(param, renamed, 1).replace("no dataset", "no file", 1)
+    return Invalid(message, details={**error.details, "param": renamed}, code=error.code)
 
 
 def _fine_tune(session, job_id: str) -> Job:
@@ -392,8 +470,23 @@ def _job(session, job: Job) -> dict:
             "status": job.status, "trained_tokens": _trained_tokens(session, job), "training_file": job.dataset_id,
             "validation_file": job.validation_dataset_id, "integrations": [],
             "estimated_finish": _unix(datetime.fromisoformat(finish)) if finish else None,
-            "method": {"type": "supervised", "supervised": {"hyperparameters": shown}},
+            "method": _method(job, shown),
             "metadata": job.metadata_ or {}, "user_provided_suffix": job.suffix}
+
+
+def _method(job: Job, shown: dict) -> dict:
+    """The job's method as OpenAI shows it: supervised, dpo (with its beta) or reinforcement (llmft's grpo, with its
+    grader spec); other llmft methods (full, orpo, ...) by their own type."""
+    kind = OPENAI_METHOD.get(job.method, job.method)
+    section = (job.config or {}).get("method", {})
+    if kind == "dpo":
+        shown = {**shown, "beta": section.get("dpo", {}).get("beta")}
+    inner = {"hyperparameters": shown}
+    if kind == "reinforcement":
+        graders = load_spec(section["grpo"]["graders"]).dump()
+        inner["grader"] = {"type": "multi", "graders": {g["name"]: g for g in graders},
+                           "calculate_output": " + ".join(g["name"] for g in graders)}
+    return {"type": kind, kind: inner}
 
 
 def _hyperparameters(job: Job) -> dict:

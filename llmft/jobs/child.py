@@ -2,7 +2,9 @@
 
 A fine-tune runs `llmft.train.run.train` on the job's resolved config, resuming from the last
 committed checkpoint when there is one, then evaluates the result next to its base and
-registers it as a version. An export merges a LoRA version into its base; an evaluation
+registers it as a version. A preference (dpo, orpo, simpo) or grpo run is not evaluated as SFT (its
+data are pairs or prompts): its evaluation is what the run measured itself (`_measured`), the reward
+metrics on its validation split (DPO family) or its last logged rewards (grpo). An export merges a LoRA version into its base; an evaluation
 scores a model on a dataset. Progress is written as job events, and every write is made only
 while the fencing token is still the job's. SIGTERM, a cancel or a pause request stops a fine-tune
 with a checkpoint.
@@ -13,6 +15,7 @@ Exit codes (llmft/exit_codes.py): 0 succeeded, 3 stopped (checkpoint saved), 4 N
 (stopped, the last good checkpoint kept), 1 failed (an "error" event says why).
 """
 
+import json
 import logging
 import math
 import os
@@ -39,7 +42,7 @@ from llmft.registry.export import merge_adapter
 from llmft.registry.service import register_export, register_version, verified_folder
 from llmft.settings import load_settings
 from llmft.train import checkpoints
-from llmft.train.config import TrainConfig
+from llmft.train.config import METHODS, TrainConfig
 from llmft.train.launch import launch
 from llmft.train.run import RunResult, train
 
@@ -92,7 +95,10 @@ def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
                        on_event=on_event, should_stop=should_stop, progress=False)
     if result.status != "succeeded":
         return exit_codes.for_status(result.status)
-    evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
+    if config.method.type in METHODS:
+        evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
+    else:
+        evaluation = _measured(url, job_id, config.method.type, result, on_event)
     with _fenced(url, job_id, token) as (session, job):
         version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
                                    home=load_settings().llmft_home, evaluation=evaluation,
@@ -229,6 +235,38 @@ def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResul
         return None
     report["dataset"] = result.summary.data.sources[-1]["name"]
     on_event({"type": "evaluated", "base": report["base"], "candidate": report["candidate"]})
+    return report
+
+
+# what a preference or grpo run's evaluation records from metrics.jsonl: the DPO family's TRL metrics on the
+# validation split (eval_ prefixed), grpo's reward and RL health at its last log
+MEASURED_PREFIXES = {"preference": ("eval_loss", "eval_rewards/", "eval_logps/"),
+                     "grpo": ("reward", "rewards/", "zero_variance_share", "clipped_share", "completion_length", "kl")}
+
+
+def _measured(url: str, job_id: str, method: str, result: RunResult, on_event) -> dict | None:
+    """The evaluation of a dpo/orpo/simpo or grpo run, from what the run logged itself: for the DPO family the last
+    validation log (eval_rewards/accuracies, eval_rewards/margins, eval_loss, ...), for grpo the last training log's
+    rewards (reward_mean, rewards/NAME/mean, clipped_share, ...); its `candidate` holds them, so the version's
+    metrics carry them and the promotion gate can name them. None (and a warning event) when the run logged none."""
+    kind = "grpo" if method == "grpo" else "preference"
+    wanted = MEASURED_PREFIXES[kind]
+    path = result.output_dir / "metrics.jsonl"
+    logs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line] \
+        if path.exists() else []
+    found = [log for log in logs if any(key.startswith(wanted) for key in log)]
+    if not found:
+        what = "validation reward metrics" if kind == "preference" else "reward metrics"
+        _warn(url, job_id, f"the run logged no {what}: the version is registered without an evaluation")
+        return None
+    last = found[-1]
+    measured = {key: value for key, value in last.items() if key.startswith(wanted) and isinstance(value, int | float)}
+    split = "validation" if kind == "preference" else "train"
+    report = {"source": "training_metrics", "method": method, "split": split, "step": last.get("step"),
+              "examples": result.summary.data.validation_examples if kind == "preference"
+              else result.summary.data.train_examples,
+              "dataset": result.summary.data.sources[-1]["name"], "base": {}, "candidate": measured}
+    on_event({"type": "evaluated", "base": {}, "candidate": measured})
     return report
 
 

@@ -5,6 +5,13 @@ hyperparameters, a suffix, a seed and metadata; statuses queued -> running -> su
 cancelled, with paused between (pause_job, resume_job; JOB_STATUSES in db/tables.py). A fine-tune's
 training config is built here as a dict and checked once by `train.config.build_config`; the job
 stores the checked result.
+
+`method` is a type (lora, full, qlora, dpo, orpo, simpo, grpo) or the config's method section:
+
+    create_job(session, ..., method={"type": "dpo", "weights": "lora", "dpo": {"beta": 0.2}})
+
+A request's GRPO graders are a spec inline, never a file path (no path from a request reaches the
+filesystem), checked with `load_spec` here; the dataset's kind must fit the method (METHOD_KINDS).
 """
 
 import difflib
@@ -17,23 +24,28 @@ from sqlalchemy.orm import Session
 
 from llmft.auth.keys import Principal
 from llmft.bases.resolve import ALIASES, BUILT_IN, requestable
-from llmft.config import ConfigError
+from llmft.config import ConfigError, format_errors
 from llmft.data.service import dataset_path, get_dataset
 from llmft.db.events import record_event
 from llmft.db.pages import newest_first
 from llmft.db.tables import FINAL_STATUSES, Job, JobEvent, Worker, is_id, new_id, now
 from llmft.errors import Conflict, Invalid, NotFound
+from llmft.evaluate.graders import GraderSpecError, load_spec
 from llmft.registry.service import NAME as MODEL_NAME
 from llmft.registry.service import REF, get_version, resolve
-from llmft.train.config import TrainConfig, TrainingConfig, build_config
+from llmft.train.config import METHOD_TYPES, METHODS, PREFERENCE_METHODS, TrainConfig, TrainingConfig, build_config
 
 REQUESTABLE = {*BUILT_IN, *ALIASES}
 HYPERPARAMETER_ALIASES = {"n_epochs": "num_epochs", "epochs": "num_epochs", "lr": "learning_rate"}
 SHOWN_AUTO = ("num_epochs", "batch_size", "learning_rate")  # "auto" on a new job until its trainer chooses them
+# the data kinds (data/kinds.py) each method trains on: pairs for preference, prompts (or SFT records, whose last
+# answer is the reference) for grpo, conversations for supervised fine-tuning
+METHOD_KINDS = {**{name: ("preference",) for name in PREFERENCE_METHODS}, "grpo": ("prompts", "sft"),
+                **{name: ("sft",) for name in METHOD_TYPES if name not in (*PREFERENCE_METHODS, "grpo")}}
 
 
 def create_job(session: Session, *, principal: Principal, uploads_dir: Path, runs_dir: Path, base_model: str,
-               dataset_id: str, validation_dataset_id: str | None = None, method: str = "lora",
+               dataset_id: str, validation_dataset_id: str | None = None, method: str | dict = "lora",
                hyperparameters: dict | None = None, suffix: str | None = None, seed: int = 42,
                metadata: dict | None = None, idempotency_key: str | None = None, resources: dict | None = None,
                max_attempts: int = 3) -> tuple[Job, bool]:
@@ -48,6 +60,7 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         raise Invalid(f"suffix {suffix!r}: lowercase letters, digits, '.', '_' or '-' (64 at most)",
                       details={"param": "suffix"})
     processes = _processes(resources or {})
+    section = method_section(method)
     if idempotency_key:
         existing = session.scalar(select(Job).where(Job.tenant_id == principal.tenant_id,
                                                     Job.idempotency_key == idempotency_key))
@@ -60,6 +73,7 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         dataset = get_dataset(session, principal=principal, dataset_id=dataset_id, lock="share")
     except NotFound:
         raise Invalid(f"dataset_id: no dataset {dataset_id!r}", details={"param": "dataset_id"}) from None
+    _kind_fits(dataset, section["type"], "dataset_id")
     validation_file = None
     if validation_dataset_id:
         try:
@@ -67,15 +81,16 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
         except NotFound:
             raise Invalid(f"validation_dataset_id: no dataset {validation_dataset_id!r}",
                           details={"param": "validation_dataset_id"}) from None
+        _kind_fits(validation, section["type"], "validation_dataset_id")
         validation_file = dataset_path(validation, uploads_dir)
     job_id = new_id("job")
     config = training_config(base_model=base_model, train_file=dataset_path(dataset, uploads_dir),
-                             validation_file=validation_file, method=method,
+                             validation_file=validation_file, method=section,
                              hyperparameters=hyperparameters or {}, seed=seed, output_dir=runs_dir / job_id)
     job = Job(id=job_id, tenant_id=principal.tenant_id, status="queued", base_model=base_model,
-              dataset_id=dataset.id, validation_dataset_id=validation_dataset_id, method=method,
+              dataset_id=dataset.id, validation_dataset_id=validation_dataset_id, method=config.method.type,
               hyperparameters=_shown(hyperparameters or {}), suffix=suffix, seed=seed, metadata_=dict(metadata or {}),
-              config=config.model_dump(), idempotency_key=idempotency_key, max_attempts=max_attempts,
+              config=_stored(config), idempotency_key=idempotency_key, max_attempts=max_attempts,
               processes=processes)
     session.add(job)
     session.flush()
@@ -88,14 +103,16 @@ def create_job(session: Session, *, principal: Principal, uploads_dir: Path, run
     return job, True
 
 
-def training_config(*, base_model: str, train_file: str | Path, validation_file: str | Path | None, method: str,
-                    hyperparameters: dict, seed: int, output_dir: str | Path) -> TrainConfig:
+def training_config(*, base_model: str, train_file: str | Path, validation_file: str | Path | None,
+                    method: str | dict, hyperparameters: dict, seed: int, output_dir: str | Path) -> TrainConfig:
     """The config a fine-tuning job trains with: what the request names, everything else the defaults
-    (the training values left out are "auto"). Invalid (422) naming the hyperparameter that is wrong."""
+    (the training values left out are "auto"). Invalid (422) naming the method field or the hyperparameter
+    that is wrong."""
     data = {"train_file": str(train_file)}
     if validation_file:
         data["validation_file"] = str(validation_file)
-    values = {"model": {"base_model": base_model}, "data": data, "method": {"type": method},
+    section = method_section(method)
+    values = {"model": {"base_model": base_model}, "data": data, "method": section,
               "training": {**_training(hyperparameters), "seed": seed}, "output": {"output_dir": str(output_dir)}}
     try:
         return build_config(values, where="the job")
@@ -103,6 +120,64 @@ def training_config(*, base_model: str, train_file: str | Path, validation_file:
         wrong = [key for key, value in hyperparameters.items() if _wrong_alone(key, value)]
         param = f"hyperparameters.{wrong[0]}" if len(wrong) == 1 else "hyperparameters"
         raise Invalid(str(error), details={"param": param}, code="invalid_hyperparameters") from None
+
+
+def _stored(config: TrainConfig) -> dict:
+    """The checked config as the job stores it, loadable again: the method section holds only what its type uses
+    (the child validates it again, and a section of another method, or weights beside a supervised type, is an
+    error there)."""
+    values = config.model_dump()
+    kind = config.method.type
+    unused = {"dpo", "orpo", "simpo", "grpo", "weights"} - {kind} - ({"weights"} if kind not in METHODS else set())
+    values["method"] = {key: value for key, value in values["method"].items() if key not in unused}
+    return values
+
+
+def method_section(method) -> dict:
+    """The config's method section from a request's `method`: a type name, or the section itself. A GRPO grader
+    spec given as a string (a file path) is refused: over HTTP the spec comes inline. Its spec is checked here
+    (Invalid naming the grader field, `method.grpo.graders[0].type`), and the section as the config checks it
+    (Invalid naming the field, `method.dpo.beta`)."""
+    if isinstance(method, str):
+        if method not in METHOD_TYPES:
+            raise Invalid(f"method {method!r}: one of {', '.join(METHOD_TYPES)}, or the method section as an object",
+                          details={"param": "method"})
+        return {"type": method}
+    if not isinstance(method, dict) or not isinstance(method.get("type"), str):
+        raise Invalid(f"method.type: required, one of {', '.join(METHOD_TYPES)}", details={"param": "method.type"})
+    graders = method.get("grpo", {}).get("graders") if isinstance(method.get("grpo"), dict) else None
+    if isinstance(graders, str):
+        raise Invalid("method.grpo.graders: give the grader spec inline (a list of graders); a file path is for "
+                      "the command line", details={"param": "method.grpo.graders"})
+    if graders is not None:
+        try:
+            load_spec(graders)
+        except GraderSpecError as error:
+            field = error.field if error.field.startswith("graders") else f"graders.{error.field}"
+            raise Invalid(f"method.grpo.graders: {error}", details={"param": f"method.grpo.{field}"},
+                          code="invalid_graders") from None
+    _check_method(method)
+    return method
+
+
+def _check_method(section: dict) -> None:
+    """Invalid (422) naming the first wrong field of the method section (`method.dpo.beta`), with every problem
+    in the message; the whole config is checked again with the hyperparameters."""
+    try:
+        TrainConfig.model_validate({"method": section})
+    except ValidationError as error:
+        first = error.errors()[0]["loc"]
+        raise Invalid(format_errors(error, TrainConfig, "method"), details={"param": ".".join(map(str, first))},
+                      code="invalid_method") from None
+
+
+def _kind_fits(dataset, method: str, param: str) -> None:
+    """Invalid naming `param` when the dataset's kind (recorded by its upload) is not data `method` trains on."""
+    kind = (dataset.report or {}).get("kind", "sft")
+    if kind not in METHOD_KINDS[method]:
+        wanted = " or ".join(METHOD_KINDS[method])
+        raise Invalid(f"{param}: {dataset.id} holds {kind} data; method {method} trains on {wanted} data",
+                      details={"param": param, "kind": kind}, code="wrong_data_kind")
 
 
 def _training(hyperparameters: dict) -> dict:

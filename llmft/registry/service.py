@@ -255,11 +255,15 @@ def model_events(session: Session, *, principal: Principal, name: str) -> list[M
 
 def _lineage(session: Session, job: Job, summary: RunSummary, base_revision: str | None,
              evaluation: dict | None) -> dict:
-    """What the version came from, and its reasoning contract (registry/contract.py) under "reasoning"."""
+    """What the version came from, and its reasoning contract (registry/contract.py) under "reasoning".
+    `method_config` is the method as it trained: its type, the weights it trained and its own section (dpo's
+    beta and loss, grpo's grader spec and reward terms), e.g. {"type": "dpo", "weights": "lora", "lora": {...},
+    "dpo": {...}} (a job stores only its own method's section: jobs/service.py _stored)."""
     datasets = [session.get(Dataset, i) for i in (job.dataset_id, job.validation_dataset_id) if i]
     config = job.config
     think_mode = config.get("data", {}).get("think_mode", "mask")
     return {"job_id": job.id, "base_model": job.base_model, "base_revision": base_revision, "method": job.method,
+            "method_config": config.get("method", {}),
             "datasets": [{"id": d.id, "filename": d.filename, "sha256": d.sha256} for d in datasets if d],
             "data_sha256": summary.data.sha256, "tokenizer_sha256": summary.tokenizer_sha256,
             "renderer_version": summary.renderer_version, "think_mode": think_mode,
