@@ -429,7 +429,7 @@ def _grader_spec(grader: dict, where: str = "method.reinforcement.grader") -> li
                               details={"param": f"{where}.graders.{name}"})
             spec += _grader_spec({**inner, "name": inner.get("name", name)}, f"{where}.graders.{name}")
         return spec
-    if kind not in GRADER_TYPES:
+    if not isinstance(kind, str) or kind not in GRADER_TYPES:
         raise Invalid(f"{where}.type {kind!r}: llmft runs string_check, multi and its own graders "
                       f"({', '.join(GRADER_TYPES)}); text_similarity, python, score_model, label_model and endpoint "
                       "graders are not available", details={"param": f"{where}.type"}, code="grader_not_available")
