@@ -168,9 +168,9 @@ def prepared_reasoning(data_dir: Path) -> dict:
 
 def run_reasoning_of(final_dir: Path) -> dict | None:
     """The reasoning format and think mode a training run's model was trained with: from the summary.json
-    of the run folder it sits in (`RUN/final`, or a checkpoint's `RUN/checkpoint-N`); None when there is none
-    (a folder from elsewhere: evaluated as its base is served)."""
-    for folder in (Path(final_dir), Path(final_dir).parent):
+    of the run folder it sits in (`RUN/final`, or a checkpoint's `RUN/checkpoints/checkpoint-N`); None when there
+    is none (a folder from elsewhere: evaluated as its base is served)."""
+    for folder in (Path(final_dir), *list(Path(final_dir).parents)[:2]):
         path = folder / "summary.json"
         if path.is_file():
             summary = json.loads(path.read_text(encoding="utf-8"))

@@ -128,3 +128,5 @@ def test_a_think_tags_fine_tune_is_prompted_as_it_is_served_and_its_base_as_ship
     (run / "summary.json").write_text(json.dumps({"reasoning_format": "think_tags",
                                                   "config": {"data": {"think_mode": "mask"}}}))
     assert run_reasoning_of(run / "final") == contract
+    (run / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    assert run_reasoning_of(run / "checkpoints" / "checkpoint-4") == contract
