@@ -438,7 +438,7 @@ def test_file_issue_code_from_a_literal_file(tmp_path, code):
     assert [item.code for item in read_records(tmp_path / name, **kwargs)] == [code]
 
 
-OTHER_KINDS = {"missing_chosen", "missing_rejected", "chosen_equals_rejected", "no_prompt",  # test_preference.py
+OTHER_KINDS = {"missing_chosen", "missing_rejected", "chosen_equals_rejected", "no_prompt",  # test_preference_pairs.py
                "missing_grader_field", "missing_reference"}  # test_rl_prompts.py
 
 
