@@ -45,7 +45,7 @@ def _lines(name: str, count: int, folder: Path) -> Path:
 
 def test_a_short_fine_tune_closes_its_think_block_stops_and_serves_reasoning_apart(proof_server, tmp_path):
     base, key = proof_server
-    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=3)  # the client's own retries, as users run it
     training = client.files.create(file=_lines("business_math.jsonl", TRAIN, tmp_path).open("rb"), purpose="fine-tune")
     validation = client.files.create(file=_lines("business_math_validation.jsonl", VALIDATION, tmp_path).open("rb"),
                                      purpose="fine-tune")
