@@ -38,10 +38,10 @@ from llmft.data.normalize import (
     is_valid_unicode,
     kind_of,
 )
-from llmft.data.read import ReadLimits, read_records
+from llmft.data.read import ReadLimits
 from llmft.data.render import Rendered, is_r1_tokenizer, prompt_text, render, resolve_format, typed_spans
-from llmft.data.tokenize import encode, max_token_chars, tokenize_many
-from llmft.data.validate import Checked
+from llmft.data.tokenize import encode, tokenize_many
+from llmft.data.validate import Checked, read_candidates, too_long
 
 SIDES = ("chosen", "rejected")
 OPENAI_SIDES = {"chosen": "preferred_output", "rejected": "non_preferred_output"}
@@ -74,27 +74,8 @@ class PreferenceExample:
 def check_preference_file(path: Path, *, tokenizer, config: DataConfig, limits: ReadLimits | None = None) -> Checked:
     """Every pair of `path` that survives (Checked.examples holds PreferenceExamples; Checked.tokenized the SFT
     tokens of each pair's longer side, prompt included), every issue by line, and the counts of the report."""
-    checked = Checked()
-    candidates: list[PreferenceExample] = []
-    bound = config.max_length * max_token_chars(tokenizer)
-    for item in read_records(path, limits=limits):
-        if isinstance(item, Issue):
-            checked.add(item)
-            if item.record is not None:
-                checked.counts["records"] += 1
-                checked.counts["invalid"] += 1
-            continue
-        checked.counts["records"] += 1
-        example, issues = to_preference(item.value, item.loc)
-        for issue in issues:
-            checked.add(issue)
-        if example is None:
-            checked.counts["invalid"] += 1
-        elif config.on_overlength != "truncate" and (chars := _longest_characters(example)) > bound:
-            _too_long(checked, example, config, f"{chars} characters")
-            checked.counts["dropped_overlength"] += 1
-        else:
-            candidates.append(example)
+    checked, candidates = read_candidates(path, tokenizer=tokenizer, config=config, limits=limits,
+                                          convert=to_preference, characters=_longest_characters, too_long=too_long)
     kept = _normalize_and_dedupe(candidates, checked, config)
     _tokenize_and_fit(kept, checked, tokenizer, config)
     return checked
@@ -333,7 +314,7 @@ def _tokenize_and_fit(examples: list[PreferenceExample], checked: Checked, token
         chosen, rejected = tokens[2 * index], tokens[2 * index + 1]
         longer = max(chosen, rejected, key=len)
         if len(longer) > config.max_length:
-            _too_long(checked, example, config, f"{len(longer)} tokens (prompt and the longer side)")
+            too_long(checked, example, config, f"{len(longer)} tokens (prompt and the longer side)")
             if config.on_overlength != "truncate":  # the trainer cuts a kept pair at max_length
                 checked.counts["dropped_overlength"] += 1
                 continue
@@ -345,13 +326,6 @@ def _tokenize_and_fit(examples: list[PreferenceExample], checked: Checked, token
         checked.counts["chosen_shorter"] += chosen.trained_tokens < rejected.trained_tokens
     checked.counts["renderer_r1"] = int(r1)
     checked.reasoning_format = reasoning_format
-
-
-def _too_long(checked: Checked, example: PreferenceExample, config: DataConfig, size: str) -> None:
-    checked.counts["too_long"] += 1
-    loc = Location(record=example.record, line=example.line)
-    checked.add(loc.issue("too_long", f"{size} > max_length {config.max_length} tokens"
-                                      f" (on_overlength={config.on_overlength})"))
 
 
 def _longest_characters(example: PreferenceExample) -> int:

@@ -22,6 +22,7 @@ missing_reference, each naming the line.
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from llmft.config import ConfigError
@@ -29,10 +30,10 @@ from llmft.data.clean import exact_key, normalize_example, normalized_key
 from llmft.data.config import DataConfig
 from llmft.data.issues import Issue, Location
 from llmft.data.normalize import Example, Message, characters, check_messages, is_valid_unicode, kind_of
-from llmft.data.read import ReadLimits, read_records
+from llmft.data.read import ReadLimits
 from llmft.data.render import prompt_text, resolve_format
-from llmft.data.tokenize import IGNORE, Tokenized, max_token_chars, prompt_ids
-from llmft.data.validate import Checked
+from llmft.data.tokenize import IGNORE, Tokenized, prompt_ids
+from llmft.data.validate import Checked, read_candidates
 
 REFERENCE_FIELD = "reference_answer"
 _PLACEHOLDER = {"role": "assistant", "content": "."}  # closes a prompt so the SFT turn checks apply; never kept
@@ -61,31 +62,21 @@ def check_prompt_file(path: Path, *, tokenizer, config: DataConfig, spec=None,
     """Every prompt of `path` that survives (Checked.examples holds PromptExamples; Checked.tokenized each prompt's
     tokens, none trained), every issue by line, and the counts of the report. With `spec`, each record is checked
     for the fields and the reference its graders read."""
-    checked = Checked()
-    candidates: list[PromptExample] = []
-    bound = config.max_length * max_token_chars(tokenizer)
-    for item in read_records(path, limits=limits):
-        if isinstance(item, Issue):
-            checked.add(item)
-            if item.record is not None:
-                checked.counts["records"] += 1
-                checked.counts["invalid"] += 1
-            continue
-        checked.counts["records"] += 1
-        example, issues = to_prompt(item.value, item.loc)
-        if example is not None and spec is not None:
-            issues += grader_issues(spec, example, item.loc)
-        for issue in issues:
-            checked.add(issue)
-        if example is None or any(issue.severity == "error" for issue in issues):
-            checked.counts["invalid"] += 1
-        elif (chars := characters(example.messages)) > bound:
-            _too_long(checked, example, config, f"{chars} characters")
-        else:
-            candidates.append(example)
+    checked, candidates = read_candidates(path, tokenizer=tokenizer, config=config, limits=limits,
+                                          convert=partial(_to_graded_prompt, spec=spec),
+                                          characters=lambda example: characters(example.messages),
+                                          too_long=_too_long, may_cut=False)
     kept = _normalize_and_dedupe(candidates, checked, config)
     _tokenize_and_fit(kept, checked, tokenizer, config)
     return checked
+
+
+def _to_graded_prompt(value: object, loc: Location, *, spec) -> tuple[PromptExample | None, list[Issue]]:
+    """`to_prompt`, then (with `spec`) the fields and the reference the graders read."""
+    example, issues = to_prompt(value, loc)
+    if example is not None and spec is not None:
+        issues += grader_issues(spec, example, loc)
+    return example, issues
 
 
 def to_prompt(value: object, loc: Location) -> tuple[PromptExample | None, list[Issue]]:
@@ -194,6 +185,7 @@ def _tokenize_and_fit(examples: list[PromptExample], checked: Checked, tokenizer
                             think_mode=config.think_mode)
         if len(ids) >= config.max_length:
             _too_long(checked, example, config, f"{len(ids)} tokens, leaving none to generate")
+            checked.counts["dropped_overlength"] += 1
             continue
         checked.examples.append(example)
         checked.tokenized.append(Tokenized(ids, [IGNORE] * len(ids), len(ids), 0, 0))
@@ -202,8 +194,7 @@ def _tokenize_and_fit(examples: list[PromptExample], checked: Checked, tokenizer
 
 
 def _too_long(checked: Checked, example: PromptExample, config: DataConfig, size: str) -> None:
-    """A prompt that leaves no room to generate is left out, counted (a prompt is never cut)."""
+    """Report a prompt that leaves no room to generate (it is left out: a prompt is never cut)."""
     checked.counts["too_long"] += 1
-    checked.counts["dropped_overlength"] += 1
     loc = Location(record=example.number, line=example.line)
     checked.add(loc.issue("too_long", f"the prompt is {size} >= max_length {config.max_length} tokens"))

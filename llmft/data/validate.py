@@ -49,8 +49,21 @@ def check_file(path: Path, *, tokenizer, config: DataConfig, limits: ReadLimits 
     """Everything validate and prepare need to know about `path` under `config` (and the reader's `limits`,
     by default the settings'). An example with more characters than max_length tokens can hold is too_long
     at once: it is never tokenized whole (only cut, under on_overlength=truncate)."""
-    checked = Checked()
-    candidates: list[Example] = []
+    checked, candidates = read_candidates(path, tokenizer=tokenizer, config=config, limits=limits,
+                                          convert=to_example, characters=_characters, too_long=too_long)
+    kept = _normalize_and_dedupe(candidates, checked, config)
+    _tokenize_and_fit(kept, checked, tokenizer, config)
+    return checked
+
+
+def read_candidates(path: Path, *, tokenizer, config: DataConfig, limits: ReadLimits | None, convert, characters,
+                    too_long, may_cut: bool = True) -> tuple[Checked, list]:
+    """The record loop every data kind shares (SFT examples, preference pairs, RL prompts): each record of `path`
+    read within `limits`, turned into an example and its issues by `convert(value, loc)`, every issue kept by line.
+    A record with an error is invalid; an example of more `characters(example)` than max_length tokens can hold is
+    `too_long(checked, example, config, size)` and left out (unless `may_cut` and on_overlength=truncate: it is
+    cut later). The Checked so far, and the examples left to clean and tokenize."""
+    checked, candidates = Checked(), []
     bound = config.max_length * max_token_chars(tokenizer)
     for item in read_records(path, limits=limits):
         if isinstance(item, Issue):
@@ -60,19 +73,17 @@ def check_file(path: Path, *, tokenizer, config: DataConfig, limits: ReadLimits 
                 checked.counts["invalid"] += 1
             continue
         checked.counts["records"] += 1
-        example, issues = to_example(item.value, item.loc)
+        example, issues = convert(item.value, item.loc)
         for issue in issues:
             checked.add(issue)
-        if example is None:
+        if example is None or any(issue.severity == "error" for issue in issues):
             checked.counts["invalid"] += 1
-        elif config.on_overlength != "truncate" and (chars := _characters(example)) > bound:
-            _too_long(checked, example, config, f"{chars} characters")
+        elif not (may_cut and config.on_overlength == "truncate") and (chars := characters(example)) > bound:
+            too_long(checked, example, config, f"{chars} characters")
             checked.counts["dropped_overlength"] += 1
         else:
             candidates.append(example)
-    kept = _normalize_and_dedupe(candidates, checked, config)
-    _tokenize_and_fit(kept, checked, tokenizer, config)
-    return checked
+    return checked, candidates
 
 
 def _normalize_and_dedupe(examples: list[Example], checked: Checked, config: DataConfig) -> list[Example]:
@@ -115,7 +126,7 @@ def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, conf
     for example, shown in zip(examples, rendered):
         tokens = next(whole) if len(shown.text) <= bound else None
         if tokens is None or len(tokens) > config.max_length:
-            _too_long(checked, example, config, f"{len(shown.text)} characters" if tokens is None else
+            too_long(checked, example, config, f"{len(shown.text)} characters" if tokens is None else
                       f"{len(tokens)} tokens")
             if config.on_overlength == "truncate":
                 tokens = tokenize_rendered(shown, tokenizer, max_tokens=config.max_length)
@@ -143,7 +154,7 @@ def _trained_reasoning(example: Example) -> bool:
     return any(m.role == "assistant" and m.reasoning and m.weight != 0 for m in example.messages)
 
 
-def _too_long(checked: Checked, example: Example, config: DataConfig, size: str) -> None:
+def too_long(checked: Checked, example, config: DataConfig, size: str) -> None:
     """Count and report an example over max_length; `size` says by how much ("5000 tokens", "9000000 characters":
     more characters than max_length tokens can hold, known without tokenizing)."""
     checked.counts["too_long"] += 1
