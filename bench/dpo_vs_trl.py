@@ -44,14 +44,15 @@ def main() -> None:
     if args.worker:
         return _worker(args)
     with tempfile.TemporaryDirectory() as scratch:
-        rows = _prepare(args, Path(scratch))
+        config = _config(args, Path(scratch))
+        rows = _prepare(config, Path(scratch))
         results = {}
         for engine in ("llmft", "trl"):
             command = [sys.executable, __file__, "--worker", engine, "--scratch", scratch, "--config", args.config,
                        *[f"--set={item}" for item in args.overrides]]
             subprocess.run(command, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
             results[engine] = json.loads((Path(scratch) / f"{engine}.json").read_text())
-        scores = _score(args, Path(scratch), rows["validation"], results)
+        scores = _score(config, rows["validation"], results)
     _print(results, scores)
 
 
@@ -63,12 +64,11 @@ def _config(args, scratch: Path):
     return load_config(Path(args.config), overrides)
 
 
-def _prepare(args, scratch: Path) -> dict[str, list[dict]]:
+def _prepare(config, scratch: Path) -> dict[str, list[dict]]:
     """The rendered rows {prompt, chosen, rejected} as llmft trains on them (what the TRL side is given)."""
     from llmft.data.config import DataConfig
     from llmft.data.prepare_rows import prepare_rows
 
-    config = _config(args, scratch)
     options = DataConfig(**config.data.model_dump(exclude={"train_file", "row_length"}))
     prepare_rows(Path(config.data.train_file), kind="preference", model=config.model.base_model, config=options,
                  out=scratch / "rows")
@@ -122,7 +122,7 @@ def _trl(config, scratch: Path):
     return scratch / "trl-final", output.global_step
 
 
-def _score(args, scratch: Path, rows: list[dict], results: dict) -> dict:
+def _score(config, rows: list[dict], results: dict) -> dict:
     """Each model's summed log-probabilities of both sides of every held-out pair, and the measures above."""
     import torch
     from peft import PeftModel
@@ -130,7 +130,6 @@ def _score(args, scratch: Path, rows: list[dict], results: dict) -> dict:
 
     from llmft.bases.resolve import resolve_model, weights_source
 
-    config = _config(args, scratch)
     beta = config.method.dpo.beta
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model.base_model))
     base = AutoModelForCausalLM.from_pretrained(weights_source(config.model.base_model), use_safetensors=True).eval()

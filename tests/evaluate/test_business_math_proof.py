@@ -67,7 +67,7 @@ def test_a_short_fine_tune_closes_its_think_block_stops_and_serves_reasoning_apa
     assert contract["eos_rate"] == metrics["eos_rate"] >= 0.8
     assert metrics["grader.format"] >= 0.8 and metrics["mean_reasoning_tokens"] > 20
     evaluated = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.data.get("event") == "evaluated"]
-    base_side = evaluated[0].data["base"]  # the base never reasons (no think block: nothing left open) nor stops
+    base_side = evaluated[0].data["base"]  # the base never reasons (no think block: nothing left open), stops less often
     assert base_side["grader.format"] == 0.0 and base_side["mean_reasoning_tokens"] == 0.0
     assert base_side["eos_rate"] < metrics["eos_rate"]
 
