@@ -68,7 +68,7 @@ class PreferenceExample:
 
     def conversation(self, side: str) -> Example:
         """The prompt turns followed by the `side` ("chosen" or "rejected") answer, as an SFT example."""
-        return Example([*self.messages, getattr(self, side)], record=self.record, line=self.line)
+        return Example([*self.messages, getattr(self, side)], record=self.record, line=self.line, extra=self.extra)
 
 
 def check_preference_file(path: Path, *, tokenizer, config: DataConfig, limits: ReadLimits | None = None) -> Checked:

@@ -4,7 +4,10 @@
 
 Writes to DIR: train.jsonl and validation.jsonl (the rows: `{prompt, chosen, rejected}` for pairs, TRL's
 non-conversational form; `{prompt, reference, record}` for prompts), report.json and manifest.json (the sha256 of
-the rows and everything they were made from). The split is SFT's (split.py: by seed and content), on each pair's
+the rows and everything they were made from), and the validation split as SFT conversations for evaluating the
+result as every version is evaluated (llmft/evaluate/run.py): validation.conversations.jsonl and its
+.tokens.safetensors, a pair's prompt with its chosen answer, a prompt with its reference answer (prompts without one
+are left out), each with its record's other fields for the graders. The split is SFT's (split.py: by seed and content), on each pair's
 prompt and chosen turn. Nothing is cached: rendering rows costs less than looking them up.
 """
 
@@ -16,10 +19,12 @@ from llmft import __version__
 from llmft.bases.resolve import load_tokenizer, resolve_model, tokenizer_fingerprint
 from llmft.data.config import DataConfig
 from llmft.data.kinds import check_kind, kind_report
-from llmft.data.normalize import Example
+from llmft.data.normalize import Example, Message
 from llmft.data.prepare import DataError, Prepared, blocking_codes
-from llmft.data.render import RENDERER_VERSION
+from llmft.data.render import RENDERER_VERSION, is_r1_tokenizer, render
 from llmft.data.split import split_indices
+from llmft.data.store import write_examples, write_tokens
+from llmft.data.tokenize import tokenize_rendered
 from llmft.files import sha256_file
 
 
@@ -64,7 +69,37 @@ def prepare_rows(path: Path, *, kind: str, model: str, config: DataConfig, out: 
     out.mkdir(parents=True, exist_ok=True)
     for name, text in {**files, "report.json": _json(report), "manifest.json": _json(manifest)}.items():
         (out / name).write_text(text, encoding="utf-8")
+    _write_conversations(out, "validation.conversations", [validation.examples[i] for i in val_ids], kind=kind,
+                         tokenizer=tokenizer, config=config, reasoning_format=train.reasoning_format)
     return Prepared(out, report, manifest, cache_hit=False)
+
+
+CONVERSATION_FIELDS = ("messages", "prompt", "completion")  # a prompt record's turns; its other fields go along
+
+
+def reference_conversation(kind: str, example) -> Example | None:
+    """The SFT conversation evaluation scores a result on: a pair's prompt and chosen answer; a prompt and its
+    reference answer (None without one), with the record's other fields (what graders read) kept."""
+    if kind == "preference":
+        return example.conversation("chosen")
+    if example.reference is None:
+        return None
+    turn = Message("assistant", example.reference, example.reference_reasoning)
+    extra = {key: value for key, value in example.record.items() if key not in CONVERSATION_FIELDS}
+    return Example([*example.messages, turn], record=example.number, line=example.line, extra=extra)
+
+
+def _write_conversations(out: Path, name: str, examples: list, *, kind: str, tokenizer, config: DataConfig,
+                         reasoning_format: str) -> None:
+    """NAME.jsonl and NAME.tokens.safetensors as prepare.py writes a split: the reference conversations, rendered as
+    training renders them and cut at max_length (the tokens score the result's loss on the reference answers)."""
+    conversations = [c for c in (reference_conversation(kind, e) for e in examples) if c is not None]
+    r1 = config.renderer == "r1" or (config.renderer == "auto" and is_r1_tokenizer(tokenizer))
+    tokens = [tokenize_rendered(render(c, r1=r1, tokenizer=tokenizer, think_mode=config.think_mode,
+                                       reasoning_format=reasoning_format), tokenizer, max_tokens=config.max_length)
+              for c in conversations]
+    write_examples(out / f"{name}.jsonl", conversations)
+    write_tokens(out / f"{name}.tokens.safetensors", tokens)
 
 
 def _checked(source: Path, kind: str, tokenizer, model: str, config: DataConfig, spec):

@@ -15,7 +15,9 @@ A spec is a list of graders (or `{"graders": [...]}`), each with a `name` (lower
   punctuation ignored, NFKC) or `exact`.
 - `numeric`: the answer's number is within `tolerance_abs` or `tolerance_rel` (relative to the
   reference) of the reference's; the number is the last one of the text (`$1,234.50` -> 1234.5),
-  or group 1 (or the group named `value`) of `pattern`'s last match.
+  or group 1 (or the group named `value`) of `pattern`'s last match. `partial_rel: 0.5` gives
+  partial credit outside the tolerance, falling linearly to 0 at a relative error of 50% (a reward
+  that tells a near miss from a wild guess; accuracy is then the mean credit).
 - `regex`: `pattern` is found in the answer (`fullmatch: true`: the whole answer matches it).
 - `choice`: the chosen letter (`Answer: B`, `(B)`, `B) ...`, a lone `B`) equals the reference's;
   `choices` lists the letters (default ABCD).
@@ -102,6 +104,9 @@ class Numeric(_Grader):
     type: Literal["numeric"]
     tolerance_abs: float = Field(1e-9, ge=0, description="Largest absolute difference that still passes.")
     tolerance_rel: float = Field(0.0, ge=0, description="Largest difference relative to the reference that passes.")
+    partial_rel: float | None = Field(None, gt=0, description=(
+        "Partial credit outside the tolerance (an RL reward with a gradient between right and wrong): "
+        "1 - error / (partial_rel x |reference|), down to 0 at that relative error; unset: pass or fail."))
     pattern: str | None = Field(None, max_length=MAX_PATTERN_CHARS, description=(
         "A regex whose last match's group `value` (or group 1) is the answer's number; default: its last number."))
 
@@ -399,7 +404,13 @@ def _score(grader: Grader, *, answer: str, reasoning: str, finished: bool, close
         got, expected = last_number(answer, grader.pattern), last_number(reference)
         if got is None or expected is None:
             return 0.0
-        return float(abs(got - expected) <= max(grader.tolerance_abs, grader.tolerance_rel * abs(expected)))
+        error = abs(got - expected)
+        if error <= max(grader.tolerance_abs, grader.tolerance_rel * abs(expected)):
+            return 1.0
+        if grader.partial_rel is None:
+            return 0.0
+        scale = grader.partial_rel * max(abs(expected), grader.tolerance_abs, 1e-9)
+        return max(0.0, 1.0 - error / scale)
     if isinstance(grader, Regex):
         compiled = compile_pattern(grader.pattern, grader.ignore_case)
         find = compiled.fullmatch if grader.fullmatch else compiled.search

@@ -151,12 +151,15 @@ def evaluate_file(*, base_model: str, candidate: Path | None, data_file: Path, m
     return report
 
 
-def evaluate_fine_tune(*, base_model: str, final_dir: Path, data_dir: Path, **options) -> dict:
+def evaluate_fine_tune(*, base_model: str, final_dir: Path, data_dir: Path, split: str = "validation",
+                       **options) -> dict:
     """A training run's final model next to its base on the validation split its data was prepared with:
-    what a fine-tuning job runs before it registers the version (and bench/quality.py measures)."""
+    what a fine-tuning job runs before it registers the version (and bench/quality.py measures). A preference or
+    GRPO run's rows folder holds that split as SFT conversations: `split="validation.conversations"`
+    (data/prepare_rows.py), so every version is evaluated alike."""
     options.setdefault("reasoning", prepared_reasoning(Path(data_dir)))
     return _evaluate_split(base_model=base_model, candidate=Path(final_dir), folder=Path(data_dir),
-                           split="validation", **options)
+                           split=split, **options)
 
 
 def prepared_reasoning(data_dir: Path) -> dict:

@@ -2,9 +2,10 @@
 
 A fine-tune runs `llmft.train.run.train` on the job's resolved config, resuming from the last
 committed checkpoint when there is one, then evaluates the result next to its base and
-registers it as a version. A preference (dpo, orpo, simpo) or grpo run is not evaluated as SFT (its
-data are pairs or prompts): its evaluation is what the run measured itself (`_measured`), the reward
-metrics on its validation split (DPO family) or its last logged rewards (grpo). An export merges a LoRA version into its base; an evaluation
+registers it as a version. A preference (dpo, orpo, simpo) or grpo run is evaluated the same way, on its
+validation pairs' chosen answers or its validation prompts' reference answers (grpo graded by its own graders), so
+every version has the same metrics for the promotion gate; what the run measured itself is added (`_measured`):
+the DPO family's reward metrics on its validation split, grpo's last logged rewards. An export merges a LoRA version into its base; an evaluation
 scores a model on a dataset. Progress is written as job events, and every write is made only
 while the fencing token is still the job's. SIGTERM, a cancel or a pause request stops a fine-tune
 with a checkpoint.
@@ -31,7 +32,7 @@ from llmft.bases.resolve import base_revision
 from llmft.db.events import record_event
 from llmft.db.session import session_scope
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
-from llmft.evaluate.graders import read_spec
+from llmft.evaluate.graders import load_spec, read_spec
 from llmft.evaluate.run import evaluate_file, evaluate_fine_tune
 from llmft.jobs.lease import start_attempt
 from llmft.jobs.progress import Pace, advance
@@ -98,7 +99,9 @@ def _fine_tune(url: str, job_id: str, token: int, raw_config: dict) -> int:
     if config.method.type in METHODS:
         evaluation = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event)
     else:
-        evaluation = _measured(url, job_id, config.method.type, result, on_event)
+        evaluation = _evaluate_method_run(url, job_id, config, result, on_event)
+    if evaluation is not None:
+        on_event({"type": "evaluated", "base": evaluation["base"], "candidate": evaluation["candidate"]})
     with _fenced(url, job_id, token) as (session, job):
         version = register_version(session, job=job, final_dir=result.final_dir, summary=result.summary,
                                    home=load_settings().llmft_home, evaluation=evaluation,
@@ -213,10 +216,11 @@ def _evaluation(url: str, job_id: str, token: int, config: dict) -> int:
     return 0
 
 
-def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResult, on_event) -> dict | None:
+def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResult, on_event, *,
+                        split: str = "validation", graders=None) -> dict | None:
     """The fine-tune next to its base on the validation split it was trained with, as the settings bound it
     (JOB_EVAL_MAX_SAMPLES, JOB_EVAL_MAX_NEW_TOKENS: by default up to 200 examples, the "auto" budget; graded by
-    JOB_EVAL_GRADERS when set, so the version records grader.NAME metrics for the gate); None
+    JOB_EVAL_GRADERS when set, else by `graders`, so the version records grader.NAME metrics for the gate); None
     (and a warning event) when there is none or evaluation itself failed: the fine-tune is registered either way."""
     if not result.summary.data.validation_examples:
         _warn(url, job_id, "no validation examples: the version is registered without an evaluation")
@@ -225,30 +229,62 @@ def _evaluate_fine_tune(url: str, job_id: str, base_model: str, result: RunResul
     try:
         settings = load_settings()
         budget = settings.job_eval_max_new_tokens
+        if settings.job_eval_graders:
+            graders = read_spec(settings.job_eval_graders)
         report = evaluate_fine_tune(base_model=base_model, final_dir=result.final_dir, data_dir=result.data_dir,
-                                    max_samples=settings.job_eval_max_samples,
-                                    max_new_tokens=budget if budget == "auto" else int(budget),
-                                    graders=read_spec(settings.job_eval_graders) if settings.job_eval_graders else None)
+                                    split=split, max_samples=settings.job_eval_max_samples,
+                                    max_new_tokens=budget if budget == "auto" else int(budget), graders=graders)
     except Exception as error:  # the outer edge of the evaluation step: record it, register without it
         logging.exception("evaluation of job %s failed", job_id)
         _warn(url, job_id, f"evaluation failed ({type(error).__name__}: {error}); registered without it")
         return None
     report["dataset"] = result.summary.data.sources[-1]["name"]
-    on_event({"type": "evaluated", "base": report["base"], "candidate": report["candidate"]})
     return report
 
 
+def _evaluate_method_run(url: str, job_id: str, config: TrainConfig, result: RunResult, on_event) -> dict | None:
+    """A dpo/orpo/simpo or grpo run, evaluated as a supervised fine-tune is (the same keys, so one promotion gate
+    fits every version): next to its base on its validation split as reference conversations (a pair's prompt
+    and chosen answer, a prompt and its reference answer: data/prepare_rows.py), a grpo run graded by its own
+    graders unless JOB_EVAL_GRADERS names others. What the run measured itself is added to the candidate
+    (`_measured`); with no reference conversations, or when generation fails, that alone is the evaluation."""
+    measured = _measured(url, job_id, config.method.type, result)
+    conversations = result.data_dir / f"{CONVERSATIONS}.jsonl"
+    if not (conversations.is_file() and conversations.stat().st_size):
+        _warn(url, job_id, "no validation examples with a reference answer: the version is evaluated by its "
+                           "training metrics alone")
+        return measured
+    graders = _grpo_graders(config) if config.method.type == "grpo" else None
+    report = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event, split=CONVERSATIONS,
+                                 graders=graders)
+    if report is None or measured is None:
+        return report or measured
+    report["candidate"] |= measured.pop("candidate")
+    report["measured"] = {key: value for key, value in measured.items() if key not in ("base", "dataset")}
+    return report
+
+
+CONVERSATIONS = "validation.conversations"  # a rows folder's validation split as SFT conversations
+
+
+def _grpo_graders(config: TrainConfig):
+    graders = config.method.grpo.graders
+    return read_spec(Path(graders)) if isinstance(graders, str) else load_spec(graders)
+
+
 # what a preference or grpo run's evaluation records from metrics.jsonl: the DPO family's TRL metrics on the
-# validation split (eval_ prefixed), grpo's reward and RL health at its last log
+# validation split (eval_ prefixed; its eval_loss is a preference loss, kept as preference_loss), grpo's reward
+# and RL health at its last log
 MEASURED_PREFIXES = {"preference": ("eval_loss", "eval_rewards/", "eval_logps/"),
                      "grpo": ("reward", "rewards/", "zero_variance_share", "clipped_share", "completion_length", "kl")}
+MEASURED_NAMES = {"eval_loss": "preference_loss"}
 
 
-def _measured(url: str, job_id: str, method: str, result: RunResult, on_event) -> dict | None:
-    """The evaluation of a dpo/orpo/simpo or grpo run, from what the run logged itself: for the DPO family the last
-    validation log (eval_rewards/accuracies, eval_rewards/margins, eval_loss, ...), for grpo the last training log's
-    rewards (reward_mean, rewards/NAME/mean, clipped_share, ...); its `candidate` holds them, so the version's
-    metrics carry them and the promotion gate can name them. None (and a warning event) when the run logged none."""
+def _measured(url: str, job_id: str, method: str, result: RunResult) -> dict | None:
+    """What a dpo/orpo/simpo or grpo run logged itself: for the DPO family the last validation log
+    (eval_rewards/accuracies, eval_rewards/margins, preference_loss, ...), for grpo the last training log's rewards
+    (reward_mean, rewards/NAME/mean, clipped_share, ...), as an evaluation report whose `candidate` holds them.
+    None (and a warning event) when the run logged none."""
     kind = "grpo" if method == "grpo" else "preference"
     wanted = MEASURED_PREFIXES[kind]
     path = result.output_dir / "metrics.jsonl"
@@ -257,17 +293,16 @@ def _measured(url: str, job_id: str, method: str, result: RunResult, on_event) -
     found = [log for log in logs if any(key.startswith(wanted) for key in log)]
     if not found:
         what = "validation reward metrics" if kind == "preference" else "reward metrics"
-        _warn(url, job_id, f"the run logged no {what}: the version is registered without an evaluation")
+        _warn(url, job_id, f"the run logged no {what}")
         return None
     last = found[-1]
-    measured = {key: value for key, value in last.items() if key.startswith(wanted) and isinstance(value, int | float)}
+    measured = {MEASURED_NAMES.get(key, key): value for key, value in last.items()
+                if key.startswith(wanted) and isinstance(value, int | float)}
     split = "validation" if kind == "preference" else "train"
-    report = {"source": "training_metrics", "method": method, "split": split, "step": last.get("step"),
-              "examples": result.summary.data.validation_examples if kind == "preference"
-              else result.summary.data.train_examples,
-              "dataset": result.summary.data.sources[-1]["name"], "base": {}, "candidate": measured}
-    on_event({"type": "evaluated", "base": {}, "candidate": measured})
-    return report
+    return {"source": "training_metrics", "method": method, "split": split, "step": last.get("step"),
+            "examples": result.summary.data.validation_examples if kind == "preference"
+            else result.summary.data.train_examples,
+            "dataset": result.summary.data.sources[-1]["name"], "base": {}, "candidate": measured}
 
 
 def _finite(value):

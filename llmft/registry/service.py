@@ -24,6 +24,7 @@ from llmft.errors import Conflict, Invalid, NotFound
 from llmft.registry.artifacts import add_file, artifacts_dir, store, verify
 from llmft.registry.card import model_card
 from llmft.registry.contract import trained_contract
+from llmft.train.config import METHODS
 from llmft.train.summary import RunSummary
 
 # \Z, not $: `$` also matches before a final newline, and `production\n` is no alias.
@@ -275,11 +276,16 @@ def _lineage(session: Session, job: Job, summary: RunSummary, base_revision: str
 
 
 def _metrics(summary: RunSummary, evaluation: dict | None) -> dict:
-    eval_loss = summary.best_eval_loss if summary.best_checkpoint else summary.final_eval_loss
+    """The version's flat metrics: the run's and its evaluation's candidate side. eval_loss is the loss on the
+    reference answers for every method: a supervised run's own validation loss, else (dpo, orpo, simpo: their
+    validation loss is a preference loss, `preference_loss`; grpo: none) the evaluation's."""
+    supervised = summary.method in (None, *METHODS)
+    eval_loss = (summary.best_eval_loss if summary.best_checkpoint else summary.final_eval_loss) if supervised else None
     metrics = {"train_loss": summary.final_train_loss, "eval_loss": eval_loss,
                "perplexity": math.exp(min(eval_loss, 700)) if eval_loss is not None else None,
                "steps": summary.steps, "tokens_seen": summary.tokens_seen,
                "tokens_per_second": summary.tokens_per_second}
+    metrics = {k: v for k, v in metrics.items() if v is not None}
     for key, value in ((evaluation or {}).get("candidate") or {}).items():
         metrics.setdefault(key, value)
     return {k: v for k, v in metrics.items() if v is not None}

@@ -54,6 +54,7 @@ def data(server, keys) -> dict:
     return {"pairs": upload(server, key, "pairs.jsonl", PAIRS[:16]),
             "pairs_valid": upload(server, key, "pairs_valid.jsonl", PAIRS[16:20]),
             "math": upload(server, key, "math.jsonl", MATH[:8]),
+            "math_valid": upload(server, key, "math_valid.jsonl", MATH[8:10]),
             "sft": upload(server, key, "sft.jsonl", SFT[:8])}
 
 
@@ -75,19 +76,26 @@ def test_a_dpo_job_registers_a_version_with_its_method_beta_and_reward_metrics(s
     assert lineage["method"] == "dpo"
     assert lineage["method_config"]["type"] == "dpo" and lineage["method_config"]["dpo"]["beta"] == 0.2
     assert "grpo" not in lineage["method_config"]  # only the section of the method that ran
-    # evaluated by what the run measured on its validation pairs, not by SFT generation on pair rows
-    assert version["evaluation"]["source"] == "training_metrics" and version["evaluation"]["split"] == "validation"
-    for name in ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss"):
+    # evaluated as an SFT version is, on the validation pairs' chosen answers (so the default promotion gate,
+    # eval_loss:min,rouge_l:max,bleu:max, compares it with any version), plus the reward metrics DPO measured itself
+    evaluation = version["evaluation"]
+    assert evaluation["generated"] == 4 and {"eval_loss", "rouge_l", "bleu"} <= evaluation["base"].keys()
+    assert evaluation["measured"]["source"] == "training_metrics" and evaluation["measured"]["split"] == "validation"
+    for name in ("eval_loss", "rouge_l", "bleu", "eos_rate", "eval_rewards/accuracies", "eval_rewards/margins",
+                 "preference_loss"):
         assert isinstance(version["metrics"][name], float), (name, version["metrics"])
+    assert version["metrics"]["eval_loss"] == evaluation["candidate"]["eval_loss"]  # the chosen answers' loss
+    assert version["metrics"]["eval_loss"] != version["metrics"]["preference_loss"]
     events = requests.get(f"{server}/api/v1/jobs/{dpo_job['id']}/events", params={"limit": 1000},
                           headers=auth(keys["alice"]), timeout=10).json()["data"]
     evaluated = [event for event in events if event["type"] == "evaluated"]
-    assert len(evaluated) == 1 and "eval_rewards/accuracies" in evaluated[0]["data"]["candidate"]
+    assert len(evaluated) == 1 and {"eval_rewards/accuracies", "rouge_l"} <= evaluated[0]["data"]["candidate"].keys()
 
 
 @pytest.mark.slow
 def test_a_grpo_job_with_an_inline_grader_succeeds(server, keys, data):
-    response = create(server, keys["alice"], dataset_id=data["math"], suffix="grpo-bot",
+    response = create(server, keys["alice"], dataset_id=data["math"], validation_dataset_id=data["math_valid"],
+                      suffix="grpo-bot",
                       hyperparameters={"max_steps": 1, "batch_size": 2, "logging_steps": 1},
                       method={"type": "grpo", "grpo": {"graders": NUMERIC, "num_generations": 2,
                                                        "max_completion_length": 16}})
@@ -96,6 +104,12 @@ def test_a_grpo_job_with_an_inline_grader_succeeds(server, keys, data):
     version = requests.get(f"{server}/api/v1/models/grpo-bot/versions/1", headers=auth(keys["alice"]), timeout=10).json()
     assert version["lineage"]["method_config"]["grpo"]["graders"] == NUMERIC
     assert job["method"] == "grpo" and "reward_mean" in version["metrics"]
+    # its graders measured on the validation prompts, base against result, beside the last training rewards
+    evaluation = version["evaluation"]
+    assert evaluation["generated"] == 2 and evaluation["measured"]["split"] == "train"
+    for side in ("base", "candidate"):
+        assert 0.0 <= evaluation[side]["grader.total"] <= 1.0 and "eval_loss" in evaluation[side]
+    assert version["metrics"]["grader.total"] == evaluation["candidate"]["grader.total"]
 
 
 def test_wrong_methods_graders_and_data_kinds_are_422s_naming_the_field(server, keys, data):

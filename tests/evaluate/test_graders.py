@@ -47,6 +47,16 @@ def test_numeric_within_tolerance_absolute_or_relative():
     assert one({"type": "numeric", "tolerance_rel": 0.01}, "about 102", "100") == 0.0
 
 
+def test_numeric_partial_credit_falls_linearly_to_zero_at_partial_rel():
+    partial = {"type": "numeric", "tolerance_abs": 0.005, "partial_rel": 0.5}
+    assert one(partial, "The total is $200.00.", "200") == 1.0
+    assert one(partial, "The total is $150.00.", "200") == pytest.approx(0.5)
+    assert one(partial, "The total is $230.00.", "200") == pytest.approx(0.7)
+    assert one(partial, "The total is $90.00.", "200") == 0.0
+    assert one(partial, "The fee is $3.00.", "0") == 0.0  # a zero reference: only the tolerance passes
+    assert one(partial, "no number", "200") == 0.0
+
+
 def test_numeric_pattern_takes_the_capture_group_of_the_last_match():
     grader = {"type": "numeric", "pattern": r"total:\s*\$?([0-9.,]+)"}
     assert one(grader, "subtotal 40, total: $42.50, paid in 3 parts", "42.5") == 1.0
