@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     inference_max_waiting: int = Field(256, ge=1, description="Most generations queued or running (503 above).")
     inference_cache_mb: int = Field(8192, ge=1, description=(
         "Memory for models kept loaded (bases, adapters, full versions); the least recently used idle one goes first."))
+    inference_prefix_cache_mb: int = Field(512, ge=0, description=(
+        "Memory for the KV of prompt prefixes kept between requests (a shared system prompt is computed once); "
+        "the least recently used blocks go first; 0 turns prefix caching off."))
     inference_max_input_tokens: int = Field(4096, ge=1, description="Longest prompt in tokens (400 above).")
     job_eval_max_samples: int = Field(200, ge=0, description=(
         "The evaluation every fine-tuning job runs before it registers: most validation conversations answered."))

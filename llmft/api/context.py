@@ -55,5 +55,6 @@ def engine() -> InferenceBackend:
 
                 app.extensions["llmft_engine"] = Engine(
                     max_batch=current.inference_max_batch, cache_bytes=current.inference_cache_mb << 20,
-                    max_waiting=current.inference_max_waiting)
+                    max_waiting=current.inference_max_waiting,
+                    prefix_cache_bytes=current.inference_prefix_cache_mb << 20)
         return app.extensions["llmft_engine"]

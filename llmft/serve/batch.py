@@ -1,4 +1,5 @@
-"""One running batch of a model in memory: its rows, their KV cache, rows joining and leaving."""
+"""One running batch of a model in memory: its rows, their KV cache, rows joining and leaving; prompts that start
+as an earlier one did take that prefix's KV from the prefix cache (serve/prefix_cache.py)."""
 
 from dataclasses import dataclass, field
 
@@ -7,6 +8,7 @@ from transformers.cache_utils import DynamicCache
 
 from llmft.serve.backend import Request
 from llmft.serve.budgets import THINK_CLOSE_TEXT, Repetition, Thinking
+from llmft.serve.prefix_cache import PrefixCache
 from llmft.serve.text import OutputText
 
 
@@ -26,8 +28,9 @@ class Row:
 class Backbone:
     """One set of weights in memory with its adapters, its running batch and that batch's KV cache."""
 
-    def __init__(self, model, tokenizer, device: str):
+    def __init__(self, model, tokenizer, device: str, *, name: str = "", prefixes: PrefixCache | None = None):
         self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.name, self.prefixes = name, prefixes  # the prefix cache, shared by every backbone of the engine
         self.adapters: set[str] = set()
         self.rows: list[Row] = []
         self.keys: list[torch.Tensor] = []
@@ -45,7 +48,24 @@ class Backbone:
                           use_cache=True, logits_to_keep=1, **kwargs)
 
     def prefill(self, rows: list[Row]) -> torch.Tensor:
-        """Run the new rows' prompts, append their cache to the batch's; the logits of their last position."""
+        """Run the new rows' prompts, append their cache to the batch's; the logits of their last position. A row
+        whose prompt starts with a prefix the prefix cache knows runs only the rest, on top of that prefix's KV; the
+        others run together, left-padded. Every prompt's full blocks are then kept in the prefix cache."""
+        logits: dict[int, torch.Tensor] = {}
+        cold = []
+        for row in rows:
+            length, past = self.prefixes.match(self._namespace(row), row.request.prompt_ids) if self.prefixes \
+                else (0, None)
+            if past is None:
+                cold.append(row)
+            else:
+                logits[id(row)] = self._prefill_after(row, length, past)
+        if cold:
+            for row, row_logits in zip(cold, self._prefill_together(cold)):
+                logits[id(row)] = row_logits
+        return torch.stack([logits[id(row)] for row in rows])
+
+    def _prefill_together(self, rows: list[Row]) -> torch.Tensor:
         length = max(len(row.request.prompt_ids) for row in rows)
         ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
@@ -58,8 +78,31 @@ class Backbone:
         out = self.forward(ids, mask, positions, None, [row.adapter for row in rows])
         keys = [layer.keys for layer in out.cache.layers]
         values = [layer.values for layer in out.cache.layers]
+        if self.prefixes:
+            for i, row in enumerate(rows):
+                start = length - len(row.request.prompt_ids)
+                self.prefixes.store(self._namespace(row), row.request.prompt_ids, [k[i, :, start:] for k in keys],
+                                    [v[i, :, start:] for v in values])
+        self._join(rows, keys, values, mask)
+        return out.logits[:, -1]
+
+    def _prefill_after(self, row: Row, known: int, past: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """One row's prompt after its first `known` tokens, whose KV (`past`) the prefix cache gave."""
+        prompt = row.request.prompt_ids
+        ids = torch.tensor([prompt[known:]], device=self.device)
+        positions = torch.arange(known, len(prompt), device=self.device).unsqueeze(0)
+        mask = torch.ones((1, len(prompt)), dtype=torch.long, device=self.device)
+        out = self.forward(ids, mask, positions, DynamicCache(ddp_cache_data=past), [row.adapter])
+        keys = [layer.keys for layer in out.cache.layers]
+        values = [layer.values for layer in out.cache.layers]
+        self.prefixes.store(self._namespace(row), prompt, [k[0] for k in keys], [v[0] for v in values])
+        self._join([row], keys, values, mask)
+        return out.logits[0, -1]
+
+    def _join(self, rows: list[Row], keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor) -> None:
+        """Append rows and their cache to the batch, left-padding the shorter side to the same width."""
         if self.rows:
-            width = max(self.mask.shape[1], length)
+            width = max(self.mask.shape[1], mask.shape[1])
             self.keys = [torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)]) for a, b in zip(self.keys, keys)]
             self.values = [torch.cat([_left_pad(a, width, 2), _left_pad(b, width, 2)])
                            for a, b in zip(self.values, values)]
@@ -67,7 +110,9 @@ class Backbone:
         else:
             self.keys, self.values, self.mask = keys, values, mask
         self.rows.extend(rows)
-        return out.logits[:, -1]
+
+    def _namespace(self, row: Row) -> tuple:
+        return (self.name, row.adapter)
 
     def step(self) -> torch.Tensor:
         """One decode step for every row; the next-token logits."""

@@ -15,7 +15,9 @@ Batching is continuous: one thread runs every model's decode loop; a request joi
 of its base model at the next step (its prompt prefilled, its KV cache appended to the batch's,
 left-padded to the same length) and leaves it when it ends, so a short answer never waits for a
 long one. Rows for different adapters of one base share a batch (PEFT's per-row `adapter_names`);
-rows of the base itself run as `__base__`.
+rows of the base itself run as `__base__`. A prompt that begins as an earlier one of the same model and adapter did
+prefills only its new tokens (serve/prefix_cache.py: blocks of 32 tokens, `prefix_cache_bytes`, least recently
+used dropped first; 0 turns it off).
 """
 
 import logging
@@ -43,6 +45,7 @@ from llmft.serve.backend import (
 from llmft.serve.batch import Backbone, Row
 from llmft.serve.budgets import Repetition, Thinking
 from llmft.serve.models import ModelCache
+from llmft.serve.prefix_cache import PrefixCache
 from llmft.serve.sampling import Sampling, choose, generator_for
 from llmft.serve.text import OutputText
 
@@ -53,7 +56,7 @@ class Engine:
     """The default `InferenceBackend` (serve/backend.py): one scheduler thread for every model in memory."""
 
     def __init__(self, *, max_batch: int = 16, cache_bytes: int = 8 << 30, max_waiting: int = 256,
-                 device: str | None = None):
+                 device: str | None = None, prefix_cache_bytes: int = 512 << 20):
         self.max_batch, self.cache_bytes, self.max_waiting = max_batch, cache_bytes, max_waiting
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32  # no bf16 GEMM on most CPUs
@@ -61,7 +64,9 @@ class Engine:
         self._admitting: list[Request] = []  # taken from _waiting, not yet in a batch
         self._wake = threading.Condition()
         self.stats = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "loads": 0, "evictions": 0}
-        self.models = ModelCache(budget=cache_bytes, device=self.device, dtype=self.dtype, stats=self.stats)
+        self.prefixes = PrefixCache(budget=prefix_cache_bytes)  # 0: off
+        self.models = ModelCache(budget=cache_bytes, device=self.device, dtype=self.dtype, stats=self.stats,
+                                 prefixes=self.prefixes)
         self.histograms = {"ttft": Histogram(TTFT_BUCKETS), "batch": Histogram(BATCH_BUCKETS)}  # read by /metrics
         self._recent: deque[tuple[float, int]] = deque(maxlen=4096)  # (time, tokens) of recent decoding steps
         self._thread = threading.Thread(target=self._loop, name="llmft-inference", daemon=True)

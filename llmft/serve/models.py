@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmft.bases.resolve import resolve_model, weights_source
 from llmft.serve.backend import Busy, Target
 from llmft.serve.batch import Backbone
+from llmft.serve.prefix_cache import PrefixCache
 
 log = logging.getLogger("llmft.serve")
 BASE_ROW = "__base__"  # the adapter name of rows that run on the base model itself
@@ -45,8 +46,10 @@ class _Loaded:
 class ModelCache:
     """Loads and drops models; `stats` (shared with the engine) counts "loads" and "evictions"."""
 
-    def __init__(self, *, budget: int, device: str, dtype: torch.dtype, stats: dict):
+    def __init__(self, *, budget: int, device: str, dtype: torch.dtype, stats: dict,
+                 prefixes: PrefixCache | None = None):
         self.budget, self.device, self.dtype, self.stats = budget, device, dtype, stats
+        self.prefixes = prefixes  # given to every backbone: prompt prefixes' KV, kept across requests
         self.backbones: dict[str, Backbone] = {}
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
@@ -131,7 +134,7 @@ class ModelCache:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype, use_safetensors=True).to(self.device)
         model.eval().requires_grad_(False)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(target.base_model))
-        self.backbones[target.key] = Backbone(model, tokenizer, self.device)
+        self.backbones[target.key] = Backbone(model, tokenizer, self.device, name=target.key, prefixes=self.prefixes)
         return sum(p.numel() * p.element_size() for p in model.parameters())
 
     def _load_adapter(self, target: Target, backbone_key: str) -> int:

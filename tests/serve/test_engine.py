@@ -6,7 +6,6 @@ import time
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from llmft.data.normalize import Message
@@ -21,37 +20,11 @@ QUESTIONS = ["hi", "How do I reset my trading password?", "Explain margin calls 
 
 
 @pytest.fixture(scope="module")
-def base_model(tiny_model_dir):
-    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-
-
-@pytest.fixture(scope="module")
 def prompts(tokenizer):
     return [chat_prompt(tokenizer, [Message("user", q)])[0] for q in QUESTIONS]
 
 
-@pytest.fixture(scope="module")
-def adapters(tiny_model_dir, tmp_path_factory):
-    """Two LoRA adapters with random (non-zero) weights, saved as a training run saves them."""
-    folders = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-        config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"],
-                            init_lora_weights=False)
-        folder = tmp_path_factory.mktemp(f"adapter{seed}")
-        get_peft_model(model, config).save_pretrained(folder)
-        folders.append(folder)
-    return folders
-
-
-def reference(model, prompt: list[int], new_tokens: int) -> list[int]:
-    with torch.inference_mode():
-        out = model.generate(torch.tensor([prompt]), max_new_tokens=new_tokens, do_sample=False)
-    return out[0, len(prompt):].tolist()
-
-
-def test_a_batch_with_rows_joining_and_leaving_decodes_what_generate_decodes_alone(base_model, prompts):
+def test_a_batch_with_rows_joining_and_leaving_decodes_what_generate_decodes_alone(base_model, prompts, greedy):
     engine = Engine(max_batch=8)
     budgets = [5, 17, 9, 23, 12, 7]
     first = [engine.submit(BASE, p, Sampling(max_new_tokens=b, temperature=0), reasoning_open=True)
@@ -61,7 +34,7 @@ def test_a_batch_with_rows_joining_and_leaving_decodes_what_generate_decodes_alo
              for p, b in zip(prompts[4:], budgets[4:])]
     results = [g.results()[0] for g in first + later]
     for prompt, budget, result in zip(prompts, budgets, results):
-        assert result.token_ids == reference(base_model, prompt, budget)
+        assert result.token_ids == greedy(base_model, prompt, budget)
         assert result.completion_tokens == budget and result.finish_reason == "length"
         assert result.prompt_tokens == len(prompt) and result.time_to_first_token > 0
     # batched: far fewer decode steps than tokens
@@ -69,7 +42,7 @@ def test_a_batch_with_rows_joining_and_leaving_decodes_what_generate_decodes_alo
 
 
 def test_adapters_of_one_base_share_a_batch_and_each_row_gets_its_own(base_model, tiny_model_dir, prompts,
-                                                                         adapters):
+                                                                         adapters, greedy):
     from peft import PeftModel
 
     engine = Engine(max_batch=8)
@@ -78,11 +51,11 @@ def test_adapters_of_one_base_share_a_batch_and_each_row_gets_its_own(base_model
     generations = [engine.submit(t, prompts[1], Sampling(max_new_tokens=10, temperature=0), reasoning_open=True)
                    for t in targets]
     results = [g.results()[0].token_ids for g in generations]
-    assert results[0] == reference(base_model, prompts[1], 10)
+    assert results[0] == greedy(base_model, prompts[1], 10)
     for folder, got in zip(adapters, results[1:]):
         fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
         tuned = PeftModel.from_pretrained(fresh, str(folder)).eval()
-        assert got == reference(tuned, prompts[1], 10)
+        assert got == greedy(tuned, prompts[1], 10)
     assert results[1] != results[0] and results[2] != results[1]
     assert engine.stats["steps"] <= 10  # one batch of three rows, not three runs
     assert {e["key"] for e in engine.loaded()} == {"base:tiny-r1", "mv-0", "mv-1"}
