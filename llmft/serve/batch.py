@@ -48,20 +48,25 @@ class Backbone:
                           use_cache=True, logits_to_keep=1, **kwargs)
 
     def prefill(self, rows: list[Row]) -> torch.Tensor:
-        """Run the new rows' prompts, append their cache to the batch's; the logits of their last position. A row
-        whose prompt starts with a prefix the prefix cache knows runs only the rest, on top of that prefix's KV; the
-        others run together, left-padded. Every prompt's full blocks are then kept in the prefix cache."""
+        """Run the new rows' prompts, append their cache to the batch's; the logits of their last position. Rows
+        whose prompts start with a prefix the prefix cache knows run only the rest, on top of that prefix's KV
+        (together when their known prefixes are as long); the others run together, left-padded. Every prompt's full
+        blocks are then kept in the prefix cache."""
         logits: dict[int, torch.Tensor] = {}
-        cold = []
+        cold, warm = [], {}
         for row in rows:
-            length, past = self.prefixes.match(self._namespace(row), row.request.prompt_ids) if self.prefixes \
+            known, past = self.prefixes.match(self._namespace(row), row.request.prompt_ids) if self.prefixes \
                 else (0, None)
             if past is None:
                 cold.append(row)
             else:
-                logits[id(row)] = self._prefill_after(row, length, past)
-        if cold:
-            for row, row_logits in zip(cold, self._prefill_together(cold)):
+                warm.setdefault(known, []).append((row, past))
+        groups = [(cold, self._prefill_together(cold))] if cold else []
+        for known, pairs in warm.items():
+            group = [row for row, _ in pairs]
+            groups.append((group, self._prefill_after(group, known, [past for _, past in pairs])))
+        for group, group_logits in groups:
+            for row, row_logits in zip(group, group_logits):
                 logits[id(row)] = row_logits
         return torch.stack([logits[id(row)] for row in rows])
 
@@ -86,18 +91,31 @@ class Backbone:
         self._join(rows, keys, values, mask)
         return out.logits[:, -1]
 
-    def _prefill_after(self, row: Row, known: int, past: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """One row's prompt after its first `known` tokens, whose KV (`past`) the prefix cache gave."""
-        prompt = row.request.prompt_ids
-        ids = torch.tensor([prompt[known:]], device=self.device)
-        positions = torch.arange(known, len(prompt), device=self.device).unsqueeze(0)
-        mask = torch.ones((1, len(prompt)), dtype=torch.long, device=self.device)
-        out = self.forward(ids, mask, positions, DynamicCache(ddp_cache_data=past), [row.adapter])
+    def _prefill_after(self, rows: list[Row], known: int, pasts: list[list[tuple[torch.Tensor, torch.Tensor]]]
+                       ) -> torch.Tensor:
+        """The rows' prompts after their first `known` tokens, whose KV (`pasts`, one per row) the prefix cache gave:
+        the rest left-padded after the known part (the mask skips the padding; positions count real tokens)."""
+        rest = [row.request.prompt_ids[known:] for row in rows]
+        width = max(map(len, rest))
+        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        tail = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, tokens in enumerate(rest):
+            ids[i, width - len(tokens):] = torch.tensor(tokens)
+            tail[i, width - len(tokens):] = 1
+        positions = known + (tail.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones((len(rows), known), dtype=torch.long), tail], 1)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        past = [(torch.cat([p[layer][0] for p in pasts]), torch.cat([p[layer][1] for p in pasts]))
+                for layer in range(len(pasts[0]))]
+        out = self.forward(ids, mask, positions, DynamicCache(ddp_cache_data=past), [row.adapter for row in rows])
         keys = [layer.keys for layer in out.cache.layers]
         values = [layer.values for layer in out.cache.layers]
-        self.prefixes.store(self._namespace(row), prompt, [k[0] for k in keys], [v[0] for v in values])
-        self._join([row], keys, values, mask)
-        return out.logits[0, -1]
+        for i, row in enumerate(rows):
+            real = mask[i].nonzero().squeeze(-1)  # the known prefix and the row's own tokens, not the padding
+            self.prefixes.store(self._namespace(row), row.request.prompt_ids, [k[i][:, real] for k in keys],
+                                [v[i][:, real] for v in values])
+        self._join(rows, keys, values, mask)
+        return out.logits[:, -1]
 
     def _join(self, rows: list[Row], keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor) -> None:
         """Append rows and their cache to the batch, left-padding the shorter side to the same width."""
