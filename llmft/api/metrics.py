@@ -143,6 +143,13 @@ def _engine_metrics(engine):
                             value=sum(1 for entry in loaded if entry["kind"] == "adapter"))
     yield GaugeMetricFamily("llmft_inference_loaded_bytes", "Bytes of weights in memory",
                             value=sum(entry["bytes"] for entry in loaded))
+    prefixes = getattr(engine, "prefixes", None)  # the default engine's prefix cache (serve/prefix_cache.py)
+    if prefixes is not None:
+        yield CounterMetricFamily("llmft_inference_prefix_cache_hits", "Prompts that started with a cached prefix",
+                                  value=prefixes.stats["hits"])
+        yield CounterMetricFamily("llmft_inference_prefix_cache_tokens_reused",
+                                  "Prompt tokens whose KV came from the prefix cache", value=prefixes.stats["tokens_reused"])
+        yield GaugeMetricFamily("llmft_inference_prefix_cache_bytes", "Bytes of prefix KV kept", value=prefixes.used)
     for name, histogram, doc in (("llmft_inference_time_to_first_token_seconds", engine.histograms["ttft"],
                                   "From a generation's arrival to its first token"),
                                  ("llmft_inference_batch_size", engine.histograms["batch"],

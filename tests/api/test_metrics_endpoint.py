@@ -116,6 +116,8 @@ def test_metrics_names_and_labels(server, keys):
     assert samples(families["llmft_inference_tokens"], "_total")[0].value >= 1
     assert samples(families["llmft_inference_loaded_models"])[0].value >= 1
     assert "llmft_inference_loaded_adapters" in families and "llmft_inference_tokens_per_second" in families
+    assert samples(families["llmft_inference_prefix_cache_hits"], "_total")[0].value >= 0
+    assert samples(families["llmft_inference_prefix_cache_bytes"])[0].value >= 0
     ttft = families["llmft_inference_time_to_first_token_seconds"]
     assert ttft.type == "histogram" and samples(ttft, "_count")[0].value >= 1
     batch = families["llmft_inference_batch_size"]
