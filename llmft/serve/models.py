@@ -140,6 +140,8 @@ class ModelCache:
     def _load_adapter(self, target: Target, backbone_key: str) -> int:
         from peft import PeftModel
 
+        from llmft.serve.multi_lora import install as install_batched_lora
+
         backbone = self.backbones[backbone_key]
         name = _adapter_name(target.key)
         if backbone.adapters:
@@ -148,6 +150,7 @@ class ModelCache:
             backbone.model = PeftModel.from_pretrained(backbone.model, str(target.folder), adapter_name=name,
                                                        is_trainable=False).to(self.device)
         backbone.model.eval()
+        install_batched_lora(backbone.model)  # every row's adapter in one pass per layer (serve/multi_lora.py)
         backbone.adapters.add(name)
         return sum(p.numel() * p.element_size() for n, p in backbone.model.named_parameters() if f".{name}." in n)
 
