@@ -35,9 +35,15 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=32, help="most new tokens per request")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each kind (the best is kept)")
+    parser.add_argument("--peft-loop", action="store_true",
+                        help="PEFT's own mixed-batch loop instead of llmft's batched LoRA layers (the comparison)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     os.environ.setdefault("LLMFT_HOME", str(ROOT / "var"))
+    if args.peft_loop:
+        import llmft.serve.multi_lora
+
+        llmft.serve.multi_lora.install = lambda model: None  # the engine imports it at each adapter load
 
     import torch
     from peft import LoraConfig, get_peft_model
@@ -64,7 +70,8 @@ def main() -> None:
         targets.append(Target(key=f"mv-{i}", label=f"bot:{i}", base_model=args.model, kind="adapter",
                               folder=folder / f"a{i}"))
     print(f"machine: {os.cpu_count()} cores; {args.model}; {args.adapters} adapters of rank {args.rank} on "
-          f"{', '.join(MODULES)} (made in {time.monotonic() - started:.0f} s); {args.max_tokens} tokens per request")
+          f"{', '.join(MODULES)} (made in {time.monotonic() - started:.0f} s); {args.max_tokens} tokens per request; "
+          f"LoRA layers: {'PEFT loop' if args.peft_loop else 'batched (serve/multi_lora.py)'}")
 
     base = Target(key=f"base:{args.model}", label=args.model, base_model=args.model)
     engine = Engine(max_batch=args.adapters, prefix_cache_bytes=0)  # every prompt runs whole on both sides
@@ -76,6 +83,7 @@ def main() -> None:
         loads.append(time.monotonic() - began)
     memory = [entry["bytes"] for entry in engine.loaded() if entry["kind"] == "adapter"]
     result = {"model": args.model, "adapters": args.adapters, "rank": args.rank, "max_tokens": args.max_tokens,
+              "layers": "peft_loop" if args.peft_loop else "batched",
               "load_seconds_median": statistics.median(loads), "adapter_mb": statistics.mean(memory) / 2**20}
     for name, round_targets in (("base", [base] * args.adapters), ("mixed", targets)):
         result[name], result[f"{name}_mean_tokens"] = max(_round(engine, round_targets, prompts, args.max_tokens)
