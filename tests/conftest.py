@@ -255,7 +255,8 @@ def start_server():
             time.sleep(0.3)
 
     yield start
-    for process, log in running:
+    for process, _ in running:  # all asked to stop first: each shutdown waits on its own requests and worker
         process.terminate()
+    for process, log in running:
         process.wait(timeout=30)
         log.close()

@@ -27,7 +27,7 @@ def test_every_operation_conforms_to_the_schema(server, keys):
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def conforms(case):
             # generation on 2 busy CPU cores can take longer than Schemathesis' 10 s default
             case.call_and_validate(headers=headers, checks=CHECKS, timeout=60)
