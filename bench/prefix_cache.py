@@ -20,6 +20,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,8 +98,6 @@ def main() -> None:
 
 
 def _round(engine, target, prompts: list[list[int]], max_tokens: int) -> list[dict]:
-    import time
-
     from llmft.serve.sampling import Sampling
 
     start = time.monotonic()

@@ -39,7 +39,7 @@ from llmft.data.normalize import (
     kind_of,
 )
 from llmft.data.read import ReadLimits
-from llmft.data.render import Rendered, is_r1_tokenizer, prompt_text, render, resolve_format, typed_spans
+from llmft.data.render import Rendered, is_r1_tokenizer, prompt_text, render, renders_r1, resolve_format, typed_spans
 from llmft.data.tokenize import encode, tokenize_many
 from llmft.data.validate import Checked, read_candidates, too_long
 
@@ -301,7 +301,7 @@ def _normalize_and_dedupe(examples: list[PreferenceExample], checked: Checked,
 
 
 def _tokenize_and_fit(examples: list[PreferenceExample], checked: Checked, tokenizer, config: DataConfig) -> None:
-    r1 = config.renderer == "r1" or (config.renderer == "auto" and is_r1_tokenizer(tokenizer))
+    r1 = renders_r1(config.renderer, tokenizer)
     try:
         reasoning_format = resolve_format(tokenizer, requested=config.reasoning_format, renderer=config.renderer,
                                           has_reasoning=any(e.has_reasoning for e in examples))

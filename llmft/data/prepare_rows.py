@@ -21,7 +21,7 @@ from llmft.data.config import DataConfig
 from llmft.data.kinds import check_kind, kind_report
 from llmft.data.normalize import Example, Message
 from llmft.data.prepare import DataError, Prepared, blocking_codes
-from llmft.data.render import RENDERER_VERSION, is_r1_tokenizer, render
+from llmft.data.render import RENDERER_VERSION, render, renders_r1
 from llmft.data.split import split_indices
 from llmft.data.store import write_examples, write_tokens
 from llmft.data.tokenize import tokenize_rendered
@@ -94,7 +94,7 @@ def _write_conversations(out: Path, name: str, examples: list, *, kind: str, tok
     """NAME.jsonl and NAME.tokens.safetensors as prepare.py writes a split: the reference conversations, rendered as
     training renders them and cut at max_length (the tokens score the result's loss on the reference answers)."""
     conversations = [c for c in (reference_conversation(kind, e) for e in examples) if c is not None]
-    r1 = config.renderer == "r1" or (config.renderer == "auto" and is_r1_tokenizer(tokenizer))
+    r1 = renders_r1(config.renderer, tokenizer)
     tokens = [tokenize_rendered(render(c, r1=r1, tokenizer=tokenizer, think_mode=config.think_mode,
                                        reasoning_format=reasoning_format), tokenizer, max_tokens=config.max_length)
               for c in conversations]

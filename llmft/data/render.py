@@ -90,6 +90,11 @@ def is_r1_tokenizer(tokenizer) -> bool:
     return token_id is not None and token_id != tokenizer.unk_token_id
 
 
+def renders_r1(renderer: str, tokenizer) -> bool:
+    """Whether data.renderer (`r1`, `template` or `auto`) renders the R1 format for this tokenizer."""
+    return renderer == "r1" or (renderer == "auto" and is_r1_tokenizer(tokenizer))
+
+
 def render(example: Example, *, r1: bool, tokenizer=None, think_mode: ThinkMode = "mask",
            train_on_inputs: bool = False, reasoning_format: str | None = None) -> Rendered:
     """`reasoning_format` is a resolved one (`resolve_format`); None: r1 for R1, else template."""

@@ -16,7 +16,7 @@ from llmft.data.config import DataConfig
 from llmft.data.issues import CODES, Issue, Location
 from llmft.data.normalize import Example, characters, to_example
 from llmft.data.read import ReadLimits, read_records
-from llmft.data.render import has_reasoning, is_r1_tokenizer, render, resolve_format
+from llmft.data.render import has_reasoning, render, renders_r1, resolve_format
 from llmft.data.tokenize import Tokenized, max_token_chars, tokenize_many, tokenize_rendered
 
 MAX_ISSUES_PER_CODE = 1000  # beyond this an issue is counted, not kept
@@ -113,7 +113,7 @@ def _normalize_and_dedupe(examples: list[Example], checked: Checked, config: Dat
 
 
 def _tokenize_and_fit(examples: list[Example], checked: Checked, tokenizer, config: DataConfig) -> None:
-    r1 = config.renderer == "r1" or (config.renderer == "auto" and is_r1_tokenizer(tokenizer))
+    r1 = renders_r1(config.renderer, tokenizer)
     try:
         reasoning_format = resolve_format(tokenizer, requested=config.reasoning_format, renderer=config.renderer,
                                           has_reasoning=any(map(has_reasoning, examples)))

@@ -32,7 +32,7 @@ from llmft.bases.resolve import base_revision
 from llmft.db.events import record_event
 from llmft.db.session import session_scope
 from llmft.db.tables import Job, ModelVersion, RegisteredModel
-from llmft.evaluate.graders import load_spec, read_spec
+from llmft.evaluate.graders import read_spec
 from llmft.evaluate.run import evaluate_file, evaluate_fine_tune
 from llmft.jobs.lease import start_attempt
 from llmft.jobs.progress import Pace, advance
@@ -254,7 +254,11 @@ def _evaluate_method_run(url: str, job_id: str, config: TrainConfig, result: Run
         _warn(url, job_id, "no validation examples with a reference answer: the version is evaluated by its "
                            "training metrics alone")
         return measured
-    graders = _grpo_graders(config) if config.method.type == "grpo" else None
+    graders = None
+    if config.method.type == "grpo":
+        from llmft.train.grpo import grader_spec  # trl's trainer: loaded by the run already
+
+        graders = grader_spec(config)
     report = _evaluate_fine_tune(url, job_id, config.model.base_model, result, on_event, split=CONVERSATIONS,
                                  graders=graders)
     if report is None or measured is None:
@@ -265,11 +269,6 @@ def _evaluate_method_run(url: str, job_id: str, config: TrainConfig, result: Run
 
 
 CONVERSATIONS = "validation.conversations"  # a rows folder's validation split as SFT conversations
-
-
-def _grpo_graders(config: TrainConfig):
-    graders = config.method.grpo.graders
-    return read_spec(Path(graders)) if isinstance(graders, str) else load_spec(graders)
 
 
 # what a preference or grpo run's evaluation records from metrics.jsonl: the DPO family's TRL metrics on the

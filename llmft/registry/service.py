@@ -287,8 +287,9 @@ def _metrics(summary: RunSummary, evaluation: dict | None) -> dict:
                "tokens_per_second": summary.tokens_per_second}
     metrics = {k: v for k, v in metrics.items() if v is not None}
     for key, value in ((evaluation or {}).get("candidate") or {}).items():
-        metrics.setdefault(key, value)
-    return {k: v for k, v in metrics.items() if v is not None}
+        if value is not None:
+            metrics.setdefault(key, value)
+    return metrics
 
 
 def _event(session: Session, model: RegisteredModel, type_: str, message: str, actor: str | None, data: dict) -> None:

@@ -55,8 +55,8 @@ class Backbone:
         logits: dict[int, torch.Tensor] = {}
         cold, warm = [], {}
         for row in rows:
-            known, past = self.prefixes.match(self._namespace(row), row.request.prompt_ids) if self.prefixes \
-                else (0, None)
+            known, past = (0, None) if self.prefixes is None else \
+                self.prefixes.match(self._namespace(row), row.request.prompt_ids)
             if past is None:
                 cold.append(row)
             else:
@@ -70,20 +70,25 @@ class Backbone:
                 logits[id(row)] = row_logits
         return torch.stack([logits[id(row)] for row in rows])
 
+    def _left_padded(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, mask) of `sequences` left-padded to the longest, on the CPU."""
+        length = max(map(len, sequences))
+        ids = torch.full((len(sequences), length), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        for i, tokens in enumerate(sequences):
+            ids[i, length - len(tokens):] = torch.tensor(tokens)
+            mask[i, length - len(tokens):] = 1
+        return ids, mask
+
     def _prefill_together(self, rows: list[Row]) -> torch.Tensor:
-        length = max(len(row.request.prompt_ids) for row in rows)
-        ids = torch.full((len(rows), length), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            prompt = row.request.prompt_ids
-            ids[i, length - len(prompt):] = torch.tensor(prompt)
-            mask[i, length - len(prompt):] = 1
+        ids, mask = self._left_padded([row.request.prompt_ids for row in rows])
+        length = ids.shape[1]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         out = self.forward(ids, mask, positions, None, [row.adapter for row in rows])
         keys = [layer.keys for layer in out.cache.layers]
         values = [layer.values for layer in out.cache.layers]
-        if self.prefixes:
+        if self.prefixes is not None:
             for i, row in enumerate(rows):
                 start = length - len(row.request.prompt_ids)
                 self.prefixes.store(self._namespace(row), row.request.prompt_ids, [k[i, :, start:] for k in keys],
@@ -95,13 +100,7 @@ class Backbone:
                        ) -> torch.Tensor:
         """The rows' prompts after their first `known` tokens, whose KV (`pasts`, one per row) the prefix cache gave:
         the rest left-padded after the known part (the mask skips the padding; positions count real tokens)."""
-        rest = [row.request.prompt_ids[known:] for row in rows]
-        width = max(map(len, rest))
-        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
-        tail = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, tokens in enumerate(rest):
-            ids[i, width - len(tokens):] = torch.tensor(tokens)
-            tail[i, width - len(tokens):] = 1
+        ids, tail = self._left_padded([row.request.prompt_ids[known:] for row in rows])
         positions = known + (tail.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([torch.ones((len(rows), known), dtype=torch.long), tail], 1)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
