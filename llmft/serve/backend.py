@@ -50,6 +50,7 @@ class Target:
     kind: str = "base"    # base | adapter | full
     folder: Path | None = None
     contract: dict | None = None  # the reasoning contract (registry/contract.py): prompt format, sampling, budgets
+    tenant: str | None = None  # whose prompt: the prefix cache never lets one tenant's prompts speed up another's
 
 
 @dataclass

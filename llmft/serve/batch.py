@@ -129,7 +129,9 @@ class Backbone:
         self.rows.extend(rows)
 
     def _namespace(self, row: Row) -> tuple:
-        return (self.name, row.adapter)
+        """What a prefix's KV is shared within: one model, one adapter, one tenant (a cached prefix answers faster,
+        so sharing it across tenants would let one time another's prompts)."""
+        return (self.name, row.adapter, row.request.target.tenant)
 
     def step(self) -> torch.Tensor:
         """One decode step for every row; the next-token logits."""

@@ -11,7 +11,8 @@ Prompts are cut into blocks of BLOCK tokens; a block is known by a hash of every
 prefix. A match is the longest run of known blocks from the start, and always leaves at least one token of the prompt
 to run (its logits choose the first new token). Blocks are kept least recently used first within `budget` bytes: a
 block used again moves to the back, and storing past the budget drops from the front. The KV of one adapter is never
-reused for another (a LoRA changes every layer's keys and values), nor across models. One engine thread uses it: no
+reused for another (a LoRA changes every layer's keys and values), nor across models, nor across tenants (the
+caller's namespace holds all three: a hit is faster, so a shared block would tell one tenant another's prompt). One engine thread uses it: no
 locks.
 """
 

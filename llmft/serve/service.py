@@ -139,7 +139,8 @@ _verified_lock = threading.Lock()
 
 def target_for(session: Session, *, principal: Principal, model: str, settings: Settings) -> Target:
     if model in settings.served_base_models:
-        return Target(key=f"base:{model}", label=model, base_model=model, contract=target_contract(model))
+        return Target(key=f"base:{model}", label=model, base_model=model, contract=target_contract(model),
+                      tenant=principal.tenant_id)
     if CHECKPOINT_NAME.fullmatch(model):
         return _checkpoint_target(session, principal=principal, model=model, settings=settings)
     try:

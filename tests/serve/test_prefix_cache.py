@@ -91,3 +91,17 @@ def test_an_adapter_never_reuses_the_base_prefix(tokenizer, tiny_model_dir, adap
                                       str(adapters[0])).eval()
     expected = [greedy(tuned, p, 12) for p in prompts]
     assert tuned_after == expected and tuned_again == expected and base_first != expected
+
+
+def test_one_tenants_prompts_never_speed_up_anothers(tokenizer):
+    """A cached prefix answers faster, so a shared one would let a tenant time whether another sent that prompt."""
+    from dataclasses import replace
+
+    prompts = [chat_prompt(tokenizer, [Message("system", SYSTEM), Message("user", q)])[0] for q in QUESTIONS[:2]]
+    acme, globex = replace(BASE, tenant="acme"), replace(BASE, tenant="globex")
+    engine = Engine(max_batch=8)
+    run(engine, acme, prompts[:1], 2)
+    run(engine, globex, prompts[1:], 2)  # the same system prompt, another tenant: computed afresh
+    assert engine.prefixes.stats["hits"] == 0
+    run(engine, acme, prompts[1:], 2)
+    assert engine.prefixes.stats["hits"] == 1
