@@ -1,6 +1,7 @@
-"""llmft's trainer against TRL's SFTTrainer: same tiny model, same tokens, same hyperparameters.
+"""llmft's trainer against TRL's SFTTrainer: same model, same tokens, same hyperparameters.
 
-    python bench/train_vs_trl.py [--datasets sample longtail] [--method full|lora]
+    python bench/train_vs_trl.py [--model tiny-r1|smollm2-135m|FOLDER] [--datasets sample longtail]
+                                 [--method full|lora] [--engines llmft trl-default trl-packing]
 
 For each dataset, one epoch with each engine, each in its own process (clean peak RSS):
   llmft         our Trainer: packed rows, loss only on trained positions, fused output layer
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample" / "brokerage_support.jsonl"
 MAX_LENGTH = 1024
 ROWS_PER_STEP = 2
+ENGINES = ("llmft", "trl-default", "trl-packing")
 COMMON = {"learning_rate": 2e-3, "seed": 42, "weight_decay": 0.0, "max_grad_norm": 1.0, "warmup_steps": 0}
 
 
@@ -37,37 +39,42 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", nargs="+", default=["sample", "longtail"], choices=["sample", "longtail"])
     parser.add_argument("--method", default="full", choices=["full", "lora"])
+    parser.add_argument("--model", default="tiny-r1", help="a base name or a model folder (default tiny-r1)")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--prepared", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--examples-per-step", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.worker and "llmft" not in args.engines:
+        parser.error("--engines: llmft is the side every ratio is taken against; keep it")
     os.environ.setdefault("LLMFT_HOME", str(ROOT / "var"))
     if args.worker:
         return _worker(args)
 
     peak = matmul_peak_gflops()
-    print(f"machine: fp32 matmul peak {peak:.0f} GFLOP/s (2048x2048, {os.cpu_count()} cores), method {args.method}")
+    print(f"machine: fp32 matmul peak {peak:.0f} GFLOP/s (2048x2048, {os.cpu_count()} cores), model {args.model}, "
+          f"method {args.method}")
     for name in args.datasets:
         with tempfile.TemporaryDirectory() as scratch:
-            prepared = _prepare(name, Path(scratch))
+            prepared = _prepare(name, Path(scratch), args.model)
             results = {}
-            for engine in ("llmft", "trl-default", "trl-packing"):
+            for engine in args.engines:
                 out = Path(scratch) / f"{engine}.json"
                 command = [sys.executable, __file__, "--worker", engine, "--prepared", str(prepared), "--result",
-                           str(out), "--method", args.method, "--examples-per-step", str(_examples_per_step(prepared))]
+                           str(out), "--method", args.method, "--model", args.model, "--examples-per-step", str(_examples_per_step(prepared))]
                 subprocess.run(command, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
                 results[engine] = json.loads(out.read_text())
             _print_table(name, prepared, results, peak)
 
 
-def _prepare(name: str, scratch: Path) -> Path:
+def _prepare(name: str, scratch: Path, model: str) -> Path:
     from llmft.data.config import DataConfig
     from llmft.data.prepare import prepare
 
     source = SAMPLE if name == "sample" else _longtail(scratch / "longtail.jsonl")
     config = DataConfig(max_length=MAX_LENGTH, validation_ratio=0.1, on_overlength="drop")
-    return prepare(source, model="tiny-r1", config=config, out=scratch / f"prepared-{name}").folder
+    return prepare(source, model=model, config=config, out=scratch / f"prepared-{name}").folder
 
 
 def _longtail(path: Path, count: int = 96, seed: int = 0) -> Path:
@@ -123,13 +130,14 @@ def _run_llmft(args, prepared, train, output):
 
     config = load_config(None, [
         f"data.train_file={prepared / 'train.jsonl'}", f"data.validation_file={prepared / 'validation.jsonl'}",
-        f"data.max_length={MAX_LENGTH}", f"method.type={args.method}", "method.lora.dropout=0.0",
+        f"model.base_model={args.model}", f"data.max_length={MAX_LENGTH}", f"method.type={args.method}", "method.lora.dropout=0.0",
         "training.num_epochs=1", f"training.batch_size={ROWS_PER_STEP}", "training.lr_scheduler=linear",
         f"training.learning_rate={COMMON['learning_rate']}", f"training.seed={COMMON['seed']}",
         f"training.max_grad_norm={COMMON['max_grad_norm']}", "training.logging_steps=10",
         "training.eval_per_epoch=false", "output.final_model=last", f"output.output_dir={output}"])
     result = run_train(config, progress=False)
-    return result.summary["train_runtime_s"], result.summary["steps"], _load_final(result.final_dir, args.method)
+    return (result.summary["train_runtime_s"], result.summary["steps"],
+            _load_final(result.final_dir, args.method, args.model))
 
 
 def _run_trl(args, prepared, train, output):
@@ -139,11 +147,11 @@ def _run_trl(args, prepared, train, output):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from llmft.bases.resolve import ensure_tiny_model
+    from llmft.bases.resolve import resolve_model
     from llmft.data.tokenize import IGNORE
 
     torch.manual_seed(COMMON["seed"])
-    folder = ensure_tiny_model()
+    folder = resolve_model(args.model)
     dataset = Dataset.from_list([{"input_ids": t.input_ids, "assistant_masks": [int(l != IGNORE) for l in t.labels]}
                                  for t in train])
     packing = args.worker == "trl-packing"
@@ -163,16 +171,16 @@ def _run_trl(args, prepared, train, output):
     return output_metrics.metrics["train_runtime"], trainer.state.global_step, trainer.model
 
 
-def _load_final(folder: Path, method: str):
+def _load_final(folder: Path, method: str, base: str):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from llmft.bases.resolve import ensure_tiny_model
+    from llmft.bases.resolve import resolve_model
 
     if method == "full":
         return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(ensure_tiny_model()), folder)
+    return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model(base)), folder)
 
 
 def validation_loss(model, examples) -> float:
