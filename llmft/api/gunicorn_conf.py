@@ -22,13 +22,22 @@ def gunicorn_options(settings: Settings, *, workers: int = WORKERS, threads: int
             "worker_class": "gthread", "timeout": 120, "accesslog": "-",
             # the path without its query string, and no headers: an API key (?api_key=, Authorization) never reaches it
             "access_log_format": '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',
-            "post_worker_init": post_worker_init}
+            "post_worker_init": post_worker_init, "worker_exit": worker_exit}
 
 
 def post_worker_init(worker) -> None:
     """gunicorn's hook, once a worker has loaded the app: the app learns its thread count, so that streams never
     take more than 3/4 of the threads, however STREAMS_TOTAL is set (llmft/api/streams.py)."""
     worker.wsgi.config["SERVER_THREADS"] = worker.cfg.threads
+
+
+def worker_exit(server, worker) -> None:
+    """gunicorn's hook, in a worker that is exiting: its inference backend releases what would outlive it (vLLM's
+    engine core processes)."""
+    app = getattr(worker, "wsgi", None)  # absent, or gunicorn's error app, when the app failed to load
+    engine = getattr(app, "extensions", {}).get("llmft_engine")
+    if engine is not None:
+        engine.close()
 
 
 # What gunicorn reads from this module when it starts with `-c python:llmft.api.gunicorn_conf`.

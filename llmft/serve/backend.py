@@ -130,3 +130,6 @@ class InferenceBackend(Protocol):
 
     def recent_tokens_per_second(self, window: float = 10.0) -> float:
         """Tokens generated per second over the last `window` seconds."""
+
+    def close(self) -> None:
+        """Release what outlives the process otherwise (gunicorn's worker_exit calls it)."""

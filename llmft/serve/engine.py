@@ -113,6 +113,9 @@ class Engine:
     def loaded(self) -> list[dict]:
         return self.models.loaded()
 
+    def close(self) -> None:
+        """Nothing outlives the process: the scheduler is a daemon thread and the weights are this process's memory."""
+
     # -- the scheduler thread ----------------------------------------------------------------------
 
     def _loop(self) -> None:

@@ -22,6 +22,8 @@ import uuid
 from collections import deque
 from dataclasses import replace
 
+import torch
+
 from llmft.bases.resolve import weights_source
 from llmft.monitor.histogram import Histogram
 from llmft.serve.backend import BATCH_BUCKETS, TTFT_BUCKETS, Busy, Completion, Generation, Request, Target
@@ -55,6 +57,13 @@ class VllmEngine:
     def loaded(self) -> list[dict]:
         """vLLM holds its own memory: what it uses is not counted here."""
         return [{"key": key, "kind": "vllm", "bytes": 0, "in_use": 0} for key in [*self._engines, *self._adapters]]
+
+    def close(self) -> None:
+        """Stop every vLLM engine: each runs its core in a child process that would outlive this one, spinning on
+        a CPU (gunicorn's worker_exit calls this)."""
+        for engine in list(self._engines.values()):
+            engine.shutdown()
+        self._engines.clear()
 
     def recent_tokens_per_second(self, window: float = 10.0) -> float:
         since = time.monotonic() - window
@@ -159,6 +168,7 @@ class VllmEngine:
         if key not in self._engines:
             source = weights_source(target.base_model) if target.kind in ("base", "adapter") else str(target.folder)
             args = AsyncEngineArgs(model=source, enable_lora=target.kind != "full", max_loras=8, max_lora_rank=64,
+                                   dtype="auto" if torch.cuda.is_available() else "float32",  # as the torch engine
                                    gpu_memory_utilization=self.settings.inference_vllm_gpu_fraction,
                                    max_model_len=self.settings.inference_max_input_tokens
                                    + self.settings.inference_max_new_tokens, trust_remote_code=False)

@@ -1,5 +1,5 @@
-"""Both inference backends meet the `InferenceBackend` protocol: every method with its exact signature,
-and the counters and histograms /metrics reads."""
+"""Both inference backends meet the `InferenceBackend` protocol: every method with its exact signature (close
+included: gunicorn's worker_exit calls it), and the counters and histograms /metrics reads."""
 
 import inspect
 
@@ -12,7 +12,7 @@ METHODS = [name for name, value in vars(InferenceBackend).items()
 
 
 def test_the_protocol_names_what_the_api_and_metrics_call():
-    assert sorted(METHODS) == ["loaded", "recent_tokens_per_second", "submit"]
+    assert sorted(METHODS) == ["close", "loaded", "recent_tokens_per_second", "submit"]
     assert set(InferenceBackend.__annotations__) == {"stats", "histograms"}
 
 
