@@ -136,7 +136,7 @@ def _run_llmft(args, prepared, train, output):
         f"training.max_grad_norm={COMMON['max_grad_norm']}", "training.logging_steps=10",
         "training.eval_per_epoch=false", "output.final_model=last", f"output.output_dir={output}"])
     result = run_train(config, progress=False)
-    return (result.summary["train_runtime_s"], result.summary["steps"],
+    return (result.summary.train_runtime_s, result.summary.steps,
             _load_final(result.final_dir, args.method, args.model))
 
 
