@@ -179,31 +179,39 @@ def one_request(client, text: str, max_tokens: int) -> tuple[float, float | None
 
 
 def server_level(base_url: str, key: str, prompts: list[str], clients: int, max_tokens: int) -> dict:
+    results, wall = run_clients(prompts, clients, lambda: client_for(base_url, key),
+                                lambda client, text: one_request(client, text, max_tokens))
+    latencies, ttfts, tokens = zip(*results)
+    if None in tokens:
+        raise RuntimeError(f"c={clients}: {tokens.count(None)} streams ended without a usage chunk")
+    return summarize(f"server c={clients}", wall, latencies, [t for t in ttfts if t is not None], tokens)
+
+
+def run_clients(prompts: list[str], clients: int, make_client, ask) -> tuple[list, float]:
+    """`clients` threads, each with its own `make_client()`, taking prompts from one shared queue until it is empty and
+    calling `ask(client, prompt)`; the results (in completion order) and the wall time. A failed request fails the
+    run."""
     work = queue.Queue()
     for text in prompts:
         work.put(text)
     results, lock = [], threading.Lock()
 
     def client_loop() -> None:
-        client = client_for(base_url, key)
+        client = make_client()
         while True:
             try:
                 text = work.get_nowait()
             except queue.Empty:
                 return
-            result = one_request(client, text, max_tokens)
+            result = ask(client, text)
             with lock:
                 results.append(result)
 
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         for future in [pool.submit(client_loop) for _ in range(clients)]:
-            future.result()  # a failed request fails the run
-    wall = time.perf_counter() - began
-    latencies, ttfts, tokens = zip(*results)
-    if None in tokens:
-        raise RuntimeError(f"c={clients}: {tokens.count(None)} streams ended without a usage chunk")
-    return summarize(f"server c={clients}", wall, latencies, [t for t in ttfts if t is not None], tokens)
+            future.result()
+    return results, time.perf_counter() - began
 
 
 def summarize(mode: str, wall: float, latencies, ttfts, tokens) -> dict:

@@ -32,19 +32,16 @@ another, each alone on the CPU.
 import argparse
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import create_key, free_port, percentile, stop_server, tail  # noqa: E402
+from serve_load import create_key, free_port, percentile, run_clients, stop_server, tail  # noqa: E402
 
 MODEL = "smollm2-135m"
 SIDES = ("llmft", "transformers", "llamacpp-f32", "llamacpp-q8_0", "vllm", "vllm-lora", "llmft-vllm")
@@ -252,27 +249,8 @@ def one_request(client, model: str, text: str, max_tokens: int) -> dict:
 
 
 def level(side: str, base_url: str, key: str, model: str, prompts: list[str], clients: int, max_tokens: int) -> dict:
-    work = queue.Queue()
-    for text in prompts:
-        work.put(text)
-    results, lock = [], threading.Lock()
-
-    def client_loop() -> None:
-        client = client_for(base_url, key)
-        while True:
-            try:
-                text = work.get_nowait()
-            except queue.Empty:
-                return
-            result = one_request(client, model, text, max_tokens)
-            with lock:
-                results.append(result)
-
-    began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        for future in [pool.submit(client_loop) for _ in range(clients)]:
-            future.result()
-    wall = time.perf_counter() - began
+    results, wall = run_clients(prompts, clients, lambda: client_for(base_url, key),
+                                lambda client, text: one_request(client, model, text, max_tokens))
     tokens = [r["usage"] if r["usage"] is not None else len(r["arrivals"]) for r in results]
     ttfts = [r["arrivals"][0] - r["start"] for r in results if r["arrivals"]]
     gaps = [b - a for r in results for a, b in zip(r["arrivals"], r["arrivals"][1:])]
