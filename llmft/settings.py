@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     streams_total: int = Field(16, ge=1, description=(
         "Streams open at once per server process (429 above); never more than 3/4 of its threads, which probes and "
         "ordinary requests need too. Each gunicorn worker counts its own."))
+    job_stream_max_seconds: int = Field(600, ge=10, le=86400, description=(
+        "Longest a job's event stream stays open; the client reconnects with the last event id to go on."))
     data_root: Path | None = Field(None, description="Folder the legacy /train dataset_path may point into.")
     job_max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails (worker crashes count).")
     lease_seconds: int = Field(60, ge=5, description="A running job's lease; renewed by heartbeats.")

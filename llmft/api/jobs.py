@@ -243,7 +243,7 @@ def stream(job_id, query):
         after = int(header) if header.isascii() and header.isdigit() and len(header) < 19 else 0
     with streams.admit(principal()) as slot:
         follower = observe.follow(settings().sqlalchemy_url, principal=principal(), job_id=job_id, after=after,
-                                  alive=slot.key_active)
+                                  alive=slot.key_active, max_seconds=settings().job_stream_max_seconds)
         first = next(follower)  # the job is checked here: an unknown id is a 404 before the stream starts
         return slot.response(_sse(first, follower))
 
