@@ -1,7 +1,8 @@
 # The two set-up commands of the README:
 #   make run    create .venv if missing, install, start the service (API + one job worker) on
 #               embedded defaults: SQLite and a SQLite broker under $LLMFT_HOME, port 8000
-#   make test   create .venv if missing, install the dev extras, lint (ruff), run the tests
+#   make test   create .venv if missing, install the dev extras, lint (ruff), run the tests (two pytest-xdist
+#               workers, a test file each at a time; TEST_WORKERS=0 runs them in one process)
 #   make demo   fine-tune smollm2-135m (a real chat model) on our FAQ sample from the command line, no
 #               service, then evaluate it next to its base
 #   make demo-r1  the same with tiny-r1 and our reasoning sample (the DeepSeek-R1 formats)
@@ -13,6 +14,7 @@ LLMFT := $(VENV)/bin/llmft
 export LLMFT_HOME ?= $(CURDIR)/var
 
 VLLM_VENV ?= .venv-vllm
+TEST_WORKERS ?= 2
 
 .PHONY: run demo demo-r1 test test-fast lint install install-dev vllm-cpu clean
 
@@ -72,14 +74,16 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/pip install --quiet -e .
 	touch $@
 
+# Two workers: much of the suite waits on servers, queues and subprocesses with one core idle. The slowest files
+# go first (tests/conftest.py SLOWEST_FIRST), and the 30 slowest tests are printed at the end.
 test: install-dev lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
 
 lint: install-dev
 	$(VENV)/bin/ruff check llmft tests bench
 
 test-fast: install-dev
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) var .pytest_cache .hypothesis

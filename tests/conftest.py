@@ -17,7 +17,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import pytest
 import requests
@@ -33,6 +33,44 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # longest reference, ~700 tokens on the sample data) would be generated in full for every question of every job.
 # Servers and job processes inherit this; the real-model test (tests/test_readme.py) runs with the default, auto.
 os.environ.setdefault("JOB_EVAL_MAX_NEW_TOKENS", "24")
+
+# `make test` runs two pytest-xdist workers (--dist loadgroup), a test file each at a time. Each worker has its own
+# PostgreSQL database and Redis databases (postgres_url, redis_database), and torch in it and in every process it
+# starts uses one thread: two workers training at once on two cores would otherwise spin four.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# The two fine-tunes of the real model run one after the other on one worker, each with every core (REAL_MODEL_ENV):
+# together they are the longest stretch of the suite, and each alone keeps its job within minutes.
+REAL_MODEL = ["tests/evaluate/test_business_math_proof.py", "tests/test_readme.py"]
+REAL_MODEL_ENV = {"OMP_NUM_THREADS": str(os.cpu_count() or 1), "MKL_NUM_THREADS": str(os.cpu_count() or 1)}
+# The slowest files next (seconds measured by `make test --durations` on a 2-core machine), so that the two workers
+# take them early and finish together; the others follow in their usual order.
+SLOWEST_FIRST = [
+    *REAL_MODEL,
+    "tests/api/test_openai_fine_tuning.py",
+    "tests/api/test_jobs_methods.py",
+    "tests/jobs/test_chaos.py",
+    "tests/web/test_ui.py",
+    "tests/api/test_openapi_fuzz.py",
+    "tests/train/test_run.py",
+    "tests/train/test_preference.py",
+    "tests/train/test_grpo.py",
+    "tests/api/test_jobs.py",
+    "tests/train/test_distributed.py",
+]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """The slowest first, and each test in its file's xdist group (the real model's two files share one)."""
+    rank = {path: place for place, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group("real-model" if path in REAL_MODEL else path))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -63,6 +101,13 @@ def smollm2_dir() -> Path:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(built, target_is_directory=True)
     return link
+
+
+@pytest.fixture(scope="session")
+def real_model_env() -> dict:
+    """What a server that fine-tunes the real model adds to its environment: torch on every core (the suite's
+    workers give their processes one thread each)."""
+    return dict(REAL_MODEL_ENV)
 
 
 @pytest.fixture
@@ -120,14 +165,41 @@ def _service_url(name: str, variable: str, default: str) -> str:
     return url
 
 
+def _redis_database(url: str, number: int) -> str:
+    assert 12 <= number <= 15 and WORKER < 4, (number, WORKER)
+    return urlunparse(urlparse(url)._replace(path=f"/{number - 4 * WORKER}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return _service_url("Redis", "LLMFT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    """Redis database 15 of this test worker."""
+    return _redis_database(_service_url("Redis", "LLMFT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), 15)
+
+
+@pytest.fixture(scope="session")
+def redis_database(redis_url):
+    """redis_database(number) -> the URL of Redis database `number` (12 to 15) of this test worker: worker N has
+    12 - 4N to 15 - 4N, so two workers never share a queue or a rate limit."""
+    return lambda number: _redis_database(redis_url, number)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    return _service_url("PostgreSQL", "LLMFT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    """The test database; a second test worker gets one of its own beside it (`test_gw1`), created once."""
+    url = _service_url("PostgreSQL", "LLMFT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    if not WORKER:
+        return url
+    import sqlalchemy
+
+    name = f"{urlparse(url).path.lstrip('/')}_gw{WORKER}"
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                                      isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        if not connection.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                  {"name": name}).first():
+            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

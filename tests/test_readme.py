@@ -50,15 +50,18 @@ def sse_events(stream: str) -> dict[str, list[dict]]:
 
 
 @pytest.mark.slow
-def test_quick_start_runs_as_written_and_the_fine_tune_learns(server_home, start_server, smollm2_dir):
+def test_quick_start_runs_as_written_and_the_fine_tune_learns(server_home, start_server, smollm2_dir,
+                                                              real_model_env):
     home = server_home("quick-start")
     (home / "models" / "smollm2-135m").symlink_to(smollm2_dir.resolve(), target_is_directory=True)
-    env = {**os.environ, "LLMFT_HOME": str(home), "JOB_EVAL_MAX_NEW_TOKENS": "auto"}  # the default (conftest lowers it)
+    env = {**os.environ, "LLMFT_HOME": str(home), "JOB_EVAL_MAX_NEW_TOKENS": "auto",  # the default (conftest lowers it)
+           **real_model_env,  # every core, as on a user's machine
+           "JOB_STREAM_MAX_SECONDS": "3600"}  # beside the suite's other worker the job may outlast a 10-minute stream
     server = start_server(env)
     block = quick_start(ROOT / "README.md")
     assert block.count(URL) == 1
     done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.replace(URL, server)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=2400)
     log = (home / "server.log").read_text()[-4000:]
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n{log}"
 

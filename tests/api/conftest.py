@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from urllib.parse import urlparse, urlunparse
 
 import pytest
 import redis
@@ -23,7 +22,7 @@ def server_env(server_home, request) -> dict:
         request.getfixturevalue("reset_postgres")(url)
         env["DATABASE_URL"] = url
     if os.environ.get("LLMFT_TEST_BROKER") == "redis":
-        url = urlunparse(urlparse(request.getfixturevalue("redis_url"))._replace(path="/13"))
+        url = request.getfixturevalue("redis_database")(13)
         redis.Redis.from_url(url).flushdb()  # no messages or limits left over from an earlier run
         env["REDIS_URL"] = url
     return env

@@ -26,12 +26,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def proof_server(server_home, smollm2_dir, start_server, tmp_path_factory):
+def proof_server(server_home, smollm2_dir, start_server, real_model_env):
     home = server_home("proof-home")
     (home / "models" / "smollm2-135m").symlink_to(smollm2_dir, target_is_directory=True)
     env = {**os.environ, "LLMFT_HOME": str(home), "JOB_EVAL_GRADERS": str(ROOT / "config/graders/business_math.yaml"),
            "JOB_EVAL_MAX_SAMPLES": str(VALIDATION), "JOB_EVAL_MAX_NEW_TOKENS": "auto",  # the default (conftest lowers it)
-           "INFERENCE_MAX_NEW_TOKENS": "256"}
+           "INFERENCE_MAX_NEW_TOKENS": "256", **real_model_env}
     for name in ("DATABASE_URL", "REDIS_URL"):
         env.pop(name, None)  # embedded defaults: SQLite and its broker, this server's own
     base = start_server(env)
@@ -80,7 +80,7 @@ def test_a_short_fine_tune_closes_its_think_block_stops_and_serves_reasoning_apa
     assert reply.usage.completion_tokens_details.reasoning_tokens > 0
 
 
-def _wait(client: openai.OpenAI, job_id: str, seconds: float = 900):
+def _wait(client: openai.OpenAI, job_id: str, seconds: float = 2400):
     deadline = time.time() + seconds
     job = client.fine_tuning.jobs.retrieve(job_id)
     while job.status not in ("succeeded", "failed", "cancelled"):

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import pytest
 import redis
@@ -70,8 +69,7 @@ def cluster(request, tmp_path, tiny_model_dir):
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     if request.param == "redis":
-        parsed = urlparse(request.getfixturevalue("redis_url"))
-        url = urlunparse(parsed._replace(path="/14"))  # a database of its own: the queue starts empty
+        url = request.getfixturevalue("redis_database")(14)  # a database of its own: the queue starts empty
         redis.Redis.from_url(url).flushdb()
         env["REDIS_URL"] = url
     settings = load_settings(llmft_home=tmp_path, lease_seconds=LEASE_SECONDS, redis_url=env.get("REDIS_URL"))

@@ -11,7 +11,6 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import pytest
 import redis
@@ -31,10 +30,10 @@ GRACE = timedelta(seconds=6)  # broker delivery, a deferred message offered agai
 
 
 @pytest.fixture
-def cluster(tmp_path, tiny_model_dir, redis_url, postgres_url, reset_postgres):
+def cluster(tmp_path, tiny_model_dir, redis_database, postgres_url, reset_postgres):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "tiny-r1").symlink_to(tiny_model_dir)
-    broker = urlunparse(urlparse(redis_url)._replace(path="/12"))  # a database of its own: the queue starts empty
+    broker = redis_database(12)  # a database of its own: the queue starts empty
     redis.Redis.from_url(broker).flushdb()
     reset_postgres(postgres_url)
     env = {**os.environ, "LLMFT_HOME": str(tmp_path), "DATABASE_URL": postgres_url, "REDIS_URL": broker,
