@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     inference_prefix_cache_mb: int = Field(512, ge=0, description=(
         "Memory for the KV of prompt prefixes kept between requests (a shared system prompt is computed once); "
         "the least recently used blocks go first; 0 turns prefix caching off."))
+    inference_one_row_bf16: bool = Field(False, description=(
+        "On CPU, a decoding step of a single row reads bfloat16 copies of the linear weights (faster for a lone "
+        "stream, +50% weight memory; its greedy answers can differ from float32's). More rows stay float32."))
     inference_max_input_tokens: int = Field(4096, ge=1, description="Longest prompt in tokens (400 above).")
     job_eval_max_samples: int = Field(200, ge=0, description=(
         "The evaluation every fine-tuning job runs before it registers: most validation conversations answered."))

@@ -56,5 +56,6 @@ def engine() -> InferenceBackend:
                 app.extensions["llmft_engine"] = Engine(
                     max_batch=current.inference_max_batch, cache_bytes=current.inference_cache_mb << 20,
                     max_waiting=current.inference_max_waiting,
-                    prefix_cache_bytes=current.inference_prefix_cache_mb << 20)
+                    prefix_cache_bytes=current.inference_prefix_cache_mb << 20,
+                    one_row_bf16=current.inference_one_row_bf16)
         return app.extensions["llmft_engine"]

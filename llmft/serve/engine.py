@@ -17,7 +17,8 @@ left-padded to the same length) and leaves it when it ends, so a short answer ne
 long one. Rows for different adapters of one base share a batch (PEFT's per-row `adapter_names`);
 rows of the base itself run as `__base__`. A prompt that begins as an earlier one of the same model and adapter did
 prefills only its new tokens (serve/prefix_cache.py: blocks of 32 tokens, `prefix_cache_bytes`, least recently
-used dropped first; 0 turns it off).
+used dropped first; 0 turns it off). With `one_row_bf16` (CPU only), a step of a single row reads bfloat16 copies of
+the weights (serve/one_row_bf16.py).
 """
 
 import logging
@@ -56,7 +57,7 @@ class Engine:
     """The default `InferenceBackend` (serve/backend.py): one scheduler thread for every model in memory."""
 
     def __init__(self, *, max_batch: int = 16, cache_bytes: int = 8 << 30, max_waiting: int = 256,
-                 device: str | None = None, prefix_cache_bytes: int = 512 << 20):
+                 device: str | None = None, prefix_cache_bytes: int = 512 << 20, one_row_bf16: bool = False):
         self.max_batch, self.cache_bytes, self.max_waiting = max_batch, cache_bytes, max_waiting
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32  # no bf16 GEMM on most CPUs
@@ -66,7 +67,7 @@ class Engine:
         self.stats = {"requests": 0, "tokens": 0, "steps": 0, "rows_stepped": 0, "loads": 0, "evictions": 0}
         self.prefixes = PrefixCache(budget=prefix_cache_bytes)  # 0: off
         self.models = ModelCache(budget=cache_bytes, device=self.device, dtype=self.dtype, stats=self.stats,
-                                 prefixes=self.prefixes)
+                                 prefixes=self.prefixes, one_row_bf16=one_row_bf16 and self.device == "cpu")
         self.histograms = {"ttft": Histogram(TTFT_BUCKETS), "batch": Histogram(BATCH_BUCKETS)}  # read by /metrics
         self._recent: deque[tuple[float, int]] = deque(maxlen=4096)  # (time, tokens) of recent decoding steps
         self._thread = threading.Thread(target=self._loop, name="llmft-inference", daemon=True)

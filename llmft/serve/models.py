@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmft.bases.resolve import resolve_model, weights_source
 from llmft.serve.backend import Busy, Target
 from llmft.serve.batch import Backbone
+from llmft.serve.one_row_bf16 import attach as attach_one_row_bf16
 from llmft.serve.prefix_cache import PrefixCache
 
 log = logging.getLogger("llmft.serve")
@@ -47,8 +48,9 @@ class ModelCache:
     """Loads and drops models; `stats` (shared with the engine) counts "loads" and "evictions"."""
 
     def __init__(self, *, budget: int, device: str, dtype: torch.dtype, stats: dict,
-                 prefixes: PrefixCache | None = None):
+                 prefixes: PrefixCache | None = None, one_row_bf16: bool = False):
         self.budget, self.device, self.dtype, self.stats = budget, device, dtype, stats
+        self.one_row_bf16 = one_row_bf16  # serve/one_row_bf16.py on every model loaded
         self.prefixes = prefixes  # given to every backbone: prompt prefixes' KV, kept across requests
         self.backbones: dict[str, Backbone] = {}
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
@@ -133,9 +135,10 @@ class ModelCache:
         source = str(target.folder) if target.folder else weights_source(target.base_model)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype, use_safetensors=True).to(self.device)
         model.eval().requires_grad_(False)
+        added = attach_one_row_bf16(model) if self.one_row_bf16 else 0
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(target.base_model))
         self.backbones[target.key] = Backbone(model, tokenizer, self.device, name=target.key, prefixes=self.prefixes)
-        return sum(p.numel() * p.element_size() for p in model.parameters())
+        return added + sum(p.numel() * p.element_size() for p in model.parameters())
 
     def _load_adapter(self, target: Target, backbone_key: str) -> int:
         from peft import PeftModel
