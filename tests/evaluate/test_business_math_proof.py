@@ -26,12 +26,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def proof_server(server_home, smollm2_dir, start_server, real_model_env):
+def proof_server(server_home, smollm2_dir, start_server):
     home = server_home("proof-home")
     (home / "models" / "smollm2-135m").symlink_to(smollm2_dir, target_is_directory=True)
     env = {**os.environ, "LLMFT_HOME": str(home), "JOB_EVAL_GRADERS": str(ROOT / "config/graders/business_math.yaml"),
            "JOB_EVAL_MAX_SAMPLES": str(VALIDATION), "JOB_EVAL_MAX_NEW_TOKENS": "auto",  # the default (conftest lowers it)
-           "INFERENCE_MAX_NEW_TOKENS": "256", **real_model_env}
+           "INFERENCE_MAX_NEW_TOKENS": "256"}
     for name in ("DATABASE_URL", "REDIS_URL"):
         env.pop(name, None)  # embedded defaults: SQLite and its broker, this server's own
     base = start_server(env)
