@@ -77,13 +77,13 @@ $(VLLM_VENV)/.installed: pyproject.toml
 # Two workers: much of the suite waits on servers, queues and subprocesses with one core idle. The slowest files
 # go first (tests/conftest.py SLOWEST_FIRST), and the 30 slowest tests are printed at the end.
 test: install-dev lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
 lint: install-dev
 	$(VENV)/bin/ruff check llmft tests bench
 
 test-fast: install-dev
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) var .pytest_cache .hypothesis

@@ -34,7 +34,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Servers and job processes inherit this; the real-model test (tests/test_readme.py) runs with the default, auto.
 os.environ.setdefault("JOB_EVAL_MAX_NEW_TOKENS", "24")
 
-# `make test` runs two pytest-xdist workers (--dist loadgroup), a test file each at a time. Each worker has its own
+# `make test` runs two pytest-xdist workers (--dist loadfile), a test file each at a time. Each worker has its own
 # PostgreSQL database and Redis databases (postgres_url, redis_database), and torch in it and in every process it
 # starts uses one thread: two workers training at once on two cores would otherwise run four threads in lock step on
 # two cores, each parallel region waiting for a thread the other worker preempted (seen: the real-model fine-tune of
@@ -62,13 +62,10 @@ SLOWEST_FIRST = [
 ]
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    """The slowest files first, and each test in its file's xdist group: a worker runs a file whole."""
+    """The slowest files first (--dist loadfile then hands them out first: a worker runs a file whole)."""
     rank = {path: place for place, path in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -280,16 +277,14 @@ def server_home(tmp_path_factory, tiny_model_dir):
     return make
 
 
-@pytest.fixture(scope="session")
-def start_server():
-    """start_server(env) -> the base URL of `llmft serve` (gunicorn, 4 threads, the embedded worker) started in a
-    subprocess with `env` on a free port, once /healthz answers; its log is $LLMFT_HOME/server.log. Every server
-    started is stopped at the end of the session. worker=False: no job worker — what a second server beside the
-    session's must use on PostgreSQL + Redis, where it shares their database and queue: its worker would run the
-    other server's jobs with its own $LLMFT_HOME (their uploads and artifacts are not there)."""
-    running = []
+class _Servers:
+    """`llmft serve` processes started by the tests: those of session fixtures, and those of one test module."""
 
-    def start(env: dict, *, worker: bool = True) -> str:
+    def __init__(self):
+        self.session: list = []
+        self.module: list = []
+
+    def start(self, env: dict, *, worker: bool = True, session: bool = False) -> str:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -298,7 +293,7 @@ def start_server():
         command = [sys.executable, "-m", "llmft.cli", "serve", "--port", str(port), "--threads", "4"]
         process = subprocess.Popen(command + ([] if worker else ["--no-worker"]), env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
-        running.append((process, log))
+        (self.session if session else self.module).append((process, log))
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 60
         while True:
@@ -311,9 +306,33 @@ def start_server():
             assert time.time() < deadline, "server did not start"
             time.sleep(0.3)
 
-    yield start
-    for process, _ in running:  # all asked to stop first: each shutdown waits on its own requests and worker
-        process.terminate()
-    for process, log in running:
-        process.wait(timeout=30)
-        log.close()
+    @staticmethod
+    def stop(running: list) -> None:
+        for process, _ in running:  # all asked to stop first: each shutdown waits on its own requests and worker
+            process.terminate()
+        for process, log in running:
+            process.wait(timeout=30)
+            log.close()
+        running.clear()
+
+
+_SERVERS = _Servers()
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """start_server(env) -> the base URL of `llmft serve` (gunicorn, 4 threads, the embedded worker) started in a
+    subprocess with `env` on a free port, once /healthz answers; its log is $LLMFT_HOME/server.log. A server is
+    stopped when the test module that started it ends (session=True: when the session ends; for session fixtures),
+    so that idle servers do not pile up in memory. worker=False: no job worker — what a second server beside the
+    session's must use on PostgreSQL + Redis, where it shares their database and queue: its worker would run the
+    other server's jobs with its own $LLMFT_HOME (their uploads and artifacts are not there)."""
+    yield _SERVERS.start
+    _SERVERS.stop(_SERVERS.module)
+    _SERVERS.stop(_SERVERS.session)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_modules_servers():
+    yield
+    _SERVERS.stop(_SERVERS.module)

@@ -30,7 +30,7 @@ def server_env(server_home, request) -> dict:
 
 @pytest.fixture(scope="session")
 def server(server_env, start_server) -> str:
-    return start_server(server_env)
+    return start_server(server_env, session=True)
 
 
 def make_key(env: dict, tenant: str, role: str) -> str:

@@ -27,7 +27,7 @@ def ui_server_env(server_home) -> dict:
 
 @pytest.fixture(scope="session")
 def ui_server(ui_server_env, start_server) -> str:
-    return start_server(ui_server_env)
+    return start_server(ui_server_env, session=True)
 
 
 @pytest.fixture(scope="session")
