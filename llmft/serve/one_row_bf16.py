@@ -4,7 +4,8 @@
 
 On a CPU, one row's decoding step is a matrix-vector product per linear layer, bound by the bytes of weights read,
 and MKL runs it on one thread; the bf16 kernel reads half the bytes on every core (docs/benchmarks.md, "Where a
-single stream's time goes"). An input of more than one token position (a prefill, a batch of rows) keeps the
+single stream's time goes"). So does the output layer of a lone prompt's prefill (its logits are those of the last
+position only). An input of more than one token position (a prefill's layers, a batch of rows) keeps the
 float32 product: there the bf16 kernels are slower on CPUs without AVX-512 BF16. Activations, norms, attention and
 the KV cache stay float32; the product's result is turned back to float32. Greedy answers of a lone request can
 therefore differ from float32's in their later tokens, which is why it is off by default.
