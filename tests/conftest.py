@@ -185,8 +185,7 @@ def postgres_url() -> str:
     import sqlalchemy
 
     name = f"{urlparse(url).path.lstrip('/')}_gw{WORKER}"
-    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
-                                      isolation_level="AUTOCOMMIT")
+    engine = _postgres_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         if not connection.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :name"),
                                   {"name": name}).first():
@@ -215,11 +214,18 @@ def reset_postgres():
     return _reset_postgres
 
 
+def _postgres_engine(url: str, **options):
+    """A SQLAlchemy engine on `url` through psycopg 3 (a plain postgresql:// URL would ask for psycopg2)."""
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), **options)
+
+
 def _reset_postgres(url: str) -> None:
     """An empty `public` schema: every table goes, also those of a newer or older llmft."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = _postgres_engine(url)
     with engine.begin() as connection:
         connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
