@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--grpo-steps", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="GRPO's LoRA rate")
     parser.add_argument("--lr-scheduler", default="cosine", choices=["cosine", "linear", "constant"])
+    parser.add_argument("--beta", type=float, default=0.0, help="KL penalty toward the SFT model (0: none)")
     parser.add_argument("--start-from", type=Path, help="an earlier --out whose SFT (sft, sft-merged) to reuse")
     parser.add_argument("--held-out", type=int, default=40)
     parser.add_argument("--held-out-seed", type=int, help="draw the held-out questions with this seed, not the sample's")
@@ -81,7 +82,7 @@ def main() -> None:
               "--set", f"method.grpo.temperature={args.temperature}",
               "--set", "method.grpo.reward.length_target=128", "--set", f"training.max_steps={args.grpo_steps}",
               "--set", f"training.learning_rate={args.learning_rate}", "--set", "training.save_steps=50",
-              "--set", f"training.lr_scheduler={args.lr_scheduler}",
+              "--set", f"training.lr_scheduler={args.lr_scheduler}", "--set", f"method.grpo.beta={args.beta}",
               "--set", f"output.output_dir={grpo}")
     report_path = out / "eval.json"
     if not report_path.is_file():
