@@ -59,6 +59,7 @@ def argument_values(config: TrainConfig, output_dir: Path, *, has_validation: bo
         use_cpu=not cuda,
         activation_checkpointing=t.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        torch_compile=t.torch_compile,
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,

@@ -32,6 +32,8 @@ def test_schedule_clipping_and_strategies_follow_the_config(tmp_path):
     assert args.max_steps == 7
     assert args.eval_strategy == "steps" and args.eval_steps == 3
     assert args.save_strategy == "epoch"
+    assert args.torch_compile is False
+    assert training_arguments(config(torch_compile=True), tmp_path, has_validation=False).torch_compile is True
 
 
 def test_auto_values_must_be_chosen_before_trainer_sees_them(tmp_path):

@@ -122,6 +122,19 @@ def test_other_methods_and_optimizers_train(tmp_path, small_data, tiny_model_dir
 
 
 @pytest.mark.slow
+def test_a_compiled_run_takes_the_steps_of_the_eager_one(tmp_path, small_data, tiny_model_dir):
+    """training.torch_compile: inductor's kernels, the same losses and the same saved adapter format."""
+    runs = {}
+    for compiled in (False, True):
+        result = train(load_config(None, settings(small_data, tmp_path / f"compiled-{compiled}", "training.max_steps=3",
+                                                  "training.eval_steps=100", "training.save_steps=100",
+                                                  f"training.torch_compile={str(compiled).lower()}")), progress=False)
+        runs[compiled] = [m["loss"] for m in read_metrics(result.output_dir) if "loss" in m]
+        assert (result.final_dir / "adapter_model.safetensors").is_file()
+    assert len(runs[True]) == 3 and runs[True] == pytest.approx(runs[False], rel=1e-3)
+
+
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path, small_data, tiny_model_dir):
     from llmft.config import ConfigError
 
