@@ -7,11 +7,11 @@ without it, measured in one run on the same data (issue 20's list: fused AdamW, 
 Each lever is its own process running `train(config)` (what `llmft train` runs) on the same sample data,
 for --steps optimizer steps of 2 packed rows, logging every step. The first --warmup steps (model load, compile,
 allocator warm-up) are left out; the figure is the median of the later steps' tokens/s (trained tokens through the
-model a second, the trainer's own `tokens_per_second`). The levers a config cannot set yet are applied to the
+model a second, the trainer's own `tokens_per_second`). Fused AdamW, which no config sets, is applied to the
 Trainer's arguments inside the worker process:
   baseline     what llmft does now (AdamW with foreach kernels on CPU, eager PyTorch, 1,024-token rows)
   fused-adamw  Trainer's `adamw_torch_fused` (torch's fused AdamW, which has a CPU kernel)
-  compile      Trainer's `torch_compile=True` (inductor, default mode)
+  compile      `training.torch_compile: true` (Trainer's torch_compile: inductor, default mode)
   rows-2048    2,048-token packed rows, one a step (the same tokens a step as two of 1,024)
 The loss of the last steps is printed beside each, so a lever that changes the numbers shows it.
 """
@@ -73,7 +73,7 @@ def _worker(args) -> None:
     from llmft.train.run import train
 
     lever, output = args.worker, Path(tempfile.mkdtemp(prefix=f"lever-{args.worker}-"))
-    extra = {"fused-adamw": {"optim": "adamw_torch_fused"}, "compile": {"torch_compile": True}}.get(lever, {})
+    extra = {"optim": "adamw_torch_fused"} if lever == "fused-adamw" else {}
     values = arguments.argument_values
     arguments.argument_values = lambda *a, **k: {**values(*a, **k), **extra}
     rows, length = (1, 2048) if lever == "rows-2048" else (2, 1024)
@@ -83,6 +83,7 @@ def _worker(args) -> None:
         f"method.type={args.method}", "method.lora.dropout=0.0", f"training.max_steps={args.steps}",
         f"training.batch_size={rows}", "training.learning_rate=2e-4", "training.logging_steps=1",
         "training.eval_per_epoch=false", "training.save_steps=100000", "output.final_model=last",
+        f"training.torch_compile={'true' if lever == 'compile' else 'false'}",
         f"output.output_dir={output}"])
     train(config, progress=False)
     logs, seen = [], 0
