@@ -100,6 +100,8 @@ def test_hyperparameters_take_aliases_and_keep_their_types(tenant):
     ({"hyperparameters": {"seed": 1}}, "hyperparameters.seed", "hyperparameters.seed: unknown hyperparameter"),
     ({"hyperparameters": {"batch_size": 0, "lr_scheduler": "cosine-ish"}}, "hyperparameters",
      "the job has 2 problems:\n  training.batch_size: Input should be greater than or equal to 1"),
+    ({"hyperparameters": {"torch_compile": "fast"}}, "hyperparameters.torch_compile",
+     "Input should be a valid boolean"),
     ({"suffix": "Support Bot"}, "suffix", "suffix 'Support Bot': lowercase letters"),
     ({"resources": {"processes": 2, "nodes": 2}}, "resources.nodes", "--nnodes M --rdzv-endpoint HOST:PORT"),
 ])
